@@ -1,0 +1,82 @@
+"""Every setting of rob_gan_jax, with the official Rob-GAN CIFAR-10 values as defaults.
+
+    python main.py --config=configs/default.py --workdir=/tmp/robgan
+
+Other configs import this one and override fields; the returned config is locked, so a misspelt
+key (in a config file or as `--config.x=...`) is an error rather than a silently new setting.
+Pixel values and attack radii are in the [-1, 1] scale (8/255 in [0, 1] units = 0.0627 here).
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # Official `resnet_32` (nz=128, ngf=ndf=64, start_width=4, bn=True).
+  config.model = ml_collections.ConfigDict(dict(
+      num_classes=10,
+      image_size=32,
+      z_dim=128,
+      generator_width=64,
+      generator_channel_multipliers=(16, 8, 4, 2, 1),
+      bottom_width=4,
+      num_upsample=3,
+      discriminator_width=64,
+      discriminator_downsample=(True, True, False, False),
+      normalization='batch_norm',  # 'batch_norm' | 'spectral_norm' | 'none'
+      bn_momentum=0.9,  # Flax convention (PyTorch momentum 0.1).
+  ))
+
+  # Step-1 attack on real images (official defaults: --adv_steps 5 --epsilon 0.03125, lr 0.0078).
+  config.attack = ml_collections.ConfigDict(dict(
+      epsilon=0.03125,
+      step_size=0.0078,
+      num_steps=5,  # 0: AC-GAN without attack.
+      random_start=False,
+  ))
+
+  # Adam for both nets; lr multiplied by `decay_factor` every `decay_every_epochs`.
+  config.optim = ml_collections.ConfigDict(dict(
+      learning_rate=2e-4,
+      b1=0.0,
+      b2=0.9,
+      decay_every_epochs=50,
+      decay_factor=0.5,
+  ))
+
+  config.dataset = ml_collections.ConfigDict(dict(
+      name='cifar10',  # TFDS name, used when image_folder is unset.
+      image_folder=config_dict.placeholder(str),  # {train,test}/<class>/*.jpg, read by ImageFolder.
+      data_dir=config_dict.placeholder(str),  # TFDS data_dir.
+      train_split='train',
+      test_split='test',
+      crop_padding=4,
+      random_flip=True,
+      dequantization_noise=1.0 / 128,  # Uniform [0, noise) added to inputs (SN-GAN trick).
+  ))
+
+  config.train = ml_collections.ConfigDict(dict(
+      loss='split',  # 'split' (paper eq. 9) | 'acgan' (eq. 8).
+      batch_size=64,  # Global batch of every D and G update.
+      n_dis=5,  # D updates per G update.
+      num_steps=31_250,  # G updates (200 epochs of D updates at batch 64, n_dis 5).
+      log_every_steps=50,
+      checkpoint_every_steps=500,
+      max_to_keep=3,
+      eval_every_steps=2_500,  # Clean and PGD accuracy of D's classifier on test examples.
+      eval_num_examples=1_000,
+      sample_every_steps=2_500,  # Fixed-noise sample grid, one row per class.
+      samples_per_class=10,
+  ))
+  # Robustness evaluation of D's classifier (official `acc_under_attack.py`: PGD on the class
+  # cross-entropy, step size eps / 5).
+  config.eval = ml_collections.ConfigDict(dict(
+      num_steps=20,
+      step_size_factor=0.2,  # step_size = epsilon * step_size_factor.
+      batch_size=500,
+  ))
+  config.lock()
+  return config

@@ -1,0 +1,76 @@
+"""L-inf projected gradient descent (PGD) attack.
+
+Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks" (ICLR 2018), as used
+by Rob-GAN (Liu & Hsieh, CVPR 2019, Sec. 4): repeated sign-gradient ascent steps on a loss,
+each followed by projection onto the L-inf ball of radius `epsilon` around the clean input and
+clipping to the pixel range [-1, 1]. Official code: `miscs/pgd.py` (`attack_Linf_PGD`).
+
+`epsilon` and `step_size` are in the [-1, 1] pixel scale: 8/255 in [0, 1] units is 16/255 =
+0.0627 here.
+"""
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+PIXEL_MIN, PIXEL_MAX = -1.0, 1.0
+
+
+def check_attack_args(*, epsilon, step_size, num_steps) -> None:
+  """Raises ValueError for epsilon < 0, step_size <= 0 or num_steps < 0 (Python numbers only)."""
+  if isinstance(epsilon, (int, float)) and epsilon < 0:
+    raise ValueError(f'epsilon must be >= 0, got {epsilon}')
+  if isinstance(step_size, (int, float)) and step_size <= 0:
+    raise ValueError(f'step_size must be > 0, got {step_size}')
+  if isinstance(num_steps, int) and num_steps < 0:
+    raise ValueError(f'num_steps must be >= 0, got {num_steps}')
+
+
+def pgd_linf(loss_fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.Array, y: jax.Array,
+             *, epsilon, step_size, num_steps: int, random_start: bool = False,
+             key: Optional[jax.Array] = None) -> jax.Array:
+  """Finds x_adv in the L-inf ball around x that increases `loss_fn`.
+
+  Only the input is differentiated: `loss_fn` closes over its weights, so no weight gradients are
+  computed. The model inside `loss_fn` should run in inference mode (BatchNorm with running
+  statistics, no spectral-norm update), as the official code's `dis.eval()` does, so that the
+  attack changes no state.
+
+  Args:
+    loss_fn: `loss_fn(x, y) -> scalar` to maximise; examples must not interact (no batch
+      statistics), so the sign of its gradient is each example's own.
+    x: (B, H, W, C) float32 clean images in [-1, 1].
+    y: labels passed through to `loss_fn`.
+    epsilon: L-inf radius in the [-1, 1] pixel scale; a Python float or a scalar array (an array
+      lets one compiled attack serve several radii).
+    step_size: ascent step in the same scale.
+    num_steps: number of steps, unrolled with `lax.fori_loop`; 0 returns x (or the random start).
+    random_start: start from a uniform point in the eps-ball (Madry et al.) instead of x.
+    key: PRNG key, required when `random_start`.
+
+  Returns:
+    (B, H, W, C) float32 adversarial images under `stop_gradient`, with
+    ||x_adv - x||_inf <= epsilon and values in [-1, 1].
+
+  Raises:
+    ValueError: epsilon < 0, step_size <= 0, num_steps < 0, or random_start without a key.
+  """
+  check_attack_args(epsilon=epsilon, step_size=step_size, num_steps=num_steps)
+  x = jax.lax.stop_gradient(x)
+  lower = jnp.maximum(x - epsilon, PIXEL_MIN)
+  upper = jnp.minimum(x + epsilon, PIXEL_MAX)
+  x_adv = x
+  if random_start:
+    if key is None:
+      raise ValueError('random_start=True needs a PRNG key')
+    noise = jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * epsilon
+    x_adv = jnp.clip(x + noise, lower, upper)
+  grad_fn = jax.grad(loss_fn)
+
+  def step(_, x_adv):
+    x_adv = x_adv + step_size * jnp.sign(grad_fn(x_adv, y))
+    return jnp.clip(x_adv, lower, upper)
+
+  x_adv = jax.lax.fori_loop(0, num_steps, step, x_adv)
+  return jax.lax.stop_gradient(x_adv)

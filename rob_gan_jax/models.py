@@ -1,0 +1,326 @@
+"""Generator and discriminator of Rob-GAN (Flax Linen).
+
+Both follow the official PyTorch code's `resnet_32` models
+(github.com/xuanqing94/RobGAN, `gen_models/resnet_32.py`, `dis_models/resnet_32.py`), which are the
+SN-GAN ResNet models (Miyato & Koyama, 2018) with an AC-GAN classifier head on the discriminator.
+With the default widths the trainable parameter counts are exactly those of the official code:
+generator 12,272,515 and discriminator 1,056,395 (`normalization='batch_norm'`).
+
+Images are NHWC float32 in the pixel range [-1, 1].
+
+Two rewrites compute exactly the same functions as the reference with less work (they are linear
+identities, so only float rounding differs):
+- the generator's 1x1 shortcut convolution is applied before nearest-neighbour upsampling
+  instead of after it;
+- the generator's "upsample x2 then 3x3 conv" is computed as four 2x2 convolutions on the small
+  map, one per output phase (sub-pixel convolution), using 16/36 of the multiply-adds. The stored
+  kernel is still the 3x3 kernel of the reference.
+"""
+
+from typing import Any, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+NORMALIZATIONS = ('batch_norm', 'spectral_norm', 'none')
+
+
+def xavier_uniform(gain: float = 1.0):
+  """PyTorch's `xavier_uniform_(w, gain)`, the official code's initialiser."""
+  return nn.initializers.variance_scaling(gain**2, 'fan_avg', 'uniform')
+
+
+def upsample_nearest(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour x2 upsampling of NHWC maps (PyTorch `F.upsample(size=2x)`)."""
+  x = jnp.repeat(x, 2, axis=1)
+  return jnp.repeat(x, 2, axis=2)
+
+
+def avg_pool2(x: jax.Array) -> jax.Array:
+  """2x2 average pooling with stride 2 of NHWC maps (PyTorch `F.avg_pool2d(x, 2)`)."""
+  return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+class UpsampleConv(nn.Module):
+  """`conv3x3(upsample_nearest(x))` with a 'SAME'-padded 3x3 kernel, computed on the small map.
+
+  Output pixel (2i + a, 2j + b) only reads input rows {i - 1, i} (a = 0) or {i, i + 1} (a = 1),
+  and likewise for columns, so each of the four output phases is a 2x2 convolution whose taps are
+  sums of the 3x3 taps. Zero padding of the upsampled map is zero padding of the small map.
+
+  Attributes:
+    features: output channels.
+    use_bias: whether to add a bias (the generator's convs have one).
+    kernel_init: initialiser of the (3, 3, in, out) kernel.
+  """
+  features: int
+  use_bias: bool = True
+  kernel_init: Any = xavier_uniform(2.0**0.5)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', self.kernel_init, (3, 3, x.shape[-1], self.features))
+    # Rows of the 3x3 kernel folded for phase a=0 (input rows i-1, i) and a=1 (rows i, i+1).
+    fold = {0: lambda k: jnp.stack([k[0], k[1] + k[2]]),
+            1: lambda k: jnp.stack([k[0] + k[1], k[2]])}
+    pad = {0: (1, 0), 1: (0, 1)}
+    phases = []
+    for a in (0, 1):
+      row_kernel = fold[a](kernel)
+      row = []
+      for b in (0, 1):
+        k = jnp.swapaxes(fold[b](jnp.swapaxes(row_kernel, 0, 1)), 0, 1)
+        row.append(jax.lax.conv_general_dilated(
+            x, k, window_strides=(1, 1), padding=(pad[a], pad[b]),
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+      phases.append(jnp.stack(row, axis=3))  # (N, H, W, 2[b], C)
+    y = jnp.stack(phases, axis=2)  # (N, H, 2[a], W, 2[b], C)
+    n, h, _, w, _, c = y.shape
+    y = y.reshape(n, 2 * h, 2 * w, c)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,))
+    return y
+
+
+class ConditionalBatchNorm(nn.Module):
+  """Class-conditional BatchNorm: normalise, then per-class scale and shift.
+
+  Official code: `layers/cat_cond_bn.py` (`CatCondBatchNorm2d`): the normalisation has no affine
+  parameters of its own; gamma and beta are embeddings of the label initialised to 1 and 0.
+
+  Attributes:
+    num_classes: number of labels.
+    momentum: running-average momentum (Flax convention: new = m * old + (1 - m) * batch).
+    epsilon: variance epsilon.
+    axis_name: mapped axis over which batch statistics are averaged in training (cross-replica
+      BatchNorm), or None.
+  """
+  num_classes: int
+  momentum: float = 0.9
+  epsilon: float = 2e-5
+  axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, y: jax.Array, *, train: bool) -> jax.Array:
+    """x: (B, H, W, C) float32; y: (B,) int labels. Returns (B, H, W, C)."""
+    x = nn.BatchNorm(use_running_average=not train, use_scale=False, use_bias=False,
+                     momentum=self.momentum, epsilon=self.epsilon,
+                     axis_name=self.axis_name if train else None)(x)
+    channels = x.shape[-1]
+    gamma = nn.Embed(self.num_classes, channels, embedding_init=nn.initializers.ones,
+                     name='gamma')(y)
+    beta = nn.Embed(self.num_classes, channels, embedding_init=nn.initializers.zeros,
+                    name='beta')(y)
+    return x * gamma[:, None, None, :] + beta[:, None, None, :]
+
+
+class GeneratorBlock(nn.Module):
+  """Pre-activation residual block with class-conditional BN (`gen_models/resblocks.py`)."""
+  features: int
+  upsample: bool
+  num_classes: int
+  bn_momentum: float
+  axis_name: Optional[str]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, y: jax.Array, *, train: bool) -> jax.Array:
+    bn = lambda name: ConditionalBatchNorm(self.num_classes, self.bn_momentum,
+                                           axis_name=self.axis_name, name=name)
+    h = nn.relu(bn('bn1')(x, y, train=train))
+    if self.upsample:
+      h = UpsampleConv(self.features, name='conv1')(h)
+    else:
+      h = nn.Conv(self.features, (3, 3), kernel_init=xavier_uniform(2.0**0.5), name='conv1')(h)
+    h = nn.relu(bn('bn2')(h, y, train=train))
+    h = nn.Conv(self.features, (3, 3), kernel_init=xavier_uniform(2.0**0.5), name='conv2')(h)
+    shortcut = x
+    if self.upsample or x.shape[-1] != self.features:
+      shortcut = nn.Conv(self.features, (1, 1), kernel_init=xavier_uniform(1.0),
+                         name='conv_shortcut')(x)
+      if self.upsample:
+        shortcut = upsample_nearest(shortcut)
+    return h + shortcut
+
+
+class Generator(nn.Module):
+  """G(z, y): class-conditional SN-GAN ResNet generator.
+
+  Official code: `gen_models/resnet_32.py` (`ResNetGenerator`): Linear(z_dim -> bottom^2 * 16 ch),
+  residual blocks 16ch -> 8ch -> 4ch -> 2ch (upsampling) -> 1ch, final BN, ReLU, conv3x3 -> 3, tanh.
+
+  Attributes:
+    num_classes: number of labels.
+    z_dim: latent size.
+    width: `ngf` of the official code; block channels are `width * channel_multipliers`.
+    bottom_width: spatial size after the first linear layer.
+    channel_multipliers: channels of the linear output and of each block's output, in units of
+      `width`. Consecutive entries define the blocks.
+    num_upsample: how many of the first blocks upsample x2 (image size = bottom_width *
+      2**num_upsample).
+    bn_momentum: BatchNorm running-average momentum (Flax convention).
+    axis_name: mapped axis for cross-replica BatchNorm in training, or None.
+  """
+  num_classes: int = 10
+  z_dim: int = 128
+  width: int = 64
+  bottom_width: int = 4
+  channel_multipliers: Sequence[int] = (16, 8, 4, 2, 1)
+  num_upsample: int = 3
+  bn_momentum: float = 0.9
+  axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, z: jax.Array, y: jax.Array, *, train: bool) -> jax.Array:
+    """Generates images.
+
+    Args:
+      z: (B, z_dim) float32 latent, standard normal.
+      y: (B,) int32 labels in [0, num_classes).
+      train: BatchNorm uses batch statistics (averaged over `axis_name`) and updates its running
+        averages (needs `mutable=['batch_stats']`) when True, running averages when False.
+
+    Returns:
+      (B, S, S, 3) float32 images in [-1, 1], S = bottom_width * 2**num_upsample.
+    """
+    mults = self.channel_multipliers
+    h = nn.Dense(self.bottom_width**2 * mults[0] * self.width, kernel_init=xavier_uniform(1.0),
+                 name='linear')(z)
+    # The official code reshapes NCHW; keep its feature order so converted weights would match.
+    h = h.reshape(-1, mults[0] * self.width, self.bottom_width, self.bottom_width)
+    h = jnp.transpose(h, (0, 2, 3, 1))
+    for i, m in enumerate(mults[1:]):
+      h = GeneratorBlock(m * self.width, upsample=i < self.num_upsample,
+                         num_classes=self.num_classes, bn_momentum=self.bn_momentum,
+                         axis_name=self.axis_name, name=f'block{i + 1}')(h, y, train=train)
+    h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                     axis_name=self.axis_name if train else None, name='bn_out')(h)
+    h = nn.Conv(3, (3, 3), kernel_init=xavier_uniform(1.0), name='conv_out')(nn.relu(h))
+    return jnp.tanh(h)
+
+
+class _NormalizedLayers(nn.Module):
+  """Base for discriminator modules: convs/linears with the chosen normalisation."""
+  normalization: str = 'batch_norm'
+  bn_momentum: float = 0.9
+  axis_name: Optional[str] = None
+
+  def layer(self, module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+    if self.normalization == 'spectral_norm':
+      return nn.SpectralNorm(module)(x, update_stats=train)
+    return module(x)
+
+  def batch_norm(self, x: jax.Array, train: bool, name: str) -> jax.Array:
+    if self.normalization != 'batch_norm':
+      return x
+    return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                        axis_name=self.axis_name if train else None, name=name)(x)
+
+  def conv(self, x, features, size, train, name):
+    kernel_init = xavier_uniform(2.0**0.5 if size == 3 else 1.0)
+    conv = nn.Conv(features, (size, size), use_bias=False, kernel_init=kernel_init, name=name)
+    return self.batch_norm(self.layer(conv, x, train), train, name=f'{name}_bn')
+
+
+class DiscriminatorBlock(_NormalizedLayers):
+  """Residual block of the discriminator (`dis_models/resblocks.py`, `Block`/`OptimizedBlock`).
+
+  `optimized=True` is SN-GAN's first block (no pre-activation, always downsamples). With batch
+  norm, each conv is followed by BN, as in the official code with `bn=True`.
+  """
+  features: int = 128
+  downsample: bool = False
+  optimized: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    h = x if self.optimized else nn.relu(x)
+    h = nn.relu(self.conv(h, self.features, 3, train, 'conv1'))
+    h = self.conv(h, self.features, 3, train, 'conv2')
+    if self.downsample:
+      h = avg_pool2(h)
+    if self.optimized:  # official order: pool, 1x1 conv (, BN)
+      return h + self.conv(avg_pool2(x), self.features, 1, train, 'conv_shortcut')
+    shortcut = x
+    if self.downsample or x.shape[-1] != self.features:  # official order: 1x1 conv (, BN), pool
+      shortcut = self.conv(x, self.features, 1, train, 'conv_shortcut')
+      if self.downsample:
+        shortcut = avg_pool2(shortcut)
+    return h + shortcut
+
+
+class Discriminator(_NormalizedLayers):
+  """D(x): ResNet discriminator with a source head and an AC-GAN class head.
+
+  Official code: `dis_models/resnet_32.py` (`ResNetAC`): optimized block (3 -> 2 width, down),
+  blocks 2w -> 2w (down), 2w -> 2w, 2w -> 2w; ReLU; global sum pooling; linear heads.
+
+  Attributes:
+    num_classes: size of the class head.
+    width: `ndf` of the official code; every block has `2 * width` channels.
+    downsample: per block, whether it halves the resolution; the first block is SN-GAN's
+      optimized block and must downsample.
+    normalization: 'batch_norm' (official CIFAR-10 default), 'spectral_norm' (SN-GAN,
+      `nn.SpectralNorm` on every conv and linear layer) or 'none'.
+    bn_momentum: BatchNorm running-average momentum (Flax convention).
+    axis_name: mapped axis for cross-replica BatchNorm in training, or None.
+  """
+  num_classes: int = 10
+  width: int = 64
+  downsample: Sequence[bool] = (True, True, False, False)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> Tuple[jax.Array, jax.Array]:
+    """Scores images.
+
+    Args:
+      x: (B, H, W, 3) float32 images in [-1, 1].
+      train: BatchNorm uses (cross-replica) batch statistics and spectral norm updates its power
+        iteration vectors when True (both need `mutable=['batch_stats']`); inference mode when
+        False, which changes no state.
+
+    Returns:
+      source_logits: (B,) float32 logit of "real".
+      class_logits: (B, num_classes) float32.
+    """
+    if not self.downsample or not self.downsample[0]:
+      raise ValueError('the first discriminator block must downsample, got '
+                       f'downsample={tuple(self.downsample)}')
+    h = x
+    for i, down in enumerate(self.downsample):
+      h = DiscriminatorBlock(features=2 * self.width, downsample=down, optimized=i == 0,
+                             normalization=self.normalization, bn_momentum=self.bn_momentum,
+                             axis_name=self.axis_name, name=f'block{i + 1}')(h, train=train)
+    h = jnp.sum(nn.relu(h), axis=(1, 2))
+    dense = lambda n, name: nn.Dense(n, kernel_init=xavier_uniform(1.0), name=name)
+    source_logits = self.layer(dense(1, 'source_head'), h, train)[:, 0]
+    class_logits = self.layer(dense(self.num_classes, 'class_head'), h, train)
+    return source_logits, class_logits
+
+
+def create_models(model_config, axis_name: Optional[str] = None) -> Tuple[Generator,
+                                                                          Discriminator]:
+  """Builds (generator, discriminator) from `config.model`.
+
+  Raises:
+    ValueError: for an unknown normalisation or an image size the generator cannot produce.
+  """
+  if model_config.normalization not in NORMALIZATIONS:
+    raise ValueError(f'model.normalization must be one of {NORMALIZATIONS}, '
+                     f'got {model_config.normalization!r}')
+  size = model_config.bottom_width * 2**model_config.num_upsample
+  if size != model_config.image_size:
+    raise ValueError(f'model.bottom_width * 2**model.num_upsample = {size} must equal '
+                     f'model.image_size = {model_config.image_size}')
+  generator = Generator(
+      num_classes=model_config.num_classes, z_dim=model_config.z_dim,
+      width=model_config.generator_width, bottom_width=model_config.bottom_width,
+      channel_multipliers=tuple(model_config.generator_channel_multipliers),
+      num_upsample=model_config.num_upsample, bn_momentum=model_config.bn_momentum,
+      axis_name=axis_name)
+  discriminator = Discriminator(
+      num_classes=model_config.num_classes, width=model_config.discriminator_width,
+      downsample=tuple(model_config.discriminator_downsample),
+      normalization=model_config.normalization, bn_momentum=model_config.bn_momentum,
+      axis_name=axis_name)
+  return generator, discriminator
