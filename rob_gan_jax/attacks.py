@@ -29,7 +29,7 @@ def check_attack_args(*, epsilon, step_size, num_steps) -> None:
 
 def pgd_linf(loss_fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.Array, y: jax.Array,
              *, epsilon, step_size, num_steps: int, random_start: bool = False,
-             key: Optional[jax.Array] = None) -> jax.Array:
+             key: Optional[jax.Array] = None, unroll: bool = True) -> jax.Array:
   """Finds x_adv in the L-inf ball around x that increases `loss_fn`.
 
   Only the input is differentiated: `loss_fn` closes over its weights, so no weight gradients are
@@ -48,6 +48,9 @@ def pgd_linf(loss_fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.Array,
     num_steps: number of steps, unrolled with `lax.fori_loop`; 0 returns x (or the random start).
     random_start: start from a uniform point in the eps-ball (Madry et al.) instead of x.
     key: PRNG key, required when `random_start`.
+    unroll: unroll the `fori_loop` at compile time. XLA:CPU runs convolutions inside a `while`
+      body about 3x slower than the same code unrolled (measured: 5 steps of the CIFAR-10 D at
+      batch 64, 5.3 s vs 1.6 s); unrolling costs compile time that grows with num_steps.
 
   Returns:
     (B, H, W, C) float32 adversarial images under `stop_gradient`, with
@@ -72,5 +75,5 @@ def pgd_linf(loss_fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.Array,
     x_adv = x_adv + step_size * jnp.sign(grad_fn(x_adv, y))
     return jnp.clip(x_adv, lower, upper)
 
-  x_adv = jax.lax.fori_loop(0, num_steps, step, x_adv)
+  x_adv = jax.lax.fori_loop(0, num_steps, step, x_adv, unroll=unroll if num_steps else None)
   return jax.lax.stop_gradient(x_adv)

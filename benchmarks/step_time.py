@@ -1,0 +1,91 @@
+"""Times Rob-GAN step-1 updates with the default CIFAR-10 models on random inputs.
+
+    python benchmarks/step_time.py --batch-sizes 64,16 [--repeats 5]
+
+Measures one D update (G forward, 5-step PGD on real images, D forward/backward on adversarial
+real and fake batches, Adam), one G update, and one full iteration (n_dis D updates + 1 G update,
+the jitted `train_step` of training, augmentation included), each compiled and warmed up first,
+then the median of `--repeats` runs. Data-parallel over all local devices. The last line printed
+is one JSON object: {"backend": ..., "devices": ..., "results": [{"batch": 64, "d_step_s": ...,
+"g_step_s": ..., "iteration_s": ...}, ...]}.
+"""
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import default  # pylint: disable=g-import-not-at-top
+from rob_gan_jax import models  # pylint: disable=g-import-not-at-top
+from rob_gan_jax import train  # pylint: disable=g-import-not-at-top
+
+
+def median_time(fn, state, args, repeats):
+  """Median wall time of `state = fn(state, *args)[0]`, after one warm-up (compile) call."""
+  state = jax.block_until_ready(fn(state, *args))[0]
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    state = jax.block_until_ready(fn(state, *args))[0]
+    times.append(time.perf_counter() - start)
+  return statistics.median(times), state
+
+
+def benchmark(batch_size: int, repeats: int):
+  config = default.get_config()
+  config.train.batch_size = batch_size
+  mesh = train.make_mesh(batch_size)
+  m = config.model
+  generator, discriminator = models.create_models(m, axis_name=train.AXIS)
+  state = jax.device_put(train.create_train_state(config, generator, discriminator, 50_000),
+                         NamedSharding(mesh, P()))
+  key = jax.random.PRNGKey(0)
+  x = jax.random.uniform(key, (batch_size, 32, 32, 3), minval=-1, maxval=1)
+  y = jnp.arange(batch_size, dtype=jnp.int32) % m.num_classes
+  z = jax.random.normal(key, (batch_size, m.z_dim))
+
+  def per_device(fn, n_batch_args):
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P(),) + (P(train.AXIS),) * n_batch_args,
+                                 out_specs=(P(), P()), check_vma=False), donate_argnums=0)
+
+  d_step = per_device(lambda s, x, y, z, yf: train.discriminator_step(
+      s, x, y, z, yf, key, generator=generator, discriminator=discriminator,
+      attack_config=config.attack, loss_type=config.train.loss), 4)
+  g_step = per_device(functools.partial(train.generator_step, generator=generator,
+                                        discriminator=discriminator), 2)
+  d_time, state = median_time(d_step, state, (x, y, z, y), repeats)
+  g_time, state = median_time(g_step, state, (z, y), repeats)
+  n_dis = config.train.n_dis
+  images = np.random.default_rng(0).integers(0, 256, (n_dis, batch_size, 32, 32, 3), np.uint8)
+  labels = np.arange(n_dis * batch_size, dtype=np.int32).reshape(n_dis, batch_size) % 10
+  batch = jax.device_put((images, labels), NamedSharding(mesh, P(None, train.AXIS)))
+  train_step = train.make_train_step(config, generator, discriminator, mesh)
+  iteration_time, _ = median_time(train_step, state, batch, max(1, repeats // 2))
+  return {'batch': batch_size, 'd_step_s': round(d_time, 4), 'g_step_s': round(g_time, 4),
+          'iteration_s': round(iteration_time, 4)}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--batch-sizes', default='64,16')
+  parser.add_argument('--repeats', type=int, default=5)
+  args = parser.parse_args()
+  results = []
+  for batch_size in (int(b) for b in args.batch_sizes.split(',')):
+    results.append(benchmark(batch_size, args.repeats))
+    print(results[-1], flush=True)
+  print(json.dumps({'backend': jax.default_backend(), 'devices': jax.device_count(),
+                    'device_kind': jax.devices()[0].device_kind, 'results': results}))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,23 @@
+"""Rob-GAN step 1 on CIFAR-10, small enough to learn something in 30 minutes on 2 CPU cores.
+
+    python main.py --config=configs/cifar10_cpu.py --workdir=/tmp/robgan_cpu \
+        --config.dataset.image_folder=../shared/data/cifar10-jpeg
+
+Official settings (attack, losses, optimizer, batch 64, n_dis 5) with a quarter of the generator's
+width and half of the discriminator's (G 16 * (16, 8, 4, 2, 1) channels, D 64 channels).
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.model.generator_width = 16
+  config.model.discriminator_width = 32
+  config.train.num_steps = 350
+  config.train.log_every_steps = 25
+  config.train.checkpoint_every_steps = 50
+  config.train.eval_every_steps = 100
+  config.train.eval_num_examples = 1_000
+  config.train.sample_every_steps = 100
+  return config

@@ -1,0 +1,42 @@
+"""Test set-up: 4 fake CPU devices (before JAX starts) and a small JPEG image folder."""
+
+import os
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=4')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
+           'truck')
+
+
+def write_image_folder(root, *, per_class, size=32, classes=CLASSES, seed=0):
+  """Writes {train,test}/<class>/NNNN.jpg with images whose colour depends on the class."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  for split, n in per_class.items():
+    for c, name in enumerate(classes):
+      os.makedirs(os.path.join(root, split, name))
+      for i in range(n):
+        base = np.full((size, size, 3), 25 * c, np.float32)
+        pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(os.path.join(root, split, name, f'{i:04d}.jpg'))
+  return str(root)
+
+
+@pytest.fixture(scope='session')
+def image_folder(tmp_path_factory):
+  """A CIFAR-10-like folder: 10 classes, 32x32, 4 train and 2 test images per class."""
+  return write_image_folder(tmp_path_factory.mktemp('data') / 'images',
+                            per_class={'train': 4, 'test': 2})
+
+
+@pytest.fixture
+def tiny_config(image_folder):
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.dataset.image_folder = image_folder
+  return config

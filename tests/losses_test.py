@@ -1,0 +1,64 @@
+"""Tests of rob_gan_jax.losses against values computed by hand."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rob_gan_jax import losses
+
+SOURCE = jnp.array([0.5, -1.0])
+CLASSES = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+LABELS = jnp.array([0, 2])
+
+
+def bce(logit, target):
+  p = 1.0 / (1.0 + math.exp(-logit))
+  return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+
+def ce(logits, label):
+  return -logits[label] + math.log(sum(math.exp(v) for v in logits))
+
+
+BCE_REAL = (bce(0.5, 1) + bce(-1.0, 1)) / 2  # 0.5 * (0.474077 + 1.313262)
+BCE_FAKE = (bce(0.5, 0) + bce(-1.0, 0)) / 2  # 0.5 * (0.974077 + 0.313262)
+CE = (ce([2.0, 0.0, -1.0], 0) + ce([0.0, 1.0, 0.0], 2)) / 2  # 0.5 * (0.169846 + 1.551445)
+
+
+def test_hand_values_are_what_we_think():
+  assert BCE_REAL == pytest.approx(0.8936695, abs=1e-6)
+  assert BCE_FAKE == pytest.approx(0.6436695, abs=1e-6)
+  assert CE == pytest.approx(0.8606456, abs=1e-6)
+
+
+def test_discriminator_real_loss():
+  value = losses.discriminator_real_loss(source_logits=SOURCE, class_logits=CLASSES,
+                                         labels=LABELS)
+  assert float(value) == pytest.approx(0.5 * BCE_REAL + 0.5 * CE, rel=1e-5)
+
+
+def test_discriminator_fake_loss_split_and_acgan():
+  kwargs = dict(source_logits=SOURCE, class_logits=CLASSES, labels=LABELS)
+  split = losses.discriminator_fake_loss(**kwargs, loss_type='split')
+  acgan = losses.discriminator_fake_loss(**kwargs, loss_type='acgan')
+  assert float(split) == pytest.approx(BCE_FAKE, rel=1e-5)
+  assert float(acgan) == pytest.approx(0.5 * BCE_FAKE + 0.5 * CE, rel=1e-5)
+  with pytest.raises(ValueError, match='loss_type'):
+    losses.discriminator_fake_loss(**kwargs, loss_type='hinge')
+
+
+def test_generator_loss_is_non_saturating_real_target():
+  value = losses.generator_loss(source_logits=SOURCE, class_logits=CLASSES, labels=LABELS)
+  assert float(value) == pytest.approx(0.5 * BCE_REAL + 0.5 * CE, rel=1e-5)
+
+
+def test_finetune_loss_eq10():
+  fake_logits = jnp.array([[0.0, 0.0, 3.0]])
+  value = losses.finetune_loss(real_logits=CLASSES, real_labels=LABELS, fake_logits=fake_logits,
+                               fake_labels=jnp.array([1]), fake_weight=0.5)
+  assert float(value) == pytest.approx(CE + 0.5 * ce([0.0, 0.0, 3.0], 1), rel=1e-5)
+  np.testing.assert_allclose(
+      losses.finetune_loss(real_logits=CLASSES, real_labels=LABELS, fake_logits=fake_logits,
+                           fake_labels=jnp.array([1]), fake_weight=0.0), CE, rtol=1e-5)
