@@ -3,6 +3,8 @@
     python main.py --config=configs/cifar10.py --workdir=/tmp/robgan            # step 1
     python main.py --config=configs/cifar10.py --workdir=/tmp/robgan \
         --config.dataset.image_folder=/data/cifar10-jpeg                        # offline data
+    python main.py --config=configs/cifar10.py --workdir=/tmp/robgan --mode=finetune   # step 2
+    python main.py --config=configs/cifar10.py --workdir=/tmp/robgan --mode=eval       # Table 1
 
 Any config field can be overridden as --config.<group>.<field>=value; unknown fields are an error.
 """
@@ -13,16 +15,33 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from rob_gan_jax import finetune
+from rob_gan_jax import robustness
 from rob_gan_jax import train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries and samples.')
-flags.DEFINE_enum('mode', 'train', ['train'], 'train: step-1 co-training.')
+flags.DEFINE_enum('mode', 'train', ['train', 'finetune', 'eval'],
+                  'train: step-1 co-training (method robgan) or Madry training (method madry); '
+                  'finetune: step 2; eval: robustness of D\'s classifier.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
-MODES = {'train': train.train_and_evaluate}
+
+
+def run(config, workdir: str, mode: str):
+  """Dispatches a mode; raises ValueError for a mode the config's method does not have."""
+  if mode == 'train':
+    if config.method == 'madry':
+      return finetune.train_classifier(config, workdir)
+    return train.train_and_evaluate(config, workdir)
+  if mode == 'finetune':
+    if config.method != 'robgan':
+      raise ValueError(f'--mode=finetune is step 2 of Rob-GAN; method {config.method!r} trains '
+                       'its classifier with --mode=train')
+    return finetune.train_classifier(config, workdir)
+  return robustness.evaluate_robustness(config, workdir)
 
 
 def main(argv):
@@ -32,7 +51,7 @@ def main(argv):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
   logging.info('JAX devices: %s', jax.devices())
-  MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+  run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
 
 
 if __name__ == '__main__':

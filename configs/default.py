@@ -14,6 +14,9 @@ from ml_collections import config_dict
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # 'robgan': --mode=train is step 1 (co-training), --mode=finetune step 2.
+  # 'madry': --mode=train is Madry adversarial training of D as a classifier only (no G).
+  config.method = 'robgan'
 
   # Official `resnet_32` (nz=128, ngf=ndf=64, start_width=4, bn=True).
   config.model = ml_collections.ConfigDict(dict(
@@ -71,11 +74,40 @@ def get_config() -> ml_collections.ConfigDict:
       sample_every_steps=2_500,  # Fixed-noise sample grid, one row per class.
       samples_per_class=10,
   ))
-  # Robustness evaluation of D's classifier (official `acc_under_attack.py`: PGD on the class
-  # cross-entropy, step size eps / 5).
+  # Step 2, fine-tuning of D's classifier (paper eq. 10), and the Madry baseline's training.
+  # Official defaults: Adam lr 1e-3, batch 128, stages of 20, 20, 10, 10 epochs with the learning
+  # rate divided by 10 after each; PGD on the class cross-entropy, 5 steps of eps / 5.
+  config.finetune = ml_collections.ConfigDict(dict(
+      init_workdir=config_dict.placeholder(str),  # Co-training workdir; default: --workdir.
+      fake_weight=0.5,  # lambda of eq. 10 (official README: 0.3-0.8); 0 = no fake data.
+      batch_size=128,
+      learning_rate=1e-3,
+      b1=0.9,
+      b2=0.999,
+      stage_epochs=(20.0, 20.0, 10.0, 10.0),
+      stage_factor=0.1,
+      epsilon=0.03125,
+      step_size=0.00625,
+      num_steps=5,
+      log_every_steps=50,
+      checkpoint_every_steps=500,
+      max_to_keep=3,
+      eval_num_examples=config_dict.placeholder(int),  # Per-epoch test accuracy; None = all.
+  ))
+
+  # Robustness evaluation of D's classifier, --mode=eval (official `acc_under_attack.py`: PGD on
+  # the class cross-entropy, step size eps / 5). The official script attacks the training split
+  # for CIFAR-10; we report the test split, and a sample of the training split for the gap.
   config.eval = ml_collections.ConfigDict(dict(
+      stage='latest',  # 'latest' (fine-tuned if there is a step-2 checkpoint), 'cotrain', 'finetune'.
+      split='test',
+      train_split='train',
+      epsilons=tuple(round(0.01 * i, 2) for i in range(10)),  # 0, 0.01, ..., 0.09.
       num_steps=20,
       step_size_factor=0.2,  # step_size = epsilon * step_size_factor.
+      num_restarts=1,  # > 1: random starts; robust only if every restart fails.
+      num_examples=config_dict.placeholder(int),  # Test examples attacked; None = whole split.
+      train_num_examples=1_000,  # Training examples for the train/test gap.
       batch_size=500,
   ))
   config.lock()

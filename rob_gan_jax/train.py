@@ -11,7 +11,6 @@ mesh axis 'batch' (`lax.pmean` of gradients and metrics, cross-replica BatchNorm
 """
 
 import functools
-import json
 import os
 from typing import Any, Dict, Tuple
 
@@ -30,6 +29,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from rob_gan_jax import attacks
+from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluate
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import losses
@@ -142,15 +142,15 @@ def create_train_state(config, generator: nn.Module, discriminator: nn.Module,
 
 
 @functools.partial(jax.jit, static_argnums=0, static_argnames='train')
-def generate(generator: nn.Module, g_state: ModelState, z, y, *, train: bool):
-  """G(z, y) without keeping BatchNorm updates; training mode uses batch statistics.
+def generate(generator: nn.Module, variables, z, y, *, train: bool):
+  """G(z, y) with G's {'params', 'batch_stats'}, keeping no BatchNorm update.
 
-  Returns (B, S, S, 3) float32 images in [-1, 1]. In training mode (batch statistics, averaged
+  Training mode uses batch statistics. Returns (B, S, S, 3) float32 images in [-1, 1]. In training mode (batch statistics, averaged
   over the generator's axis_name) it must run where that axis is bound.
   """
   if train:
-    return generator.apply(g_state.variables, z, y, train=True, mutable=['batch_stats'])[0]
-  return generator.apply(g_state.variables, z, y, train=False)
+    return generator.apply(variables, z, y, train=True, mutable=['batch_stats'])[0]
+  return generator.apply(variables, z, y, train=False)
 
 
 def discriminator_step(state: GANState, x_real, y_real, z, y_fake, attack_key, *,
@@ -178,7 +178,7 @@ def discriminator_step(state: GANState, x_real, y_real, z, y_fake, attack_key, *
     The new state and a dict of scalar metrics averaged over devices.
   """
   d = state.discriminator
-  x_fake = generate(generator, state.generator, z, y_fake, train=True)
+  x_fake = generate(generator, state.generator.variables, z, y_fake, train=True)
 
   def attack_loss(x, y):
     source, classes = discriminator.apply(d.variables, x, train=False)
@@ -308,56 +308,13 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
   return train_step
 
 
-def _config_json(config) -> str:
-  return config.to_json_best_effort(indent=2, sort_keys=True)
-
-
-def check_and_write_config(config, workdir: str) -> None:
-  """Writes config.json to the workdir; refuses a workdir trained with another model shape.
-
-  Raises:
-    ValueError: workdir/config.json exists and its `model` section differs from this config's.
-  """
-  path = os.path.join(workdir, 'config.json')
-  new = json.loads(_config_json(config))
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    if old.get('model') != new['model']:
-      diff = {k: (old.get('model', {}).get(k), v) for k, v in new['model'].items()
-              if old.get('model', {}).get(k) != v}
-      raise ValueError(f'{workdir} holds a run with a different model (saved, requested): '
-                       f'{diff}; use another --workdir')
-  os.makedirs(workdir, exist_ok=True)
-  with open(path + '.tmp', 'w') as f:
-    f.write(_config_json(config))
-  os.replace(path + '.tmp', path)
-
-
-def checkpoint_manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
-  """Orbax manager; saves are atomic (written to a temporary folder, then renamed)."""
-  return ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
-
-
-def restore_latest(manager: ocp.CheckpointManager, target):
-  """Restores the latest checkpoint into the structure of `target`, or returns `target`.
-
-  Raises:
-    ValueError: the checkpoint does not fit `target` (another architecture or config).
-  """
-  step = manager.latest_step()
-  if step is None:
-    return target
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  try:
-    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f'checkpoint {step} in {manager.directory} does not match this config '
-                     f'(different architecture?): {e}') from e
-  logging.info('Restored checkpoint %d from %s', step, manager.directory)
-  return restored
+def load_subset(config, split: str, num_examples) -> Tuple[np.ndarray, np.ndarray]:
+  """A fixed random subset (a function of the seed) of `num_examples` of a split; None = all."""
+  images, labels = input_pipeline.load_split(config.dataset, split,
+                                             image_size=config.model.image_size,
+                                             num_classes=config.model.num_classes)
+  subset = np.random.default_rng(config.seed).permutation(len(labels))[:num_examples]
+  return images[subset], labels[subset]
 
 
 def host_batch(train_images, train_labels, step: int, config) -> Tuple[np.ndarray, np.ndarray]:
@@ -381,7 +338,7 @@ def fixed_noise(config) -> Tuple[jax.Array, jax.Array]:
 def write_samples(writer, workdir: str, step: int, generator, g_state, config) -> None:
   """Writes the fixed-noise sample grid (G in inference mode) as image summary and PNG."""
   z, y = fixed_noise(config)
-  images = generate(generator, g_state, z, y, train=False)
+  images = generate(generator, g_state.variables, z, y, train=False)
   grid = input_pipeline.image_grid(images, rows=config.model.num_classes)
   writer.write_images(step, {'samples': grid[None]})
   os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
@@ -397,6 +354,30 @@ def check_finite(metrics: Dict[str, float], step: int, manager: ocp.CheckpointMa
         f'non-finite loss at step {step}: {bad}. The last good checkpoint is step '
         f'{manager.latest_step()} in {manager.directory}; lower the learning rate or check the '
         'data before resuming.')
+
+
+def write_train_metrics(writer, step: int, pending, checkpoint_manager) -> None:
+  """Averages the per-step metric dicts in `pending` (device arrays), checks them, writes them.
+
+  Raises:
+    FloatingPointError: a non-finite value (the last good checkpoint is kept).
+  """
+  summary = {k: float(v) for k, v in jax.tree.map(lambda *x: np.mean(x), *pending).items()}
+  check_finite(summary, step, checkpoint_manager)
+  writer.write_scalars(step, summary)
+
+
+def write_test_accuracy(writer, step: int, discriminator, variables, images, labels, *,
+                        epsilon: float, eval_config, mesh) -> Dict[str, float]:
+  """Writes clean and PGD accuracy of D's classifier (PGD with `eval_config`'s steps)."""
+  accuracy = {}
+  for name, eps in (('clean', 0.0), ('pgd', epsilon)):
+    accuracy[f'test_accuracy_{name}'] = evaluate.accuracy_under_attack(
+        discriminator, variables, images, labels, epsilon=eps,
+        step_size=eps * eval_config.step_size_factor, num_steps=eval_config.num_steps,
+        key=jax.random.PRNGKey(step), mesh=mesh, batch_size=eval_config.batch_size)
+  writer.write_scalars(step, accuracy)
+  return accuracy
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
@@ -420,22 +401,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   """
   validate_config(config)
   mesh = make_mesh(config.train.batch_size)
-  check_and_write_config(config, workdir)
+  checkpoints.check_and_write_config(config, workdir)
   m, t = config.model, config.train
   train_images, train_labels = input_pipeline.load_split(
       config.dataset, config.dataset.train_split, image_size=m.image_size,
       num_classes=m.num_classes)
-  test_images, test_labels = input_pipeline.load_split(
-      config.dataset, config.dataset.test_split, image_size=m.image_size,
-      num_classes=m.num_classes)
-  subset = np.random.default_rng(config.seed).permutation(len(test_labels))[
-      :t.eval_num_examples]
-  test_images, test_labels = test_images[subset], test_labels[subset]
+  test_images, test_labels = load_subset(config, config.dataset.test_split, t.eval_num_examples)
 
   generator, discriminator = models.create_models(m, axis_name=AXIS)
   state = create_train_state(config, generator, discriminator, len(train_labels))
-  manager = checkpoint_manager(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
-  state = restore_latest(manager, state)
+  manager = checkpoints.manager(os.path.join(workdir, checkpoints.COTRAIN), t.max_to_keep)
+  state = checkpoints.restore_latest(manager, state)
   state = jax.device_put(state, NamedSharding(mesh, P()))
   initial_step = int(state.step)
 
@@ -453,20 +429,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     report_progress(step)
     last = step == t.num_steps
     if step % t.log_every_steps == 0 or step % t.checkpoint_every_steps == 0 or last:
-      summary = {k: float(v) for k, v in jax.tree.map(lambda *x: np.mean(x), *pending).items()}
+      write_train_metrics(writer, step, pending, manager)
       pending = []
-      check_finite(summary, step, manager)
-      writer.write_scalars(step, summary)
     if step % t.eval_every_steps == 0 or last:
       with report_progress.timed('eval'):
-        accuracy = {}
-        for name, epsilon in (('clean', 0.0), ('pgd', config.attack.epsilon)):
-          accuracy[f'test_accuracy_{name}'] = evaluate.accuracy_under_attack(
-              discriminator, state.discriminator.variables, test_images, test_labels,
-              epsilon=epsilon, step_size=epsilon * config.eval.step_size_factor,
-              num_steps=config.eval.num_steps, key=jax.random.PRNGKey(step), mesh=mesh,
-              batch_size=config.eval.batch_size)
-        writer.write_scalars(step, accuracy)
+        write_test_accuracy(writer, step, discriminator, state.discriminator.variables,
+                            test_images, test_labels, epsilon=config.attack.epsilon,
+                            eval_config=config.eval, mesh=mesh)
     if step % t.sample_every_steps == 0 or last:
       write_samples(writer, workdir, step, generator, state.generator, config)
     if step % t.checkpoint_every_steps == 0 or last:

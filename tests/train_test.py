@@ -12,6 +12,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from rob_gan_jax import checkpoints
 from rob_gan_jax import train
 from rob_gan_jax import models
 
@@ -126,15 +127,15 @@ def test_missing_dataset_raises(tiny_config, tmp_path):
 
 
 def test_workdir_of_another_model_is_refused(tiny_config, tmp_path):
-  train.check_and_write_config(tiny_config, str(tmp_path))
+  checkpoints.check_and_write_config(tiny_config, str(tmp_path))
   tiny_config.model.discriminator_width = 8
   with pytest.raises(ValueError, match='discriminator_width'):
-    train.check_and_write_config(tiny_config, str(tmp_path))
+    checkpoints.check_and_write_config(tiny_config, str(tmp_path))
 
 
 def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
-  manager = train.checkpoint_manager(str(tmp_path), max_to_keep=2)
-  manager.save(3, args=train.ocp.args.StandardSave({'w': np.zeros(2)}))
+  manager = checkpoints.manager(str(tmp_path), max_to_keep=2)
+  manager.save(3, args=checkpoints.ocp.args.StandardSave({'w': np.zeros(2)}))
   with pytest.raises(FloatingPointError, match='last good checkpoint is step 3'):
     train.check_finite({'d_loss': float('nan'), 'g_loss': 1.0}, 4, manager)
   train.check_finite({'d_loss': 0.5}, 4, manager)

@@ -1,0 +1,127 @@
+"""`--mode=eval`: robustness of D's classifier, as in paper Table 1 and Figs. 1, 5 and 8.
+
+For the checkpoint chosen by `eval.stage` it measures, with PGD on the class cross-entropy
+(`eval.num_steps` steps of eps * `eval.step_size_factor`, `eval.num_restarts` restarts):
+- accuracy at each radius of `eval.epsilons` on the test split (`eval.split`, at most
+  `eval.num_examples` examples) and on a sample of the training split (`eval.train_num_examples`),
+  which gives the train/test robustness gap;
+- the local Lipschitz value (mean ||d loss / d x||_2) on the same two samples.
+
+It writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png` and `eval/local_lipschitz.png`
+in the workdir and logs a Markdown table. The official evaluation script attacks the CIFAR-10
+training split; we report the test split as the main figure and the training split beside it.
+"""
+
+import json
+import os
+from typing import Any, Dict
+
+from absl import logging
+import jax
+import ml_collections
+
+from rob_gan_jax import api
+from rob_gan_jax import evaluate
+from rob_gan_jax import train
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for eval settings that cannot work (before any compute)."""
+  e = config.eval
+  evaluate.check_eval_args(epsilons=e.epsilons, step_size_factor=e.step_size_factor,
+                           num_steps=e.num_steps, num_restarts=e.num_restarts)
+  if e.stage not in api.STAGES:
+    raise ValueError(f'eval.stage must be one of {api.STAGES}, got {e.stage!r}')
+  for name in ('num_examples', 'train_num_examples'):
+    if e[name] is not None and e[name] < 1:
+      raise ValueError(f'eval.{name} must be >= 1 or None, got {e[name]}')
+
+
+def markdown_table(result: Dict[str, Any]) -> str:
+  """The accuracy-vs-epsilon table of `result` in Markdown."""
+  lines = ['| epsilon ([-1, 1] scale) | epsilon x 255/2 | test accuracy | train accuracy |',
+           '|---|---|---|---|']
+  for eps, test, trn in zip(result['epsilons'], result['test_accuracy'],
+                            result['train_accuracy']):
+    lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | {test:.4f} | {trn:.4f} |')
+  lines.append(f'\nLocal Lipschitz value: train {result["llv_train"]:.4f}, '
+               f'test {result["llv_test"]:.4f}')
+  return '\n'.join(lines)
+
+
+def plot(result: Dict[str, Any], directory: str) -> None:
+  """Accuracy vs epsilon (train and test) and LLV (train vs test) as PNGs."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  ax.plot(result['epsilons'], result['train_accuracy'], 'o-', label='train')
+  ax.plot(result['epsilons'], result['test_accuracy'], 's-', label='test')
+  ax.set_xlabel('L-inf epsilon ([-1, 1] pixel scale)')
+  ax.set_ylabel('accuracy under PGD')
+  ax.set_title(f'D classifier, stage {result["stage"]}, step {result["step"]}')
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(directory, 'accuracy_vs_epsilon.png'), dpi=100)
+  plt.close(fig)
+  fig, ax = plt.subplots(figsize=(3.5, 3.5))
+  ax.bar(['train', 'test'], [result['llv_train'], result['llv_test']], color=['C0', 'C1'])
+  ax.set_ylabel('mean ||d loss / d x||_2')
+  ax.set_title('local Lipschitz value')
+  fig.tight_layout()
+  fig.savefig(os.path.join(directory, 'local_lipschitz.png'), dpi=100)
+  plt.close(fig)
+
+
+def evaluate_robustness(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Evaluates the checkpoint of `eval.stage` in `workdir` and writes the results there.
+
+  Args:
+    config: the full config; its `model` must equal the workdir's saved one.
+    workdir: a workdir with a co-training, fine-tuning or Madry checkpoint.
+
+  Returns:
+    The dict written to eval/robustness.json: 'stage', 'step', 'epsilons', 'test_accuracy',
+    'train_accuracy', 'llv_train', 'llv_test', and the attack settings and sample sizes.
+
+  Raises:
+    ValueError: bad eval settings, unknown split, a checkpoint of another architecture.
+    FileNotFoundError: no checkpoint of the requested stage.
+  """
+  validate_config(config)
+  e = config.eval
+  model = api.load(workdir, e.stage, config=config)
+  test_images, test_labels = train.load_subset(config, e.split, e.num_examples)
+  train_images, train_labels = train.load_subset(config, e.train_split, e.train_num_examples)
+  mesh = train.make_mesh(jax.device_count())
+  logging.info('Evaluating stage %s (step %d) on %d test and %d train examples.', model.stage,
+               model.step, len(test_labels), len(train_labels))
+  common = dict(batch_size=e.batch_size, mesh=mesh)
+  curve = lambda images, labels: evaluate.accuracy_curve(
+      model.discriminator, model.discriminator_variables, images, labels,
+      epsilons=list(e.epsilons), step_size_factor=e.step_size_factor, num_steps=e.num_steps,
+      num_restarts=e.num_restarts, key=jax.random.PRNGKey(config.seed), **common)
+  llv = lambda images, labels: evaluate.local_lipschitz_value(
+      model.discriminator, model.discriminator_variables, images, labels, **common)
+  result = {
+      'stage': model.stage,
+      'step': model.step,
+      'split': e.split,
+      'epsilons': [float(eps) for eps in e.epsilons],
+      'test_accuracy': curve(test_images, test_labels),
+      'train_accuracy': curve(train_images, train_labels),
+      'llv_test': llv(test_images, test_labels),
+      'llv_train': llv(train_images, train_labels),
+      'num_test_examples': len(test_labels),
+      'num_train_examples': len(train_labels),
+      'attack': {'num_steps': e.num_steps, 'step_size_factor': e.step_size_factor,
+                 'num_restarts': e.num_restarts},
+  }
+  directory = os.path.join(workdir, 'eval')
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, 'robustness.json'), 'w') as f:
+    json.dump(result, f, indent=2)
+  plot(result, directory)
+  logging.info('Robustness of %s, stage %s:\n%s', workdir, model.stage, markdown_table(result))
+  return result
