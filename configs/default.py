@@ -105,7 +105,7 @@ def get_config() -> ml_collections.ConfigDict:
       epsilons=tuple(round(0.01 * i, 2) for i in range(10)),  # 0, 0.01, ..., 0.09.
       num_steps=20,
       step_size_factor=0.2,  # step_size = epsilon * step_size_factor.
-      num_restarts=1,  # > 1: random starts; robust only if every restart fails.
+      num_restarts=1,  # > 1: add attacks from random starts; robust only if all of them fail.
       num_examples=config_dict.placeholder(int),  # Test examples attacked; None = whole split.
       train_num_examples=1_000,  # Training examples for the train/test gap.
       batch_size=500,

@@ -5,6 +5,7 @@
     images = model.sample(jnp.arange(10))              # (10, 32, 32, 3) float32 in [-1, 1]
     x_adv = model.attack(images, jnp.arange(10), epsilon=0.0627)
     print(model.predict(x_adv))
+    model.accuracy_curve(test_images, test_labels, epsilons=[0, 0.02, 0.04, 0.08])
 
 Images are NHWC float32 in [-1, 1] (uint8 in [0, 255] is accepted too); attack radii are in the
 [-1, 1] scale, so 8/255 in [0, 1] units is epsilon = 0.0627.
@@ -13,7 +14,7 @@ Images are NHWC float32 in [-1, 1] (uint8 in [0, 255] is accepted too); attack r
 import dataclasses
 import functools
 import os
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -23,6 +24,7 @@ import numpy as np
 
 from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
+from rob_gan_jax import evaluate
 from rob_gan_jax import finetune
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import losses
@@ -123,6 +125,27 @@ class Model:
     return _attack(self.discriminator, self.discriminator_variables, _as_float(images),
                    jnp.asarray(labels, jnp.int32), jnp.float32(epsilon), jnp.float32(step_size),
                    jax.random.PRNGKey(seed), num_steps=num_steps, random_start=random_start)
+
+
+  def accuracy_curve(self, images, labels, epsilons: Sequence[float], *, num_steps: int = 20,
+                     step_size_factor: float = 0.2, num_restarts: int = 1,
+                     seed: int = 0) -> List[float]:
+    """Accuracy under PGD at each radius, as `--mode=eval` measures it (paper Table 1).
+
+    Args:
+      images: (N, H, W, 3) uint8 images.
+      labels: (N,) int labels.
+      epsilons: radii in the [-1, 1] scale.
+      num_steps, step_size_factor, num_restarts: the attack (step size eps * factor).
+      seed: seed of the random restarts.
+
+    Returns:
+      Accuracies aligned with `epsilons`, non-increasing in epsilon.
+    """
+    return evaluate.accuracy_curve(
+        self.discriminator, self.discriminator_variables, np.asarray(images),
+        np.asarray(labels), epsilons=epsilons, step_size_factor=step_size_factor,
+        num_steps=num_steps, num_restarts=num_restarts, key=jax.random.PRNGKey(seed))
 
 
 def _latest_step(directory: str) -> Optional[int]:

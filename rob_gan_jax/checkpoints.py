@@ -12,6 +12,7 @@ import os
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 COTRAIN = 'checkpoints'
@@ -68,9 +69,9 @@ def restore_latest(checkpoint_manager: ocp.CheckpointManager, target):
   step = checkpoint_manager.latest_step()
   if step is None:
     return target
-  def abstract(x):
-    x = ocp.utils.to_shape_dtype_struct(x)
-    sharding = x.sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  def abstract(x):  # Arrays, ShapeDtypeStructs or Python scalars (a fresh TrainState's step).
+    x = x if hasattr(x, 'shape') else np.asarray(x)
+    sharding = getattr(x, 'sharding', None) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
   abstract = jax.tree.map(abstract, target)

@@ -2,7 +2,8 @@
 
 Paper Table 1 and Fig. 5: the attack maximises the class cross-entropy of D's class head (the
 official `acc_under_attack.py`, `attack_label_Linf_PGD`, step size eps / 5). An example counts as
-robust only if it is classified correctly after every one of `num_restarts` attacks. Paper
+robust only if it is classified correctly after every one of `num_restarts` attacks (the first
+from the clean image, the others from random points of the eps-ball). Paper
 Fig. 1 and 8: the local Lipschitz value and the train/test robustness gap.
 """
 
@@ -76,9 +77,9 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
                          ) -> np.ndarray:
   """Which examples D's classifier still gets right under L-inf PGD on the class cross-entropy.
 
-  With `num_restarts` > 1 every attack starts from a random point in the eps-ball and an example
-  counts as correct only if it survives all of them; with 1 the attack starts at the clean image.
-  `epsilon = 0` (or `num_steps = 0`) gives clean correctness.
+  The first attack starts at the clean image; each further restart starts at a random point of
+  the eps-ball. An example counts as correct only if it survives all of them, so more restarts
+  never raise accuracy. `epsilon = 0` (or `num_steps = 0`) gives clean correctness.
 
   Args:
     discriminator: the D module; its class head is the classifier.
@@ -89,7 +90,8 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
     step_size: PGD step in the same scale (ignored when epsilon is 0).
     num_steps: PGD steps.
     num_restarts: attacks per example (>= 1).
-    key: PRNG key for the random starts.
+    key: PRNG key for the random starts (restart r uses `fold_in(fold_in(key, batch start),
+      r)`, so a run with more restarts repeats those of a run with fewer).
     batch_size: examples per compiled call (the last batch is padded).
     mesh: if given, each batch is split over its 'batch' axis (data parallel).
 
@@ -112,7 +114,7 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
       ok = ok & _correct_under_attack(
           discriminator, variables, x, y, jnp.float32(epsilon), jnp.float32(step_size),
           jax.random.fold_in(jax.random.fold_in(key, start), restart),
-          num_steps=num_steps, random_start=num_restarts > 1)
+          num_steps=num_steps, random_start=restart > 0)
     return ok
 
   return _map_batches(fn, images, labels, batch_size, mesh)

@@ -40,3 +40,19 @@ def tiny_config(image_folder):
   config = tiny.get_config()
   config.dataset.image_folder = image_folder
   return config
+
+
+@pytest.fixture(scope='session')
+def trained_workdir(image_folder, tmp_path_factory):
+  """A workdir with 2 co-training steps and 2 fine-tuning steps of the tiny config."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from rob_gan_jax import finetune, train  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.dataset.image_folder = image_folder
+  config.train.num_steps = 2
+  config.finetune.batch_size = 8
+  config.finetune.stage_epochs = (0.2, 0.2)  # 5 steps an epoch: 1 + 1 steps.
+  workdir = str(tmp_path_factory.mktemp('trained'))
+  train.train_and_evaluate(config, workdir)
+  finetune.train_classifier(config, workdir)
+  return workdir
