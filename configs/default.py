@@ -73,6 +73,8 @@ def get_config() -> ml_collections.ConfigDict:
       eval_num_examples=1_000,
       sample_every_steps=2_500,  # Fixed-noise sample grid, one row per class.
       samples_per_class=10,
+      inception_every_steps=0,  # > 0: IS and FID during training (needs eval.inception_weights).
+      inception_num_samples=5_000,
   ))
   # Step 2, fine-tuning of D's classifier (paper eq. 10), and the Madry baseline's training.
   # Official defaults: Adam lr 1e-3, batch 128, stages of 20, 20, 10, 10 epochs with the learning
@@ -109,6 +111,12 @@ def get_config() -> ml_collections.ConfigDict:
       num_examples=config_dict.placeholder(int),  # Test examples attacked; None = whole split.
       train_num_examples=1_000,  # Training examples for the train/test gap.
       batch_size=500,
+      # Inception Score and FID of G with the standard FID Inception weights, converted to .npz
+      # (see README); skipped when unset.
+      inception_weights=config_dict.placeholder(str),
+      inception_num_samples=50_000,
+      inception_split='train',  # Real statistics: the 50,000 CIFAR-10 training images.
+      inception_batch_size=200,
   ))
   config.lock()
   return config

@@ -52,9 +52,13 @@ def _replicate(variables, mesh: Optional[jax.sharding.Mesh]):
   return variables if mesh is None else jax.device_put(variables, NamedSharding(mesh, P()))
 
 
-def _map_batches(fn, images: np.ndarray, labels: np.ndarray, batch_size: int,
-                 mesh: Optional[jax.sharding.Mesh]) -> np.ndarray:
-  """Concatenated per-example outputs of `fn(x, y, start)` over padded batches."""
+def map_batches(fn, images: np.ndarray, labels: np.ndarray, batch_size: int,
+                mesh: Optional[jax.sharding.Mesh]) -> np.ndarray:
+  """Concatenated per-example outputs of `fn(x, y, start)` over padded batches.
+
+  Batches of `batch_size` (rounded up to a multiple of the mesh size) are padded at the end and
+  split over the mesh's 'batch' axis when a mesh is given; padding rows are dropped.
+  """
   if mesh is not None:
     batch_size = -(-batch_size // mesh.size) * mesh.size
   sharding = NamedSharding(mesh, P('batch')) if mesh is not None else None
@@ -117,7 +121,7 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
           num_steps=num_steps, random_start=restart > 0)
     return ok
 
-  return _map_batches(fn, images, labels, batch_size, mesh)
+  return map_batches(fn, images, labels, batch_size, mesh)
 
 
 def accuracy_under_attack(discriminator: nn.Module, variables, images: np.ndarray,
@@ -182,4 +186,4 @@ def local_lipschitz_value(discriminator: nn.Module, variables, images: np.ndarra
   """
   variables = _replicate(variables, mesh)
   fn = lambda x, y, start: _input_gradient_norm(discriminator, variables, x, y)
-  return float(np.mean(_map_batches(fn, images, labels, batch_size, mesh)))
+  return float(np.mean(map_batches(fn, images, labels, batch_size, mesh)))

@@ -5,7 +5,9 @@ For the checkpoint chosen by `eval.stage` it measures, with PGD on the class cro
 - accuracy at each radius of `eval.epsilons` on the test split (`eval.split`, at most
   `eval.num_examples` examples) and on a sample of the training split (`eval.train_num_examples`),
   which gives the train/test robustness gap;
-- the local Lipschitz value (mean ||d loss / d x||_2) on the same two samples.
+- the local Lipschitz value (mean ||d loss / d x||_2) on the same two samples;
+- Inception Score and FID of G (`eval.inception_num_samples` samples) when
+  `eval.inception_weights` names the converted FID Inception weights.
 
 It writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png` and `eval/local_lipschitz.png`
 in the workdir and logs a Markdown table. The official evaluation script attacks the CIFAR-10
@@ -23,6 +25,7 @@ import ml_collections
 from rob_gan_jax import api
 from rob_gan_jax import evaluate
 from rob_gan_jax import train
+from rob_gan_jax.metrics import fid
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -46,6 +49,10 @@ def markdown_table(result: Dict[str, Any]) -> str:
     lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | {test:.4f} | {trn:.4f} |')
   lines.append(f'\nLocal Lipschitz value: train {result["llv_train"]:.4f}, '
                f'test {result["llv_test"]:.4f}')
+  if 'fid' in result:
+    lines.append(f'Inception Score {result["inception_score"]:.3f} +- '
+                 f'{result["inception_score_std"]:.3f}, FID {result["fid"]:.2f} '
+                 f'({result["inception_num_samples"]} samples)')
   return '\n'.join(lines)
 
 
@@ -118,6 +125,15 @@ def evaluate_robustness(config: ml_collections.ConfigDict, workdir: str) -> Dict
       'attack': {'num_steps': e.num_steps, 'step_size_factor': e.step_size_factor,
                  'num_restarts': e.num_restarts},
   }
+  if not e.inception_weights:
+    logging.warning(fid.SKIPPED)
+  elif model.generator is None:
+    logging.warning('Inception Score and FID are skipped: a %s checkpoint has no generator.',
+                    model.stage)
+  else:
+    result.update(fid.generator_metrics(model.sample, config, workdir,
+                                        num_samples=e.inception_num_samples, mesh=mesh))
+    result['inception_num_samples'] = e.inception_num_samples
   directory = os.path.join(workdir, 'eval')
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, 'robustness.json'), 'w') as f:

@@ -34,6 +34,7 @@ from rob_gan_jax import evaluate
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import losses
 from rob_gan_jax import models
+from rob_gan_jax.metrics import fid
 
 AXIS = 'batch'
 
@@ -335,6 +336,11 @@ def fixed_noise(config) -> Tuple[jax.Array, jax.Array]:
   return z, y
 
 
+def fixed_noise_like(config, n: int, seed: int) -> jax.Array:
+  """(n, z_dim) standard-normal latents from `seed`."""
+  return jax.random.normal(jax.random.PRNGKey(seed), (n, config.model.z_dim))
+
+
 def write_samples(writer, workdir: str, step: int, generator, g_state, config) -> None:
   """Writes the fixed-noise sample grid (G in inference mode) as image summary and PNG."""
   z, y = fixed_noise(config)
@@ -418,6 +424,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   logging.info('Training on %d devices from step %d to %d; %d training examples.',
                mesh.size, initial_step, t.num_steps, len(train_labels))
+  if t.inception_every_steps and not config.eval.inception_weights:
+    logging.warning(fid.SKIPPED)
   train_step = make_train_step(config, generator, discriminator, mesh)
   batch_sharding = NamedSharding(mesh, P(None, AXIS))
   report_progress = periodic_actions.ReportProgress(num_train_steps=t.num_steps, writer=writer)
@@ -436,6 +444,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
         write_test_accuracy(writer, step, discriminator, state.discriminator.variables,
                             test_images, test_labels, epsilon=config.attack.epsilon,
                             eval_config=config.eval, mesh=mesh)
+    if t.inception_every_steps and config.eval.inception_weights and (
+        step % t.inception_every_steps == 0 or last):
+      with report_progress.timed('inception'):
+        sample_fn = lambda labels, seed, g=state.generator.variables: generate(
+            generator, g, fixed_noise_like(config, len(labels), seed), jnp.asarray(labels),
+            train=False)
+        writer.write_scalars(step, fid.generator_metrics(
+            sample_fn, config, workdir, num_samples=t.inception_num_samples, mesh=mesh))
     if step % t.sample_every_steps == 0 or last:
       write_samples(writer, workdir, step, generator, state.generator, config)
     if step % t.checkpoint_every_steps == 0 or last:

@@ -1,0 +1,188 @@
+"""Frechet Inception Distance and Inception Score of the generator.
+
+FID (Heusel et al., 2017): ||mu_r - mu_g||^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2)) between Gaussians
+fitted to the 2048-d pool features of real and generated images. Inception Score (Salimans et al.,
+2016): exp(E_x KL(p(y|x) || p(y))) over 10 splits, mean and std, with p(y|x) the softmax over the
+first 1000 of the network's 1008 logits, as the original code does.
+
+Images enter the network as TensorFlow's graph takes them: quantised to uint8 u (generated
+images too, as if saved as PNG) and scaled to (u - 128) / 128, the convention of torch-fidelity.
+The numbers are comparable with pytorch-fid, torch-fidelity and TF-Inception results; not with
+the official Rob-GAN code's IS, which used torchvision's ImageNet Inception-v3.
+"""
+
+import hashlib
+import os
+import re
+from typing import Callable, Dict, Optional, Tuple
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rob_gan_jax import evaluate
+from rob_gan_jax import input_pipeline
+from rob_gan_jax.metrics import inception
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
+                     sigma2: np.ndarray, tolerance: float = 1e-3) -> float:
+  """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
+
+  tr((S1 S2)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric
+  PSD matrix S1^(1/2) S2 S1^(1/2) (same spectrum as S1 S2), which needs no general matrix square
+  root. Eigenvalues that numerical error made negative are set to 0, as long as they are small:
+  the analogue of pytorch-fid's check that the square root has no imaginary part.
+
+  Args:
+    mu1, mu2: (D,) means. sigma1, sigma2: (D, D) covariances.
+    tolerance: largest |negative eigenvalue| accepted, relative to the largest eigenvalue.
+
+  Raises:
+    ValueError: shapes differ, or an eigenvalue is clearly negative (a covariance is not PSD).
+  """
+  mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+  sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+  if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+    raise ValueError(f'shapes differ: {mu1.shape}, {mu2.shape}, {sigma1.shape}, {sigma2.shape}')
+  def check(eig, what):
+    if eig.min() < -tolerance * max(eig.max(), 1e-12):
+      raise ValueError(f'{what} has a negative eigenvalue {eig.min():.3g} (largest '
+                       f'{eig.max():.3g}): a matrix square root would be complex')
+
+  w, v = np.linalg.eigh((sigma1 + sigma1.T) / 2)
+  check(w, 'sigma1')
+  sqrt1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+  eig = np.linalg.eigvalsh(sqrt1 @ sigma2 @ sqrt1)
+  check(eig, 'the product of the covariances')
+  trace_sqrt = np.sum(np.sqrt(np.clip(eig, 0, None)))
+  diff = mu1 - mu2
+  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
+
+
+def inception_score(logits: np.ndarray, num_splits: int = 10) -> Tuple[float, float]:
+  """Inception Score of (N, >= 1000) logits: softmax over the first 1000, mean and std over splits.
+
+  Raises:
+    ValueError: fewer examples than splits.
+  """
+  logits = np.asarray(logits, np.float64)[:, :1000]
+  if len(logits) < num_splits:
+    raise ValueError(f'{len(logits)} examples cannot make {num_splits} splits')
+  log_p = logits - logits.max(1, keepdims=True)
+  log_p = log_p - np.log(np.sum(np.exp(log_p), 1, keepdims=True))
+  scores = []
+  for part in np.array_split(log_p, num_splits):
+    log_marginal = np.log(np.mean(np.exp(part), 0))
+    scores.append(np.exp(np.mean(np.sum(np.exp(part) * (part - log_marginal), 1))))
+  return float(np.mean(scores)), float(np.std(scores))
+
+
+def statistics(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """(mu (D,), sigma (D, D)) of (N, D) features, float64, unbiased covariance (as pytorch-fid)."""
+  features = np.asarray(features, np.float64)
+  return features.mean(0), np.cov(features, rowvar=False)
+
+
+def network_input(images: jax.Array) -> jax.Array:
+  """uint8 images, or float images in [-1, 1] quantised to uint8, -> (u - 128) / 128 float32."""
+  if images.dtype != jnp.uint8:
+    images = jnp.round((jnp.clip(images, -1, 1) + 1) * 127.5).astype(jnp.uint8)
+  return (images.astype(jnp.float32) - 128.0) / 128.0
+
+
+@jax.jit
+def _features(variables, images):
+  pool, logits = inception.InceptionV3().apply(variables, network_input(images))
+  return jnp.concatenate([pool, logits], -1)
+
+
+def extract(variables, images: np.ndarray, *, batch_size: int = 200,
+            mesh: Optional[jax.sharding.Mesh] = None) -> Tuple[np.ndarray, np.ndarray]:
+  """Pool features and logits of (N, H, W, 3) images (uint8, or float in [-1, 1]).
+
+  Jitted and batched; with a mesh each batch is split over its 'batch' axis (data parallel).
+
+  Returns:
+    pool (N, 2048) float32 and logits (N, 1008) float32.
+  """
+  if mesh is not None:
+    variables = jax.device_put(variables, jax.sharding.NamedSharding(mesh,
+                                                                      jax.sharding.PartitionSpec()))
+  out = evaluate.map_batches(lambda x, y, start: _features(variables, x), np.asarray(images),
+                             np.zeros(len(images), np.int32), batch_size, mesh)
+  return out[:, :2048], out[:, 2048:]
+
+
+def file_digest(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()[:12]
+
+
+def real_statistics(config, split: str, variables, weights_path: str, cache_dir: str, *,
+                    batch_size: int, mesh) -> Tuple[np.ndarray, np.ndarray]:
+  """(mu, sigma) of a whole split's pool features, cached in `cache_dir`.
+
+  The cache file is keyed by data set (TFDS name or image folder), split and weights file, and is
+  written atomically.
+  """
+  source = config.dataset.image_folder or config.dataset.name
+  key = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.abspath(source) if config.dataset.image_folder
+               else source).strip('_')
+  path = os.path.join(cache_dir, f'{key}-{split}-{file_digest(weights_path)}.npz')
+  if os.path.exists(path):
+    with np.load(path) as data:
+      return data['mu'], data['sigma']
+  images, _ = input_pipeline.load_split(config.dataset, split, image_size=config.model.image_size,
+                                        num_classes=config.model.num_classes)
+  logging.info('Computing Inception statistics of %s/%s (%d images) into %s', source, split,
+               len(images), path)
+  mu, sigma = statistics(extract(variables, images, batch_size=batch_size, mesh=mesh)[0])
+  os.makedirs(cache_dir, exist_ok=True)
+  np.savez(path + '.tmp.npz', mu=mu, sigma=sigma)
+  os.replace(path + '.tmp.npz', path)
+  return mu, sigma
+
+
+def generator_metrics(sample_fn: Callable[..., jax.Array], config, workdir: str, *,
+                      num_samples: int, mesh: Optional[jax.sharding.Mesh] = None,
+                      seed: int = 0) -> Dict[str, float]:
+  """Inception Score and FID of a generator against `config.eval.inception_split`.
+
+  Args:
+    sample_fn: `sample_fn(labels (B,) int, seed=int) -> (B, H, W, 3)` images in [-1, 1].
+    config: the full config; `eval.inception_weights` names the converted .npz.
+    workdir: real-data statistics are cached in `<workdir>/../fid_stats/`.
+    num_samples: generated images, labels cycling over the classes.
+    mesh: devices to split batches over.
+    seed: seed of the latents.
+
+  Returns:
+    {'inception_score', 'inception_score_std', 'fid'}.
+
+  Raises:
+    FileNotFoundError / ValueError: missing or wrong weights file.
+  """
+  e = config.eval
+  variables = inception.load_variables(e.inception_weights)
+  cache_dir = os.path.join(os.path.dirname(os.path.abspath(workdir)), 'fid_stats')
+  mu_real, sigma_real = real_statistics(config, e.inception_split, variables, e.inception_weights,
+                                        cache_dir, batch_size=e.inception_batch_size, mesh=mesh)
+  labels = np.arange(num_samples) % config.model.num_classes
+  batch = e.inception_batch_size
+  samples = np.concatenate([
+      input_pipeline.to_uint8(sample_fn(labels[i:i + batch], seed=seed + i))
+      for i in range(0, num_samples, batch)])
+  pool, logits = extract(variables, samples, batch_size=batch, mesh=mesh)
+  score, score_std = inception_score(logits)
+  return {'inception_score': score, 'inception_score_std': score_std,
+          'fid': frechet_distance(*statistics(pool), mu_real, sigma_real)}
+
+
+SKIPPED = ('Inception Score and FID are skipped: eval.inception_weights is not set. Convert the '
+           'standard weights with python -m rob_gan_jax.metrics.convert_inception (README) and '
+           'pass --config.eval.inception_weights=PATH.npz.')
