@@ -89,7 +89,7 @@ class Model:
     if self.generator is None:
       raise ValueError(f'a {self.stage!r} checkpoint has no generator')
     labels = jnp.asarray(labels, jnp.int32)
-    z = train.fixed_noise_like(self.config, labels.shape[0], seed)
+    z = train.sample_latents(self.config, labels.shape[0], seed)
     return train.generate(self.generator, self.generator_variables, z, labels, train=False)
 
   def classify(self, images) -> jax.Array:

@@ -268,11 +268,11 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> Classif
     batch = jax.device_put((train_images[idx], train_labels[idx]), batch_sharding)
     state, metrics = step_fn(state, g_variables, *batch)
     pending.append(metrics)
-    report_progress(step)
     last = step == total
     if step % f.log_every_steps == 0 or step % f.checkpoint_every_steps == 0 or last:
-      train.write_train_metrics(writer, step, pending, manager)
+      train.write_train_metrics(writer, step, pending, manager)  # Waits for the step.
       pending = []
+      report_progress(step)
     if step % epoch_steps == 0 or last:
       with report_progress.timed('eval'):
         accuracy = train.write_test_accuracy(

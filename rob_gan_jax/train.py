@@ -336,7 +336,7 @@ def fixed_noise(config) -> Tuple[jax.Array, jax.Array]:
   return z, y
 
 
-def fixed_noise_like(config, n: int, seed: int) -> jax.Array:
+def sample_latents(config, n: int, seed: int) -> jax.Array:
   """(n, z_dim) standard-normal latents from `seed`."""
   return jax.random.normal(jax.random.PRNGKey(seed), (n, config.model.z_dim))
 
@@ -434,11 +434,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     images, labels = host_batch(train_images, train_labels, step - 1, config)
     state, metrics = train_step(state, *jax.device_put((images, labels), batch_sharding))
     pending.append(metrics)
-    report_progress(step)
     last = step == t.num_steps
     if step % t.log_every_steps == 0 or step % t.checkpoint_every_steps == 0 or last:
-      write_train_metrics(writer, step, pending, manager)
+      write_train_metrics(writer, step, pending, manager)  # Waits for the step to finish,
       pending = []
+      report_progress(step)  # so steps/s counts computed steps, not dispatched ones.
     if step % t.eval_every_steps == 0 or last:
       with report_progress.timed('eval'):
         write_test_accuracy(writer, step, discriminator, state.discriminator.variables,
@@ -448,7 +448,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
         step % t.inception_every_steps == 0 or last):
       with report_progress.timed('inception'):
         sample_fn = lambda labels, seed, g=state.generator.variables: generate(
-            generator, g, fixed_noise_like(config, len(labels), seed), jnp.asarray(labels),
+            generator, g, sample_latents(config, len(labels), seed), jnp.asarray(labels),
             train=False)
         writer.write_scalars(step, fid.generator_metrics(
             sample_fn, config, workdir, num_samples=t.inception_num_samples, mesh=mesh))
