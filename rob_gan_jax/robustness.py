@@ -42,7 +42,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def markdown_table(result: Dict[str, Any]) -> str:
   """The accuracy-vs-epsilon table of `result` in Markdown."""
-  lines = ['| epsilon ([-1, 1] scale) | epsilon x 255/2 | test accuracy | train accuracy |',
+  lines = ['| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | test accuracy | train accuracy |',
            '|---|---|---|---|']
   for eps, test, trn in zip(result['epsilons'], result['test_accuracy'],
                             result['train_accuracy']):
