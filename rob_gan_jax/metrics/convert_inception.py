@@ -11,7 +11,6 @@ shapes are checked against the Flax network before anything is written, and the 
 atomically.
 """
 
-import hashlib
 import os
 import re
 import sys
@@ -30,12 +29,9 @@ def check_hash(path: str) -> None:
   match = re.search(r'-([0-9a-f]{8,})\.pth$', os.path.basename(path))
   if not match:
     return
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  if not digest.hexdigest().startswith(match.group(1)):
-    raise ValueError(f'{path}: sha256 {digest.hexdigest()[:16]}... does not start with the '
+  digest = inception.sha256(path)
+  if not digest.startswith(match.group(1)):
+    raise ValueError(f'{path}: sha256 {digest[:16]}... does not start with the '
                      f'{match.group(1)} in its name: the file is truncated or not the original')
 
 

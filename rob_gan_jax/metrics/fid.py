@@ -11,7 +11,6 @@ The numbers are comparable with pytorch-fid, torch-fidelity and TF-Inception res
 the official Rob-GAN code's IS, which used torchvision's ImageNet Inception-v3.
 """
 
-import hashlib
 import os
 import re
 from typing import Callable, Dict, Optional, Tuple
@@ -115,14 +114,6 @@ def extract(variables, images: np.ndarray, *, batch_size: int = 200,
   return out[:, :2048], out[:, 2048:]
 
 
-def file_digest(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()[:12]
-
-
 def real_statistics(config, split: str, variables, weights_path: str, cache_dir: str, *,
                     batch_size: int, mesh) -> Tuple[np.ndarray, np.ndarray]:
   """(mu, sigma) of a whole split's pool features, cached in `cache_dir`.
@@ -133,7 +124,7 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
   source = config.dataset.image_folder or config.dataset.name
   key = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.abspath(source) if config.dataset.image_folder
                else source).strip('_')
-  path = os.path.join(cache_dir, f'{key}-{split}-{file_digest(weights_path)}.npz')
+  path = os.path.join(cache_dir, f'{key}-{split}-{inception.sha256(weights_path)[:12]}.npz')
   if os.path.exists(path):
     with np.load(path) as data:
       return data['mu'], data['sigma']

@@ -14,6 +14,7 @@ pickle. Parameter names follow the PyTorch modules (`Mixed_5b/branch1x1/conv/ker
 """
 
 import functools
+import hashlib
 from typing import Any, Dict, Sequence, Tuple
 
 import flax
@@ -188,6 +189,15 @@ class InceptionV3(nn.Module):
     pool = jnp.mean(x, axis=(1, 2))
     logits = nn.Dense(NUM_LOGITS, name='fc')(pool)
     return pool, logits
+
+
+def sha256(path: str) -> str:
+  """Hex sha256 of a file, read in 1 MiB blocks."""
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def abstract_variables() -> Dict[str, Any]:
