@@ -15,9 +15,9 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from rob_gan_jax import cotrain
+from rob_gan_jax import evaluate
 from rob_gan_jax import finetune
-from rob_gan_jax import robustness
-from rob_gan_jax import train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
@@ -29,19 +29,18 @@ flags.DEFINE_enum('mode', 'train', ['train', 'finetune', 'eval'],
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-
 def run(config, workdir: str, mode: str):
   """Dispatches a mode; raises ValueError for a mode the config's method does not have."""
   if mode == 'train':
     if config.method == 'madry':
       return finetune.train_classifier(config, workdir)
-    return train.train_and_evaluate(config, workdir)
+    return cotrain.train_and_evaluate(config, workdir)
   if mode == 'finetune':
     if config.method != 'robgan':
       raise ValueError(f'--mode=finetune is step 2 of Rob-GAN; method {config.method!r} trains '
                        'its classifier with --mode=train')
     return finetune.train_classifier(config, workdir)
-  return robustness.evaluate_robustness(config, workdir)
+  return evaluate.evaluate(config, workdir)
 
 
 def main(argv):

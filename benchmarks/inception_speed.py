@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from rob_gan_jax import train  # pylint: disable=g-import-not-at-top
+from rob_gan_jax import parallel  # pylint: disable=g-import-not-at-top
 from rob_gan_jax.metrics import fid  # pylint: disable=g-import-not-at-top
 from rob_gan_jax.metrics import inception  # pylint: disable=g-import-not-at-top
 
@@ -35,7 +35,7 @@ def main():
   else:
     variables = jax.jit(inception.InceptionV3().init)(jax.random.PRNGKey(0),
                                                       jnp.zeros((1, 75, 75, 3)))
-  mesh = train.make_mesh(jax.device_count())
+  mesh = parallel.make_mesh()
   images = np.random.default_rng(0).integers(0, 256, (args.num_images, 32, 32, 3), np.uint8)
   fid.extract(variables, images[:args.batch_size], batch_size=args.batch_size, mesh=mesh)
   start = time.perf_counter()

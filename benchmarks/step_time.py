@@ -25,8 +25,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import default  # pylint: disable=g-import-not-at-top
+from rob_gan_jax import cotrain  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import models  # pylint: disable=g-import-not-at-top
-from rob_gan_jax import train  # pylint: disable=g-import-not-at-top
+from rob_gan_jax import parallel  # pylint: disable=g-import-not-at-top
+from rob_gan_jax import state as state_lib  # pylint: disable=g-import-not-at-top
 
 
 def median_time(fn, state, args, repeats):
@@ -43,32 +45,34 @@ def median_time(fn, state, args, repeats):
 def benchmark(batch_size: int, repeats: int):
   config = default.get_config()
   config.train.batch_size = batch_size
-  mesh = train.make_mesh(batch_size)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(batch_size, mesh, '--batch-sizes')
   m = config.model
-  generator, discriminator = models.create_models(m, axis_name=train.AXIS)
-  state = jax.device_put(train.create_train_state(config, generator, discriminator, 50_000),
-                         NamedSharding(mesh, P()))
+  generator, discriminator = models.create_models(m, axis_name=parallel.AXIS)
+  state = parallel.replicate(
+      state_lib.create_gan_state(config, generator, discriminator, 50_000), mesh)
   key = jax.random.PRNGKey(0)
   x = jax.random.uniform(key, (batch_size, 32, 32, 3), minval=-1, maxval=1)
   y = jnp.arange(batch_size, dtype=jnp.int32) % m.num_classes
   z = jax.random.normal(key, (batch_size, m.z_dim))
 
   def per_device(fn, n_batch_args):
-    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P(),) + (P(train.AXIS),) * n_batch_args,
-                                 out_specs=(P(), P()), check_vma=False), donate_argnums=0)
+    in_specs = (P(),) + (P(parallel.AXIS),) * n_batch_args
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()),
+                                 check_vma=False), donate_argnums=0)
 
-  d_step = per_device(lambda s, x, y, z, yf: train.discriminator_step(
+  d_step = per_device(lambda s, x, y, z, yf: cotrain.discriminator_step(
       s, x, y, z, yf, key, generator=generator, discriminator=discriminator,
       attack_config=config.attack, loss_type=config.train.loss), 4)
-  g_step = per_device(functools.partial(train.generator_step, generator=generator,
+  g_step = per_device(functools.partial(cotrain.generator_step, generator=generator,
                                         discriminator=discriminator), 2)
   d_time, state = median_time(d_step, state, (x, y, z, y), repeats)
   g_time, state = median_time(g_step, state, (z, y), repeats)
   n_dis = config.train.n_dis
   images = np.random.default_rng(0).integers(0, 256, (n_dis, batch_size, 32, 32, 3), np.uint8)
   labels = np.arange(n_dis * batch_size, dtype=np.int32).reshape(n_dis, batch_size) % 10
-  batch = jax.device_put((images, labels), NamedSharding(mesh, P(None, train.AXIS)))
-  train_step = train.make_train_step(config, generator, discriminator, mesh)
+  batch = jax.device_put((images, labels), NamedSharding(mesh, P(None, parallel.AXIS)))
+  train_step = cotrain.make_train_step(config, generator, discriminator, mesh)
   iteration_time, _ = median_time(train_step, state, batch, max(1, repeats // 2))
   return {'batch': batch_size, 'd_step_s': round(d_time, 4), 'g_step_s': round(g_time, 4),
           'iteration_s': round(iteration_time, 4)}

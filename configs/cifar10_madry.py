@@ -24,7 +24,5 @@ def get_config(variant: str = ''):
     config.finetune.stage_epochs = (2.25, 0.75)
   config.method = 'madry'
   config.finetune.fake_weight = 0.0
-  config.finetune.epsilon = config.attack.epsilon
-  config.finetune.step_size = config.attack.step_size
-  config.finetune.num_steps = config.attack.num_steps
+  config.finetune.attack = config.attack  # Step 1's attack: 5 steps of 0.0078, eps 0.03125.
   return config

@@ -5,10 +5,19 @@
 Other configs import this one and override fields; the returned config is locked, so a misspelt
 key (in a config file or as `--config.x=...`) is an error rather than a silently new setting.
 Pixel values and attack radii are in the [-1, 1] scale (8/255 in [0, 1] units = 0.0627 here).
+Every attack sub-config (`attack`, `finetune.attack`, `eval.attack`) has the shape of
+`attack_config`.
 """
 
 import ml_collections
 from ml_collections import config_dict
+
+
+def attack_config(*, epsilon: float, step_size: float, num_steps: int,
+                  random_start: bool = False) -> ml_collections.ConfigDict:
+  """An L-inf PGD attack: radius, step size (both in the [-1, 1] scale), steps, random start."""
+  return ml_collections.ConfigDict(dict(epsilon=epsilon, step_size=step_size,
+                                        num_steps=num_steps, random_start=random_start))
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -34,12 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
   ))
 
   # Step-1 attack on real images (official defaults: --adv_steps 5 --epsilon 0.03125, lr 0.0078).
-  config.attack = ml_collections.ConfigDict(dict(
-      epsilon=0.03125,
-      step_size=0.0078,
-      num_steps=5,  # 0: AC-GAN without attack.
-      random_start=False,
-  ))
+  # num_steps=0: AC-GAN without attack.
+  config.attack = attack_config(epsilon=0.03125, step_size=0.0078, num_steps=5)
 
   # Adam for both nets; lr multiplied by `decay_factor` every `decay_every_epochs`.
   config.optim = ml_collections.ConfigDict(dict(
@@ -88,9 +93,8 @@ def get_config() -> ml_collections.ConfigDict:
       b2=0.999,
       stage_epochs=(20.0, 20.0, 10.0, 10.0),
       stage_factor=0.1,
-      epsilon=0.03125,
-      step_size=0.00625,
-      num_steps=5,
+      num_steps=config_dict.placeholder(int),  # Stop after this many updates; None = all stages.
+      attack=attack_config(epsilon=0.03125, step_size=0.00625, num_steps=5),
       log_every_steps=50,
       checkpoint_every_steps=500,
       max_to_keep=3,
@@ -101,12 +105,14 @@ def get_config() -> ml_collections.ConfigDict:
   # the class cross-entropy, step size eps / 5). The official script attacks the training split
   # for CIFAR-10; we report the test split, and a sample of the training split for the gap.
   config.eval = ml_collections.ConfigDict(dict(
-      stage='latest',  # 'latest' (fine-tuned if there is a step-2 checkpoint), 'cotrain', 'finetune'.
+      # 'latest' (fine-tuned if there is a step-2 checkpoint), 'cotrain', 'finetune', 'madry'.
+      stage='latest',
       split='test',
       train_split='train',
       epsilons=tuple(round(0.01 * i, 2) for i in range(10)),  # 0, 0.01, ..., 0.09.
-      num_steps=20,
-      step_size_factor=0.2,  # step_size = epsilon * step_size_factor.
+      # The attack at one radius: the test accuracy logged while training uses it as is; the
+      # sweep over `epsilons` keeps step_size / epsilon (eps / 5) at every radius.
+      attack=attack_config(epsilon=0.03125, step_size=0.00625, num_steps=20),
       num_restarts=1,  # > 1: add attacks from random starts; robust only if all of them fail.
       num_examples=config_dict.placeholder(int),  # Test examples attacked; None = whole split.
       train_num_examples=1_000,  # Training examples for the train/test gap.

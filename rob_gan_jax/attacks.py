@@ -5,26 +5,50 @@ by Rob-GAN (Liu & Hsieh, CVPR 2019, Sec. 4): repeated sign-gradient ascent steps
 each followed by projection onto the L-inf ball of radius `epsilon` around the clean input and
 clipping to the pixel range [-1, 1]. Official code: `miscs/pgd.py` (`attack_Linf_PGD`).
 
+`pgd_class` is the attack on D's classifier alone (PGD on the class cross-entropy with D in
+inference mode): fine-tuning (official `attack_label_Linf_PGD`), the Madry baseline, evaluation
+(official `acc_under_attack.py`) and the notebook API all use it.
+
 `epsilon` and `step_size` are in the [-1, 1] pixel scale: 8/255 in [0, 1] units is 16/255 =
 0.0627 here.
 """
 
 from typing import Callable, Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from rob_gan_jax import losses
 
 PIXEL_MIN, PIXEL_MAX = -1.0, 1.0
 
 
-def check_attack_args(*, epsilon, step_size, num_steps) -> None:
-  """Raises ValueError for epsilon < 0, step_size <= 0 or num_steps < 0 (Python numbers only)."""
+def check_attack_args(*, epsilon, step_size, num_steps, prefix: str = '') -> None:
+  """Raises ValueError for epsilon < 0, step_size <= 0 or num_steps < 0 (Python numbers only).
+
+  `prefix` (e.g. 'attack.') is put before the argument's name in the message.
+  """
   if isinstance(epsilon, (int, float)) and epsilon < 0:
-    raise ValueError(f'epsilon must be >= 0, got {epsilon}')
+    raise ValueError(f'{prefix}epsilon must be >= 0, got {epsilon}')
   if isinstance(step_size, (int, float)) and step_size <= 0:
-    raise ValueError(f'step_size must be > 0, got {step_size}')
+    raise ValueError(f'{prefix}step_size must be > 0, got {step_size}')
   if isinstance(num_steps, int) and num_steps < 0:
-    raise ValueError(f'num_steps must be >= 0, got {num_steps}')
+    raise ValueError(f'{prefix}num_steps must be >= 0, got {num_steps}')
+
+
+def check_attack_config(attack_config, field: str) -> None:
+  """Checks an attack sub-config (`epsilon`, `step_size`, `num_steps`, `random_start`).
+
+  Args:
+    attack_config: e.g. `config.attack`, `config.finetune.attack` or `config.eval.attack`.
+    field: its name in the config, used in the message.
+
+  Raises:
+    ValueError: epsilon < 0, step_size <= 0 or num_steps < 0.
+  """
+  check_attack_args(epsilon=attack_config.epsilon, step_size=attack_config.step_size,
+                    num_steps=attack_config.num_steps, prefix=f'{field}.')
 
 
 def pgd_linf(loss_fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.Array, y: jax.Array,
@@ -77,3 +101,35 @@ def pgd_linf(loss_fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.Array,
 
   x_adv = jax.lax.fori_loop(0, num_steps, step, x_adv, unroll=unroll if num_steps else None)
   return jax.lax.stop_gradient(x_adv)
+
+
+def class_logits(discriminator: nn.Module, variables, x: jax.Array) -> jax.Array:
+  """D's class head in inference mode (changes no state): (B, H, W, 3) -> (B, C) float32."""
+  return discriminator.apply(variables, x, train=False)[1]
+
+
+def pgd_class(discriminator: nn.Module, variables, x: jax.Array, y: jax.Array, *, epsilon,
+              step_size, num_steps: int, random_start: bool = False,
+              key: Optional[jax.Array] = None) -> jax.Array:
+  """`pgd_linf` on the class cross-entropy of D's classifier, D in inference mode.
+
+  Official code: `miscs/pgd.py` (`attack_label_Linf_PGD`), used by `finetune.py` and
+  `acc_under_attack.py`.
+
+  Args:
+    discriminator: the D module; its class head is the classifier.
+    variables: D's {'params', 'batch_stats'}.
+    x: (B, H, W, 3) float32 clean images in [-1, 1].
+    y: (B,) int32 true labels.
+    epsilon, step_size, num_steps, random_start, key: as in `pgd_linf`.
+
+  Returns:
+    (B, H, W, 3) float32 adversarial images in [-1, 1], ||x_adv - x||_inf <= epsilon.
+
+  Raises:
+    ValueError: as `pgd_linf`.
+  """
+  loss_fn = lambda x, y: losses.class_loss(logits=class_logits(discriminator, variables, x),
+                                           labels=y)
+  return pgd_linf(loss_fn, x, y, epsilon=epsilon, step_size=step_size, num_steps=num_steps,
+                  random_start=random_start, key=key)

@@ -1,189 +1,128 @@
-"""Robustness evaluation of D's classifier: accuracy under L-inf PGD and local Lipschitz value.
+"""`--mode=eval`: robustness of D's classifier, as in paper Table 1 and Figs. 1, 5 and 8.
 
-Paper Table 1 and Fig. 5: the attack maximises the class cross-entropy of D's class head (the
-official `acc_under_attack.py`, `attack_label_Linf_PGD`, step size eps / 5). An example counts as
-robust only if it is classified correctly after every one of `num_restarts` attacks (the first
-from the clean image, the others from random points of the eps-ball). Paper
-Fig. 1 and 8: the local Lipschitz value and the train/test robustness gap.
+For the checkpoint chosen by `eval.stage` it measures, with PGD on the class cross-entropy
+(`eval.attack.num_steps` steps of eps * step_size / epsilon of `eval.attack`, `eval.num_restarts`
+restarts):
+- accuracy at each radius of `eval.epsilons` on the test split (`eval.split`, at most
+  `eval.num_examples` examples) and on a sample of the training split (`eval.train_num_examples`),
+  which gives the train/test robustness gap;
+- the local Lipschitz value (mean ||d loss / d x||_2) on the same two samples;
+- Inception Score and FID of G (`eval.inception_num_samples` samples) when
+  `eval.inception_weights` names the converted FID Inception weights.
+
+It writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png` and `eval/local_lipschitz.png`
+in the workdir and logs a Markdown table. The official evaluation script attacks the CIFAR-10
+training split; we report the test split as the main figure and the training split beside it.
 """
 
 import functools
-from typing import List, Optional, Sequence
+import json
+import os
+from typing import Any, Dict
 
-import flax.linen as nn
+from absl import logging
 import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from jax.sharding import NamedSharding, PartitionSpec as P
+import ml_collections
 
-from rob_gan_jax import attacks
+from rob_gan_jax import checkpoints
 from rob_gan_jax import input_pipeline
-from rob_gan_jax import losses
+from rob_gan_jax import models
+from rob_gan_jax import parallel
+from rob_gan_jax import robustness
+from rob_gan_jax import visualize
+from rob_gan_jax.metrics import fid
 
 
-def class_logits_fn(discriminator: nn.Module, variables):
-  """`f(x) -> (B, C)` class logits of D in inference mode (changes no state)."""
-  return lambda x: discriminator.apply(variables, x, train=False)[1]
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for eval settings that cannot work (before any compute)."""
+  e = config.eval
+  robustness.check_eval_args(epsilons=e.epsilons,
+                             step_size_factor=robustness.step_size_factor(e.attack),
+                             num_steps=e.attack.num_steps, num_restarts=e.num_restarts)
+  for name in ('num_examples', 'train_num_examples'):
+    if e[name] is not None and e[name] < 1:
+      raise ValueError(f'eval.{name} must be >= 1 or None, got {e[name]}')
 
 
-@functools.partial(jax.jit, static_argnames=('discriminator', 'num_steps', 'random_start'))
-def _correct_under_attack(discriminator, variables, x, y, epsilon, step_size, key, *,
-                          num_steps, random_start):
-  logits_fn = class_logits_fn(discriminator, variables)
-  attack_loss = lambda x, y: losses.class_loss(logits=logits_fn(x), labels=y)
-  x_adv = attacks.pgd_linf(attack_loss, input_pipeline.to_float(x), y, epsilon=epsilon,
-                           step_size=step_size, num_steps=num_steps,
-                           random_start=random_start, key=key)
-  return jnp.argmax(logits_fn(x_adv), axis=-1) == y
+def markdown_table(result: Dict[str, Any]) -> str:
+  """The accuracy-vs-epsilon table of `result` in Markdown."""
+  lines = ['| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | test accuracy | train accuracy |',
+           '|---|---|---|---|']
+  for eps, test, trn in zip(result['epsilons'], result['test_accuracy'],
+                            result['train_accuracy']):
+    lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | {test:.4f} | {trn:.4f} |')
+  lines.append(f'\nLocal Lipschitz value: train {result["llv_train"]:.4f}, '
+               f'test {result["llv_test"]:.4f}')
+  if 'fid' in result:
+    lines.append(f'Inception Score {result["inception_score"]:.3f} +- '
+                 f'{result["inception_score_std"]:.3f}, FID {result["fid"]:.2f} '
+                 f'({result["inception_num_samples"]} samples)')
+  return '\n'.join(lines)
 
 
-@functools.partial(jax.jit, static_argnames=('discriminator',))
-def _input_gradient_norm(discriminator, variables, x, y):
-  logits_fn = class_logits_fn(discriminator, variables)
-  # Examples do not interact in inference mode, so the gradient of the summed loss holds each
-  # example's own gradient.
-  loss = lambda x: jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits_fn(x), y))
-  grads = jax.grad(loss)(input_pipeline.to_float(x))
-  return jnp.sqrt(jnp.sum(grads**2, axis=(1, 2, 3)))
-
-
-def _replicate(variables, mesh: Optional[jax.sharding.Mesh]):
-  return variables if mesh is None else jax.device_put(variables, NamedSharding(mesh, P()))
-
-
-def map_batches(fn, images: np.ndarray, labels: np.ndarray, batch_size: int,
-                mesh: Optional[jax.sharding.Mesh]) -> np.ndarray:
-  """Concatenated per-example outputs of `fn(x, y, start)` over padded batches.
-
-  Batches of `batch_size` (rounded up to a multiple of the mesh size) are padded at the end and
-  split over the mesh's 'batch' axis when a mesh is given; padding rows are dropped.
-  """
-  if mesh is not None:
-    batch_size = -(-batch_size // mesh.size) * mesh.size
-  sharding = NamedSharding(mesh, P('batch')) if mesh is not None else None
-  outputs = []
-  for start in range(0, len(labels), batch_size):
-    x, y = images[start:start + batch_size], labels[start:start + batch_size]
-    valid, pad = len(y), batch_size - len(y)
-    x = np.pad(x, ((0, pad), (0, 0), (0, 0), (0, 0)))
-    y = np.pad(y, (0, pad))
-    if sharding is not None:
-      x, y = jax.device_put((x, y), sharding)
-    outputs.append(np.asarray(fn(x, y, start))[:valid])
-  return np.concatenate(outputs)
-
-
-def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray,
-                         labels: np.ndarray, *, epsilon: float, step_size: float,
-                         num_steps: int, num_restarts: int = 1, key: jax.Array,
-                         batch_size: int = 500, mesh: Optional[jax.sharding.Mesh] = None
-                         ) -> np.ndarray:
-  """Which examples D's classifier still gets right under L-inf PGD on the class cross-entropy.
-
-  The first attack starts at the clean image; each further restart starts at a random point of
-  the eps-ball. An example counts as correct only if it survives all of them, so more restarts
-  never raise accuracy. `epsilon = 0` (or `num_steps = 0`) gives clean correctness.
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Evaluates the checkpoint of `eval.stage` in `workdir` and writes the results there.
 
   Args:
-    discriminator: the D module; its class head is the classifier.
-    variables: D's {'params', 'batch_stats'}.
-    images: (N, H, W, 3) uint8.
-    labels: (N,) int.
-    epsilon: L-inf radius in the [-1, 1] pixel scale.
-    step_size: PGD step in the same scale (ignored when epsilon is 0).
-    num_steps: PGD steps.
-    num_restarts: attacks per example (>= 1).
-    key: PRNG key for the random starts (restart r uses `fold_in(fold_in(key, batch start),
-      r)`, so a run with more restarts repeats those of a run with fewer).
-    batch_size: examples per compiled call (the last batch is padded).
-    mesh: if given, each batch is split over its 'batch' axis (data parallel).
+    config: the full config; its `model` must equal the workdir's saved one.
+    workdir: a workdir with a co-training, fine-tuning or Madry checkpoint.
 
   Returns:
-    (N,) bool.
+    The dict written to eval/robustness.json: 'stage', 'step', 'epsilons', 'test_accuracy',
+    'train_accuracy', 'llv_train', 'llv_test', and the attack settings and sample sizes.
 
   Raises:
-    ValueError: epsilon < 0, step_size <= 0, num_steps < 0 or num_restarts < 1.
+    ValueError: bad eval settings, unknown split, a checkpoint of another architecture.
+    FileNotFoundError: no checkpoint of the requested stage.
   """
-  if num_restarts < 1:
-    raise ValueError(f'num_restarts must be >= 1, got {num_restarts}')
-  if epsilon == 0:  # Clean accuracy; any step size is acceptable.
-    num_steps, num_restarts, step_size = 0, 1, 1.0
-  attacks.check_attack_args(epsilon=epsilon, step_size=step_size, num_steps=num_steps)
-  variables = _replicate(variables, mesh)
-
-  def fn(x, y, start):
-    ok = True
-    for restart in range(num_restarts):
-      ok = ok & _correct_under_attack(
-          discriminator, variables, x, y, jnp.float32(epsilon), jnp.float32(step_size),
-          jax.random.fold_in(jax.random.fold_in(key, start), restart),
-          num_steps=num_steps, random_start=restart > 0)
-    return ok
-
-  return map_batches(fn, images, labels, batch_size, mesh)
-
-
-def accuracy_under_attack(discriminator: nn.Module, variables, images: np.ndarray,
-                          labels: np.ndarray, **kwargs) -> float:
-  """Mean of `correct_under_attack` (same arguments): accuracy in [0, 1]."""
-  return float(np.mean(correct_under_attack(discriminator, variables, images, labels,
-                                            **kwargs)))
-
-
-def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labels: np.ndarray,
-                   *, epsilons: Sequence[float], step_size_factor: float, num_steps: int,
-                   num_restarts: int = 1, key: jax.Array, batch_size: int = 500,
-                   mesh: Optional[jax.sharding.Mesh] = None) -> List[float]:
-  """Accuracy under PGD at each radius (paper Table 1 and Fig. 5), step size eps * factor.
-
-  The eps-ball of a smaller radius lies inside that of a larger one, so an example counts as
-  robust at eps only if it survived the attacks at every radius <= eps in `epsilons`; the curve
-  is therefore non-increasing in eps.
-
-  Returns:
-    Accuracies aligned with `epsilons`.
-
-  Raises:
-    ValueError: a negative epsilon, step_size_factor <= 0, num_steps < 0 or num_restarts < 1.
-  """
-  check_eval_args(epsilons=epsilons, step_size_factor=step_size_factor, num_steps=num_steps,
-                  num_restarts=num_restarts)
-  robust = np.ones(len(labels), bool)
-  accuracy = {}
-  for eps in sorted(set(epsilons)):
-    robust &= correct_under_attack(
-        discriminator, variables, images, labels, epsilon=eps, step_size=eps * step_size_factor,
-        num_steps=num_steps, num_restarts=num_restarts, key=key, batch_size=batch_size,
-        mesh=mesh)
-    accuracy[eps] = float(np.mean(robust))
-  return [accuracy[eps] for eps in epsilons]
-
-
-def check_eval_args(*, epsilons, step_size_factor, num_steps, num_restarts) -> None:
-  """Raises ValueError for a negative radius, step_size_factor <= 0, num_steps < 0, or
-  num_restarts < 1."""
-  for eps in epsilons:
-    attacks.check_attack_args(epsilon=eps, step_size=step_size_factor, num_steps=num_steps)
-  if step_size_factor <= 0:
-    raise ValueError(f'step_size_factor must be > 0, got {step_size_factor}')
-  if num_restarts < 1:
-    raise ValueError(f'num_restarts must be >= 1, got {num_restarts}')
-
-
-def local_lipschitz_value(discriminator: nn.Module, variables, images: np.ndarray,
-                          labels: np.ndarray, *, batch_size: int = 500,
-                          mesh: Optional[jax.sharding.Mesh] = None) -> float:
-  """Mean over examples of ||d CE(f(x), y) / d x||_2, paper Fig. 1 (right) and Fig. 8.
-
-  Args:
-    discriminator, variables: D and its variables; f is its class head in inference mode.
-    images: (N, H, W, 3) uint8; the gradient is taken in the [-1, 1] pixel scale.
-    labels: (N,) int.
-
-  Returns:
-    The mean L2 norm of the input gradient of the class cross-entropy.
-  """
-  variables = _replicate(variables, mesh)
-  fn = lambda x, y, start: _input_gradient_norm(discriminator, variables, x, y)
-  return float(np.mean(map_batches(fn, images, labels, batch_size, mesh)))
+  validate_config(config)
+  e = config.eval
+  weights = checkpoints.load_weights(workdir, e.stage, config=config)
+  generator, discriminator = models.create_models(config.model)
+  test_images, test_labels = input_pipeline.load_subset(config, e.split, e.num_examples)
+  train_images, train_labels = input_pipeline.load_subset(config, e.train_split,
+                                                          e.train_num_examples)
+  mesh = parallel.make_mesh()
+  logging.info('Evaluating stage %s (step %d) on %d test and %d train examples.', weights.stage,
+               weights.step, len(test_labels), len(train_labels))
+  common = dict(batch_size=e.batch_size, mesh=mesh)
+  curve = lambda images, labels: robustness.accuracy_curve(
+      discriminator, weights.discriminator, images, labels, epsilons=list(e.epsilons),
+      step_size_factor=robustness.step_size_factor(e.attack), num_steps=e.attack.num_steps,
+      num_restarts=e.num_restarts, random_start=e.attack.random_start,
+      key=jax.random.PRNGKey(config.seed), **common)
+  llv = lambda images, labels: robustness.local_lipschitz_value(
+      discriminator, weights.discriminator, images, labels, **common)
+  result = {
+      'stage': weights.stage,
+      'step': weights.step,
+      'split': e.split,
+      'epsilons': [float(eps) for eps in e.epsilons],
+      'test_accuracy': curve(test_images, test_labels),
+      'train_accuracy': curve(train_images, train_labels),
+      'llv_test': llv(test_images, test_labels),
+      'llv_train': llv(train_images, train_labels),
+      'num_test_examples': len(test_labels),
+      'num_train_examples': len(train_labels),
+      'attack': {'num_steps': e.attack.num_steps,
+                 'step_size_factor': robustness.step_size_factor(e.attack),
+                 'random_start': e.attack.random_start, 'num_restarts': e.num_restarts},
+  }
+  if not e.inception_weights:
+    logging.warning(fid.SKIPPED)
+  elif weights.generator is None:
+    logging.warning('Inception Score and FID are skipped: a %s checkpoint has no generator.',
+                    weights.stage)
+  else:
+    sample_fn = functools.partial(models.sample, generator, weights.generator)
+    result.update(fid.generator_metrics(sample_fn, config, workdir,
+                                        num_samples=e.inception_num_samples, mesh=mesh))
+    result['inception_num_samples'] = e.inception_num_samples
+  directory = os.path.join(workdir, 'eval')
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, 'robustness.json'), 'w') as f:
+    json.dump(result, f, indent=2)
+  visualize.plot_robustness(result, directory)
+  logging.info('Robustness of %s, stage %s:\n%s', workdir, weights.stage,
+               markdown_table(result))
+  return result

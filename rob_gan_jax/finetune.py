@@ -10,88 +10,64 @@ Madry baseline (`config.method = 'madry'`): the same update with lambda = 0 and 
 starting from a randomly initialised D, i.e. Madry et al.'s adversarial training of the same
 network as a classifier only (the source head gets no gradient).
 
-Checkpoints go to `workdir/finetune/checkpoints`, with the same resume guarantees as step 1.
+Checkpoints go to `workdir/finetune/checkpoints` (Madry: `workdir/madry/checkpoints`), with the
+same resume guarantees as step 1.
 Augmentation is crop and flip without the dequantization noise, as in the official `finetune.py`.
 """
 
 import functools
-import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 from absl import logging
-from clu import metric_writers
-from clu import periodic_actions
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import PartitionSpec as P
 import ml_collections
-import numpy as np
-import optax
-import orbax.checkpoint as ocp
 
 from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
 from rob_gan_jax import input_pipeline
+from rob_gan_jax import loop
 from rob_gan_jax import losses
 from rob_gan_jax import models
-from rob_gan_jax import train
+from rob_gan_jax import parallel
+from rob_gan_jax import robustness
+from rob_gan_jax import state as state_lib
 
+AXIS = parallel.AXIS
 METHODS = ('robgan', 'madry')
 
 
-class ClassifierState(flax.struct.PyTreeNode):
-  """State of classifier training: D (params, optimizer, statistics), step and key.
-
-  Attributes:
-    step: () int32, updates done.
-    discriminator: D's ModelState.
-    key: (2,) uint32 PRNG key; step s uses `fold_in(key, s)`.
-  """
-  step: jax.Array
-  discriminator: train.ModelState
-  key: jax.Array
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError, before any compute, for settings that cannot work."""
+  """Raises ValueError, before any compute, for classifier-training settings that cannot work."""
   f = config.finetune
   if config.method not in METHODS:
     raise ValueError(f'method must be one of {METHODS}, got {config.method!r}')
-  attacks.check_attack_args(epsilon=f.epsilon, step_size=f.step_size, num_steps=f.num_steps)
+  attacks.check_attack_config(f.attack, 'finetune.attack')
+  attacks.check_attack_config(config.eval.attack, 'eval.attack')
+  loop.check_loop_config(f, 'finetune')
   if f.fake_weight < 0:
     raise ValueError(f'finetune.fake_weight (lambda) must be >= 0, got {f.fake_weight}')
   if config.method == 'madry' and f.fake_weight:
     raise ValueError('the Madry baseline uses no generated data: set finetune.fake_weight=0')
   if not f.stage_epochs or min(f.stage_epochs) <= 0:
     raise ValueError(f'finetune.stage_epochs must be positive, got {f.stage_epochs}')
-  for name in ('batch_size', 'log_every_steps', 'checkpoint_every_steps', 'max_to_keep'):
-    if f[name] < 1:
-      raise ValueError(f'finetune.{name} must be >= 1, got {f[name]}')
-
-
-def steps_per_epoch(config, num_train_examples: int) -> int:
-  return num_train_examples // config.finetune.batch_size
-
-
-def make_optimizer(finetune_config, epoch_steps: int) -> optax.GradientTransformation:
-  """Adam whose learning rate is multiplied by `stage_factor` at the end of each stage."""
-  boundaries = np.cumsum(finetune_config.stage_epochs)[:-1] * epoch_steps
-  schedule = optax.piecewise_constant_schedule(
-      finetune_config.learning_rate,
-      {int(round(b)): finetune_config.stage_factor for b in boundaries})
-  return optax.adam(schedule, b1=finetune_config.b1, b2=finetune_config.b2)
+  if f.num_steps is not None and f.num_steps < 1:
+    raise ValueError(f'finetune.num_steps must be >= 1 or None, got {f.num_steps}')
 
 
 def num_train_steps(config, num_train_examples: int) -> int:
-  return int(round(sum(config.finetune.stage_epochs) * steps_per_epoch(config,
-                                                                       num_train_examples)))
+  """Updates of the run: all stages, or `finetune.num_steps` if that is smaller."""
+  epoch_steps = state_lib.classifier_steps_per_epoch(config, num_train_examples)
+  total = int(round(sum(config.finetune.stage_epochs) * epoch_steps))
+  return min(total, config.finetune.num_steps or total)
 
 
-def classifier_step(state: ClassifierState, generator_variables, x_real, y_real, z, y_fake, *,
+def classifier_step(state: state_lib.ClassifierState, generator_variables, x_real, y_real, z,
+                    y_fake, attack_key, *,
                     generator: nn.Module, discriminator: nn.Module,
-                    finetune_config) -> Tuple[ClassifierState, Dict[str, jax.Array]]:
+                    finetune_config) -> Tuple[state_lib.ClassifierState, Dict[str, jax.Array]]:
   """One update of D's classifier on eq. 10 (per-device code inside shard_map over 'batch').
 
   Args:
@@ -99,25 +75,26 @@ def classifier_step(state: ClassifierState, generator_variables, x_real, y_real,
     generator_variables: frozen G's {'params', 'batch_stats'}, or None when fake_weight is 0.
     x_real: (b, H, W, 3) float32 augmented real images in [-1, 1]; y_real: (b,) int32.
     z: (b, z_dim) latents; y_fake: (b,) int32 labels for G (unused when fake_weight is 0).
+    attack_key: PRNG key of the attacks' random start (used only if `attack.random_start`).
     generator, discriminator: modules built with axis_name='batch'.
-    finetune_config: `config.finetune` (attack settings and lambda = fake_weight).
+    finetune_config: `config.finetune` (`attack` and lambda = `fake_weight`).
 
   Returns:
     The new state and scalar metrics averaged over devices.
   """
   f = finetune_config
   d = state.discriminator
-  logits_fn = lambda x: discriminator.apply(d.variables, x, train=False)[1]
-  attack = functools.partial(
-      attacks.pgd_linf, lambda x, y: losses.class_loss(logits=logits_fn(x), labels=y),
-      epsilon=f.epsilon, step_size=f.step_size, num_steps=f.num_steps)
-  x_real_adv = attack(x_real, y_real)
+  a = f.attack
+  keys = jax.random.split(attack_key, 2)
+  attack = lambda x, y, key: attacks.pgd_class(
+      discriminator, d.variables, x, y, epsilon=a.epsilon, step_size=a.step_size,
+      num_steps=a.num_steps, random_start=a.random_start, key=key)
+  x_real_adv = attack(x_real, y_real, keys[0])
   use_fake = f.fake_weight > 0
   if use_fake:
     # Frozen G in training mode (batch statistics), as in co-training; nothing of G changes.
-    x_fake = generator.apply(generator_variables, z, y_fake, train=True,
-                             mutable=['batch_stats'])[0]
-    x_fake_adv = attack(x_fake, y_fake)
+    x_fake = models.generate(generator, generator_variables, z, y_fake, train=True)
+    x_fake_adv = attack(x_fake, y_fake, keys[1])
 
   def loss_fn(params):
     (_, logits_real), updates = discriminator.apply(
@@ -136,7 +113,7 @@ def classifier_step(state: ClassifierState, generator_variables, x_real, y_real,
     return loss, (updates['batch_stats'], {'loss': loss, **metrics})
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
-  grads, metrics = jax.lax.pmean((grads, metrics), train.AXIS)
+  grads, metrics = jax.lax.pmean((grads, metrics), AXIS)
   d = d.apply_gradients(grads=grads, batch_stats=batch_stats)
   return state.replace(step=state.step + 1, discriminator=d), metrics
 
@@ -145,79 +122,39 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
                          mesh: jax.sharding.Mesh):
   """Returns jitted `step(state, generator_variables, images, labels) -> (state, metrics)`.
 
-  `images` (B, H, W, 3) uint8 and `labels` (B,) int32 are the global batch; augmentation,
-  latents and fake labels come from `fold_in(state.key, state.step)`. The state is donated.
+  `images` (1, B, H, W, 3) uint8 and `labels` (1, B) int32 are the global batch
+  (`input_pipeline.host_batch`); augmentation, latents, fake labels and the attack key come from
+  `fold_in(state.key, state.step)`. The state is donated.
   """
   m, d = config.model, config.dataset
-  per_device = lambda state, g_vars, batch: classifier_step(
-      state, g_vars, *batch, generator=generator, discriminator=discriminator,
-      finetune_config=config.finetune)
-  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(train.AXIS)),
+  per_device = lambda state, g_vars, batch, key: classifier_step(
+      state, g_vars, *batch, jax.random.fold_in(key, jax.lax.axis_index(AXIS)),
+      generator=generator, discriminator=discriminator, finetune_config=config.finetune)
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(AXIS), P()),
                           out_specs=(P(), P()), check_vma=False)
 
   @functools.partial(jax.jit, donate_argnums=0)
   def step(state, generator_variables, images, labels):
-    aug_key, z_key, y_key = jax.random.split(jax.random.fold_in(state.key, state.step), 3)
+    aug_key, z_key, y_key, attack_key = jax.random.split(
+        jax.random.fold_in(state.key, state.step), 4)
+    images, labels = images[0], labels[0]
     x = input_pipeline.augment(images, aug_key, crop_padding=d.crop_padding,
                                random_flip=d.random_flip, dequantization_noise=0.0)
     n = labels.shape[0]
     batch = (x, labels, jax.random.normal(z_key, (n, m.z_dim)),
              jax.random.randint(y_key, (n,), 0, m.num_classes))
-    return sharded(state, generator_variables, batch)
+    return sharded(state, generator_variables, batch, attack_key)
 
   return step
 
 
-def load_cotrained(config, workdir: str, generator: nn.Module,
-                   discriminator: nn.Module) -> train.GANState:
-  """The latest co-training GANState of `workdir`.
-
-  Raises:
-    FileNotFoundError: no co-training checkpoint there.
-    ValueError: the checkpoint is of another architecture.
-  """
-  checkpoint_manager = checkpoints.manager(os.path.join(workdir, checkpoints.COTRAIN))
-  if checkpoint_manager.latest_step() is None:
-    raise FileNotFoundError(
-        f'no co-training checkpoint in {os.path.join(workdir, checkpoints.COTRAIN)}: run '
-        '--mode=train first, or point --config.finetune.init_workdir at a co-training workdir')
-  abstract = jax.eval_shape(lambda: train.create_train_state(config, generator, discriminator,
-                                                             num_train_examples=1))
-  return checkpoints.restore_latest(checkpoint_manager, abstract)
-
-
-def create_state(config, discriminator: nn.Module, num_train_examples: int) -> ClassifierState:
-  """A ClassifierState with a randomly initialised D (the Madry baseline's start)."""
-  tx = make_optimizer(config.finetune, steps_per_epoch(config, num_train_examples))
-  x = jnp.zeros((1, config.model.image_size, config.model.image_size, 3))
-  d_state = train.init_model_state(discriminator, jax.random.PRNGKey(config.seed), (x,), tx)
-  return ClassifierState(step=jnp.zeros((), jnp.int32), discriminator=d_state,
-                         key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 2))
-
-
-def initial_state(config, workdir: str, generator: nn.Module, discriminator: nn.Module,
-                  num_train_examples: int) -> Tuple[ClassifierState, Optional[dict]]:
-  """(ClassifierState before any classifier update, frozen G variables or None).
-
-  Fine-tuning starts D from the latest co-training checkpoint, Madry training from scratch.
-  """
-  state = create_state(config, discriminator, num_train_examples)
-  if config.method == 'madry':
-    return state, None
-  gan = load_cotrained(config, config.finetune.init_workdir or workdir, generator,
-                       discriminator)
-  d_state = state.discriminator.replace(params=gan.discriminator.params,
-                                        batch_stats=gan.discriminator.batch_stats)
-  g_variables = gan.generator.variables if config.finetune.fake_weight > 0 else None
-  return state.replace(discriminator=d_state), g_variables
-
-
-def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> ClassifierState:
+def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_lib.ClassifierState:
   """Runs (or resumes) fine-tuning (method 'robgan') or Madry training (method 'madry').
 
-  Logs the training loss and accuracies on adversarial batches, and after each epoch the clean
-  and PGD accuracy (attack radius `finetune.epsilon`, `eval.num_steps` steps of eps *
-  `eval.step_size_factor`) on `finetune.eval_num_examples` test examples.
+  Fine-tuning starts D from the latest co-training checkpoint of `finetune.init_workdir` (or
+  `workdir`) and keeps G frozen; Madry training starts from a randomly initialised D. Logs the
+  training loss and accuracies on adversarial batches, and after each epoch (and at the end) the
+  clean and PGD accuracy (`eval.attack`) on `finetune.eval_num_examples` test examples.
 
   Args:
     config: the full config.
@@ -233,54 +170,44 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> Classif
     FloatingPointError: a non-finite loss (the last good checkpoint is kept).
   """
   validate_config(config)
-  train.validate_config(config)
   f = config.finetune
-  mesh = train.make_mesh(f.batch_size)
+  generator, discriminator = models.create_models(config.model, axis_name=AXIS)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(f.batch_size, mesh, 'finetune.batch_size')
+  stage = 'madry' if config.method == 'madry' else 'finetune'
+  g_variables = d_variables = None
+  if stage == 'finetune':
+    try:
+      cotrained = checkpoints.load_weights(f.init_workdir or workdir, 'cotrain', config=config)
+    except FileNotFoundError as e:
+      raise FileNotFoundError(f'{e}. Fine-tuning starts from a co-training checkpoint: run '
+                              '--mode=train first, or point --config.finetune.init_workdir at a '
+                              'co-training workdir') from e
+    d_variables = cotrained.discriminator
+    g_variables = parallel.replicate(cotrained.generator, mesh) if f.fake_weight > 0 else None
   checkpoints.check_and_write_config(config, workdir)
   train_images, train_labels = input_pipeline.load_split(
       config.dataset, config.dataset.train_split, image_size=config.model.image_size,
       num_classes=config.model.num_classes)
-  test_images, test_labels = train.load_subset(config, config.dataset.test_split,
-                                               f.eval_num_examples)
-  generator, discriminator = models.create_models(config.model, axis_name=train.AXIS)
-  state, g_variables = initial_state(config, workdir, generator, discriminator,
-                                     len(train_labels))
-  manager = checkpoints.manager(os.path.join(workdir, checkpoints.FINETUNE), f.max_to_keep)
-  state = checkpoints.restore_latest(manager, state)
-  replicated = NamedSharding(mesh, P())
-  state, g_variables = jax.device_put((state, g_variables), replicated)
-  epoch_steps = steps_per_epoch(config, len(train_labels))
-  total = num_train_steps(config, len(train_labels))
-  initial_step = int(state.step)
-  logging.info('%s: %d devices, steps %d to %d (%d per epoch).',
-               'Madry training' if config.method == 'madry' else 'Fine-tuning', mesh.size,
-               initial_step, total, epoch_steps)
+  test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
+                                                        f.eval_num_examples)
+  epoch_steps = state_lib.classifier_steps_per_epoch(config, len(train_labels))
+  logging.info('%s: %d updates an epoch.', stage, epoch_steps)
 
-  writer = metric_writers.create_default_writer(os.path.join(workdir, 'finetune'),
-                                                just_logging=jax.process_index() > 0)
+  def test_accuracy(step, state, writer):
+    accuracy = robustness.clean_and_pgd_accuracy(
+        discriminator, state.discriminator.variables, test_images, test_labels,
+        attack_config=config.eval.attack, key=jax.random.PRNGKey(step),
+        batch_size=config.eval.batch_size, mesh=mesh)
+    writer.write_scalars(step, accuracy)
+    logging.info('epoch %.2f: %s', step / epoch_steps, accuracy)
+
   step_fn = make_classifier_step(config, generator, discriminator, mesh)
-  report_progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer)
-  batch_sharding = NamedSharding(mesh, P(train.AXIS))
-  pending = []
-  for step in range(initial_step + 1, total + 1):
-    idx = input_pipeline.batch_indices(config.seed, step - 1, num_examples=len(train_labels),
-                                       batch_size=f.batch_size)
-    batch = jax.device_put((train_images[idx], train_labels[idx]), batch_sharding)
-    state, metrics = step_fn(state, g_variables, *batch)
-    pending.append(metrics)
-    last = step == total
-    if step % f.log_every_steps == 0 or step % f.checkpoint_every_steps == 0 or last:
-      train.write_train_metrics(writer, step, pending, manager)  # Waits for the step.
-      pending = []
-      report_progress(step)
-    if step % epoch_steps == 0 or last:
-      with report_progress.timed('eval'):
-        accuracy = train.write_test_accuracy(
-            writer, step, discriminator, state.discriminator.variables, test_images,
-            test_labels, epsilon=f.epsilon, eval_config=config.eval, mesh=mesh)
-      logging.info('epoch %.2f: %s', step / epoch_steps, accuracy)
-    if step % f.checkpoint_every_steps == 0 or last:
-      manager.save(step, args=ocp.args.StandardSave(state))
-  manager.wait_until_finished()
-  writer.flush()
-  return state
+  return loop.run(
+      state=state_lib.create_classifier_state(config, discriminator, len(train_labels),
+                                              d_variables),
+      train_step=lambda state, images, labels: step_fn(state, g_variables, images, labels),
+      host_batch=lambda step: input_pipeline.host_batch(
+          train_images, train_labels, step, seed=config.seed, batch_size=f.batch_size),
+      num_steps=num_train_steps(config, len(train_labels)), settings=f, mesh=mesh,
+      workdir=workdir, stage=stage, hooks=[loop.Hook('eval', epoch_steps, test_accuracy)])

@@ -98,6 +98,27 @@ def load_split(dataset_config, split: str, *, image_size: int,
   return np.concatenate(images)[order], np.concatenate(labels)[order].astype(np.int32)
 
 
+def load_subset(config, split: str,
+                num_examples: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
+  """A fixed random subset of a split, the same for every run of the same `config.seed`.
+
+  Args:
+    config: the full config (`dataset`, `model.image_size`, `model.num_classes`, `seed`).
+    split: split name.
+    num_examples: size of the subset; None = the whole split (in a seeded random order).
+
+  Returns:
+    images (n, H, W, 3) uint8 and labels (n,) int32.
+
+  Raises:
+    As `load_split`.
+  """
+  images, labels = load_split(config.dataset, split, image_size=config.model.image_size,
+                              num_classes=config.model.num_classes)
+  subset = np.random.default_rng(config.seed).permutation(len(labels))[:num_examples]
+  return images[subset], labels[subset]
+
+
 @functools.lru_cache(maxsize=2)
 def _permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(num_examples)
@@ -122,6 +143,31 @@ def batch_indices(seed: int, batch_index: int, *, num_examples: int,
                      f'of {batch_size}')
   epoch, i = divmod(batch_index, batches_per_epoch)
   return _permutation(seed, epoch, num_examples)[i * batch_size:(i + 1) * batch_size]
+
+
+def host_batch(images: np.ndarray, labels: np.ndarray, step: int, *, seed: int, batch_size: int,
+               batches_per_step: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+  """The training batches of step `step` (0-based): batch numbers step * k, ..., step * k + k - 1.
+
+  A co-training step uses k = n_dis batches (one per D update), a classifier-training step one.
+
+  Args:
+    images: (N, H, W, 3) uint8, the whole training split.
+    labels: (N,) int32.
+    step: 0-based step index.
+    seed: the run's seed.
+    batch_size: global batch size.
+    batches_per_step: k.
+
+  Returns:
+    images (k, batch_size, H, W, 3) uint8 and labels (k, batch_size) int32.
+
+  Raises:
+    ValueError: the split has fewer than `batch_size` examples.
+  """
+  idx = np.stack([batch_indices(seed, step * batches_per_step + i, num_examples=len(labels),
+                                batch_size=batch_size) for i in range(batches_per_step)])
+  return images[idx], labels[idx]
 
 
 def to_float(images: jax.Array) -> jax.Array:
@@ -164,25 +210,3 @@ def augment(images: jax.Array, key: jax.Array, *, crop_padding: int, random_flip
   if dequantization_noise:
     x = x + jax.random.uniform(noise_key, x.shape, x.dtype, 0.0, dequantization_noise)
   return x
-
-
-def image_grid(images, rows: int, padding: int = 2) -> np.ndarray:
-  """Tiles (N, H, W, 3) images in [-1, 1] into one uint8 (rows*(H+p)+p, cols*(W+p)+p, 3) image."""
-  images = to_uint8(images)
-  n, h, w, c = images.shape
-  cols = -(-n // rows)
-  grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c), np.uint8)
-  for i in range(n):
-    r, col = divmod(i, cols)
-    top, left = padding + r * (h + padding), padding + col * (w + padding)
-    grid[top:top + h, left:left + w] = images[i]
-  return grid
-
-
-def save_png(image: np.ndarray, path: str, scale: Optional[int] = None) -> None:
-  """Writes a uint8 (H, W, 3) image as PNG, optionally enlarged `scale` times."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  pil = Image.fromarray(image)
-  if scale:
-    pil = pil.resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
-  pil.save(path)

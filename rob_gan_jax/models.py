@@ -6,7 +6,8 @@ SN-GAN ResNet models (Miyato & Koyama, 2018) with an AC-GAN classifier head on t
 With the default widths the trainable parameter counts are exactly those of the official code:
 generator 12,272,515 and discriminator 1,056,395 (`normalization='batch_norm'`).
 
-Images are NHWC float32 in the pixel range [-1, 1].
+Images are NHWC float32 in the pixel range [-1, 1]. `generate` and `sample` are the one way to run
+G: in training mode inside a train step, in inference mode for sample grids, FID and notebooks.
 
 Two rewrites compute exactly the same functions as the reference with less work (they are linear
 identities, so only float rounding differs):
@@ -17,6 +18,7 @@ identities, so only float rounding differs):
   kernel is still the 3x3 kernel of the reference.
 """
 
+import functools
 from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -324,3 +326,41 @@ def create_models(model_config, axis_name: Optional[str] = None) -> Tuple[Genera
       normalization=model_config.normalization, bn_momentum=model_config.bn_momentum,
       axis_name=axis_name)
   return generator, discriminator
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames='train')
+def generate(generator: Generator, variables, z: jax.Array, y: jax.Array, *,
+             train: bool) -> jax.Array:
+  """G(z, y) with G's {'params', 'batch_stats'}, keeping no BatchNorm update.
+
+  Args:
+    generator: the G module.
+    variables: G's {'params', 'batch_stats'}.
+    z: (B, z_dim) float32 latents.
+    y: (B,) int32 labels.
+    train: batch statistics (averaged over G's `axis_name`, so it must run where that axis is
+      bound, e.g. inside a train step) when True; running statistics when False.
+
+  Returns:
+    (B, S, S, 3) float32 images in [-1, 1].
+  """
+  if train:
+    return generator.apply(variables, z, y, train=True, mutable=['batch_stats'])[0]
+  return generator.apply(variables, z, y, train=False)
+
+
+def sample(generator: Generator, variables, labels, *, seed: int) -> jax.Array:
+  """One image per label from G in inference mode, with latents z ~ N(0, I) drawn from `seed`.
+
+  Args:
+    generator: the G module.
+    variables: G's {'params', 'batch_stats'}.
+    labels: (B,) int labels in [0, num_classes).
+    seed: seed of the latents (`jax.random.PRNGKey(seed)`).
+
+  Returns:
+    (B, S, S, 3) float32 images in [-1, 1].
+  """
+  labels = jnp.asarray(labels, jnp.int32)
+  z = jax.random.normal(jax.random.PRNGKey(seed), (labels.shape[0], generator.z_dim))
+  return generate(generator, variables, z, labels, train=False)

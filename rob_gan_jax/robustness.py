@@ -1,143 +1,205 @@
-"""`--mode=eval`: robustness of D's classifier, as in paper Table 1 and Figs. 1, 5 and 8.
+"""Robustness of D's classifier: accuracy under L-inf PGD and local Lipschitz value.
 
-For the checkpoint chosen by `eval.stage` it measures, with PGD on the class cross-entropy
-(`eval.num_steps` steps of eps * `eval.step_size_factor`, `eval.num_restarts` restarts):
-- accuracy at each radius of `eval.epsilons` on the test split (`eval.split`, at most
-  `eval.num_examples` examples) and on a sample of the training split (`eval.train_num_examples`),
-  which gives the train/test robustness gap;
-- the local Lipschitz value (mean ||d loss / d x||_2) on the same two samples;
-- Inception Score and FID of G (`eval.inception_num_samples` samples) when
-  `eval.inception_weights` names the converted FID Inception weights.
+Paper Table 1 and Fig. 5: the attack maximises the class cross-entropy of D's class head
+(`attacks.pgd_class`; official `acc_under_attack.py`, step size eps / 5). An example counts as
+robust only if it is classified correctly after every one of `num_restarts` attacks (the first
+from the clean image, the others from random points of the eps-ball). Paper Fig. 1 and 8: the
+local Lipschitz value and the train/test robustness gap.
 
-It writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png` and `eval/local_lipschitz.png`
-in the workdir and logs a Markdown table. The official evaluation script attacks the CIFAR-10
-training split; we report the test split as the main figure and the training split beside it.
+An attack sub-config (`config.eval.attack`) names one radius and its step size; a sweep over
+radii keeps their ratio (`step_size_factor`), so PGD-20 at eps 0.03125 with step 0.00625 becomes
+step eps / 5 at every radius.
 """
 
-import json
-import os
-from typing import Any, Dict
+import functools
+from typing import Dict, List, Optional, Sequence
 
-from absl import logging
+import flax.linen as nn
 import jax
-import ml_collections
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-from rob_gan_jax import api
-from rob_gan_jax import evaluate
-from rob_gan_jax import train
-from rob_gan_jax.metrics import fid
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for eval settings that cannot work (before any compute)."""
-  e = config.eval
-  evaluate.check_eval_args(epsilons=e.epsilons, step_size_factor=e.step_size_factor,
-                           num_steps=e.num_steps, num_restarts=e.num_restarts)
-  if e.stage not in api.STAGES:
-    raise ValueError(f'eval.stage must be one of {api.STAGES}, got {e.stage!r}')
-  for name in ('num_examples', 'train_num_examples'):
-    if e[name] is not None and e[name] < 1:
-      raise ValueError(f'eval.{name} must be >= 1 or None, got {e[name]}')
+from rob_gan_jax import attacks
+from rob_gan_jax import input_pipeline
+from rob_gan_jax import parallel
 
 
-def markdown_table(result: Dict[str, Any]) -> str:
-  """The accuracy-vs-epsilon table of `result` in Markdown."""
-  lines = ['| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | test accuracy | train accuracy |',
-           '|---|---|---|---|']
-  for eps, test, trn in zip(result['epsilons'], result['test_accuracy'],
-                            result['train_accuracy']):
-    lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | {test:.4f} | {trn:.4f} |')
-  lines.append(f'\nLocal Lipschitz value: train {result["llv_train"]:.4f}, '
-               f'test {result["llv_test"]:.4f}')
-  if 'fid' in result:
-    lines.append(f'Inception Score {result["inception_score"]:.3f} +- '
-                 f'{result["inception_score_std"]:.3f}, FID {result["fid"]:.2f} '
-                 f'({result["inception_num_samples"]} samples)')
-  return '\n'.join(lines)
+@functools.partial(jax.jit, static_argnames=('discriminator', 'num_steps', 'random_start'))
+def _correct_under_attack(discriminator, variables, x, y, epsilon, step_size, key, *,
+                          num_steps, random_start):
+  x_adv = attacks.pgd_class(discriminator, variables, input_pipeline.to_float(x), y,
+                            epsilon=epsilon, step_size=step_size, num_steps=num_steps,
+                            random_start=random_start, key=key)
+  return jnp.argmax(attacks.class_logits(discriminator, variables, x_adv), axis=-1) == y
 
 
-def plot(result: Dict[str, Any], directory: str) -> None:
-  """Accuracy vs epsilon (train and test) and LLV (train vs test) as PNGs."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(5, 3.5))
-  ax.plot(result['epsilons'], result['train_accuracy'], 'o-', label='train')
-  ax.plot(result['epsilons'], result['test_accuracy'], 's-', label='test')
-  ax.set_xlabel('L-inf epsilon ([-1, 1] pixel scale)')
-  ax.set_ylabel('accuracy under PGD')
-  ax.set_title(f'D classifier, stage {result["stage"]}, step {result["step"]}')
-  ax.grid(alpha=0.3)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(directory, 'accuracy_vs_epsilon.png'), dpi=100)
-  plt.close(fig)
-  fig, ax = plt.subplots(figsize=(3.5, 3.5))
-  ax.bar(['train', 'test'], [result['llv_train'], result['llv_test']], color=['C0', 'C1'])
-  ax.set_ylabel('mean ||d loss / d x||_2')
-  ax.set_title('local Lipschitz value')
-  fig.tight_layout()
-  fig.savefig(os.path.join(directory, 'local_lipschitz.png'), dpi=100)
-  plt.close(fig)
+@functools.partial(jax.jit, static_argnames=('discriminator',))
+def _input_gradient_norm(discriminator, variables, x, y):
+  # Examples do not interact in inference mode, so the gradient of the summed loss holds each
+  # example's own gradient.
+  loss = lambda x: jnp.sum(optax.softmax_cross_entropy_with_integer_labels(
+      attacks.class_logits(discriminator, variables, x), y))
+  grads = jax.grad(loss)(input_pipeline.to_float(x))
+  return jnp.sqrt(jnp.sum(grads**2, axis=(1, 2, 3)))
 
 
-def evaluate_robustness(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """Evaluates the checkpoint of `eval.stage` in `workdir` and writes the results there.
+def _replicate(variables, mesh: Optional[jax.sharding.Mesh]):
+  return variables if mesh is None else parallel.replicate(variables, mesh)
 
-  Args:
-    config: the full config; its `model` must equal the workdir's saved one.
-    workdir: a workdir with a co-training, fine-tuning or Madry checkpoint.
 
-  Returns:
-    The dict written to eval/robustness.json: 'stage', 'step', 'epsilons', 'test_accuracy',
-    'train_accuracy', 'llv_train', 'llv_test', and the attack settings and sample sizes.
+def step_size_factor(attack_config) -> float:
+  """step_size / epsilon of an attack sub-config: the step size of a sweep is eps * this.
 
   Raises:
-    ValueError: bad eval settings, unknown split, a checkpoint of another architecture.
-    FileNotFoundError: no checkpoint of the requested stage.
+    ValueError: the sub-config's epsilon is not > 0 or its step size not > 0.
   """
-  validate_config(config)
-  e = config.eval
-  model = api.load(workdir, e.stage, config=config)
-  test_images, test_labels = train.load_subset(config, e.split, e.num_examples)
-  train_images, train_labels = train.load_subset(config, e.train_split, e.train_num_examples)
-  mesh = train.make_mesh(jax.device_count())
-  logging.info('Evaluating stage %s (step %d) on %d test and %d train examples.', model.stage,
-               model.step, len(test_labels), len(train_labels))
-  common = dict(batch_size=e.batch_size, mesh=mesh)
-  curve = lambda images, labels: evaluate.accuracy_curve(
-      model.discriminator, model.discriminator_variables, images, labels,
-      epsilons=list(e.epsilons), step_size_factor=e.step_size_factor, num_steps=e.num_steps,
-      num_restarts=e.num_restarts, key=jax.random.PRNGKey(config.seed), **common)
-  llv = lambda images, labels: evaluate.local_lipschitz_value(
-      model.discriminator, model.discriminator_variables, images, labels, **common)
-  result = {
-      'stage': model.stage,
-      'step': model.step,
-      'split': e.split,
-      'epsilons': [float(eps) for eps in e.epsilons],
-      'test_accuracy': curve(test_images, test_labels),
-      'train_accuracy': curve(train_images, train_labels),
-      'llv_test': llv(test_images, test_labels),
-      'llv_train': llv(train_images, train_labels),
-      'num_test_examples': len(test_labels),
-      'num_train_examples': len(train_labels),
-      'attack': {'num_steps': e.num_steps, 'step_size_factor': e.step_size_factor,
-                 'num_restarts': e.num_restarts},
+  if attack_config.epsilon <= 0 or attack_config.step_size <= 0:
+    raise ValueError('an evaluation attack needs epsilon > 0 and step_size > 0 (their ratio '
+                     f'scales the step size with the radius), got {attack_config}')
+  return attack_config.step_size / attack_config.epsilon
+
+
+def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray,
+                         labels: np.ndarray, *, epsilon: float, step_size: float,
+                         num_steps: int, num_restarts: int = 1, random_start: bool = False,
+                         key: jax.Array, batch_size: int = 500,
+                         mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
+  """Which examples D's classifier still gets right under L-inf PGD on the class cross-entropy.
+
+  The first attack starts at the clean image (at a random point of the eps-ball with
+  `random_start`); each further restart starts at a random point. An example counts as correct
+  only if it survives all of them, so more restarts never raise accuracy. `epsilon = 0` (or
+  `num_steps = 0`) gives clean correctness.
+
+  Args:
+    discriminator: the D module; its class head is the classifier.
+    variables: D's {'params', 'batch_stats'}.
+    images: (N, H, W, 3) uint8.
+    labels: (N,) int.
+    epsilon: L-inf radius in the [-1, 1] pixel scale.
+    step_size: PGD step in the same scale (ignored when epsilon is 0).
+    num_steps: PGD steps.
+    num_restarts: attacks per example (>= 1).
+    random_start: the first attack starts at a random point too.
+    key: PRNG key for the random starts (restart r uses `fold_in(fold_in(key, batch start),
+      r)`, so a run with more restarts repeats those of a run with fewer).
+    batch_size: examples per compiled call (the last batch is padded).
+    mesh: if given, each batch is split over its 'batch' axis (data parallel).
+
+  Returns:
+    (N,) bool.
+
+  Raises:
+    ValueError: epsilon < 0, step_size <= 0, num_steps < 0 or num_restarts < 1.
+  """
+  if num_restarts < 1:
+    raise ValueError(f'num_restarts must be >= 1, got {num_restarts}')
+  if epsilon == 0:  # Clean accuracy; any step size is acceptable.
+    num_steps, num_restarts, step_size = 0, 1, 1.0
+  attacks.check_attack_args(epsilon=epsilon, step_size=step_size, num_steps=num_steps)
+  variables = _replicate(variables, mesh)
+
+  def fn(x, y, start):
+    ok = True
+    for restart in range(num_restarts):
+      ok = ok & _correct_under_attack(
+          discriminator, variables, x, y, jnp.float32(epsilon), jnp.float32(step_size),
+          jax.random.fold_in(jax.random.fold_in(key, start), restart),
+          num_steps=num_steps, random_start=random_start or restart > 0)
+    return ok
+
+  return parallel.map_batches(fn, images, labels, batch_size, mesh)
+
+
+def accuracy_under_attack(discriminator: nn.Module, variables, images: np.ndarray,
+                          labels: np.ndarray, **kwargs) -> float:
+  """Mean of `correct_under_attack` (same arguments): accuracy in [0, 1]."""
+  return float(np.mean(correct_under_attack(discriminator, variables, images, labels,
+                                            **kwargs)))
+
+
+def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labels: np.ndarray,
+                   *, epsilons: Sequence[float], step_size_factor: float, num_steps: int,
+                   num_restarts: int = 1, random_start: bool = False, key: jax.Array,
+                   batch_size: int = 500,
+                   mesh: Optional[jax.sharding.Mesh] = None) -> List[float]:
+  """Accuracy under PGD at each radius (paper Table 1 and Fig. 5), step size eps * factor.
+
+  The eps-ball of a smaller radius lies inside that of a larger one, so an example counts as
+  robust at eps only if it survived the attacks at every radius <= eps in `epsilons`; the curve
+  is therefore non-increasing in eps.
+
+  Returns:
+    Accuracies aligned with `epsilons`.
+
+  Raises:
+    ValueError: a negative epsilon, step_size_factor <= 0, num_steps < 0 or num_restarts < 1.
+  """
+  check_eval_args(epsilons=epsilons, step_size_factor=step_size_factor, num_steps=num_steps,
+                  num_restarts=num_restarts)
+  robust = np.ones(len(labels), bool)
+  accuracy = {}
+  for eps in sorted(set(epsilons)):
+    robust &= correct_under_attack(
+        discriminator, variables, images, labels, epsilon=eps, step_size=eps * step_size_factor,
+        num_steps=num_steps, num_restarts=num_restarts, random_start=random_start, key=key,
+        batch_size=batch_size, mesh=mesh)
+    accuracy[eps] = float(np.mean(robust))
+  return [accuracy[eps] for eps in epsilons]
+
+
+def check_eval_args(*, epsilons, step_size_factor, num_steps, num_restarts) -> None:
+  """Raises ValueError for a negative radius, step_size_factor <= 0, num_steps < 0, or
+  num_restarts < 1."""
+  for eps in epsilons:
+    attacks.check_attack_args(epsilon=eps, step_size=step_size_factor, num_steps=num_steps)
+  if step_size_factor <= 0:
+    raise ValueError(f'step_size_factor must be > 0, got {step_size_factor}')
+  if num_restarts < 1:
+    raise ValueError(f'num_restarts must be >= 1, got {num_restarts}')
+
+
+def local_lipschitz_value(discriminator: nn.Module, variables, images: np.ndarray,
+                          labels: np.ndarray, *, batch_size: int = 500,
+                          mesh: Optional[jax.sharding.Mesh] = None) -> float:
+  """Mean over examples of ||d CE(f(x), y) / d x||_2, paper Fig. 1 (right) and Fig. 8.
+
+  Args:
+    discriminator, variables: D and its variables; f is its class head in inference mode.
+    images: (N, H, W, 3) uint8; the gradient is taken in the [-1, 1] pixel scale.
+    labels: (N,) int.
+
+  Returns:
+    The mean L2 norm of the input gradient of the class cross-entropy.
+  """
+  variables = _replicate(variables, mesh)
+  fn = lambda x, y, start: _input_gradient_norm(discriminator, variables, x, y)
+  return float(np.mean(parallel.map_batches(fn, images, labels, batch_size, mesh)))
+
+
+def clean_and_pgd_accuracy(discriminator: nn.Module, variables, images: np.ndarray,
+                           labels: np.ndarray, *, attack_config, key: jax.Array,
+                           batch_size: int = 500,
+                           mesh: Optional[jax.sharding.Mesh] = None) -> Dict[str, float]:
+  """Clean accuracy and accuracy under one PGD attack, the figures logged while training.
+
+  Args:
+    discriminator, variables: D and its variables.
+    images: (N, H, W, 3) uint8; labels: (N,) int.
+    attack_config: an attack sub-config (`config.eval.attack`).
+    key: PRNG key of a random start.
+
+  Returns:
+    {'test_accuracy_clean', 'test_accuracy_pgd'} in [0, 1].
+  """
+  kwargs = dict(key=key, batch_size=batch_size, mesh=mesh)
+  a = attack_config
+  return {
+      'test_accuracy_clean': accuracy_under_attack(
+          discriminator, variables, images, labels, epsilon=0.0, step_size=1.0, num_steps=0,
+          **kwargs),
+      'test_accuracy_pgd': accuracy_under_attack(
+          discriminator, variables, images, labels, epsilon=a.epsilon, step_size=a.step_size,
+          num_steps=a.num_steps, random_start=a.random_start, **kwargs),
   }
-  if not e.inception_weights:
-    logging.warning(fid.SKIPPED)
-  elif model.generator is None:
-    logging.warning('Inception Score and FID are skipped: a %s checkpoint has no generator.',
-                    model.stage)
-  else:
-    result.update(fid.generator_metrics(model.sample, config, workdir,
-                                        num_samples=e.inception_num_samples, mesh=mesh))
-    result['inception_num_samples'] = e.inception_num_samples
-  directory = os.path.join(workdir, 'eval')
-  os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, 'robustness.json'), 'w') as f:
-    json.dump(result, f, indent=2)
-  plot(result, directory)
-  logging.info('Robustness of %s, stage %s:\n%s', workdir, model.stage, markdown_table(result))
-  return result

@@ -1,10 +1,18 @@
-"""Test set-up: 4 fake CPU devices (before JAX starts) and a small JPEG image folder."""
+"""Test set-up: 4 fake CPU devices (before JAX starts) and a small JPEG image folder.
+
+Compiled programs are cached on disk for the session (JAX's persistent compilation cache), so the
+tests and the `main.py` subprocesses that build the same tiny train step compile it once.
+"""
 
 import os
+import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='jax_cache_'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
@@ -46,13 +54,12 @@ def tiny_config(image_folder):
 def trained_workdir(image_folder, tmp_path_factory):
   """A workdir with 2 co-training steps and 2 fine-tuning steps of the tiny config."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from rob_gan_jax import finetune, train  # pylint: disable=g-import-not-at-top
+  from rob_gan_jax import cotrain, finetune  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   config.dataset.image_folder = image_folder
   config.train.num_steps = 2
-  config.finetune.batch_size = 8
-  config.finetune.stage_epochs = (0.2, 0.2)  # 5 steps an epoch: 1 + 1 steps.
+  config.finetune.stage_epochs = (0.2, 0.2)  # Batch 8, 5 steps an epoch: 1 + 1 steps.
   workdir = str(tmp_path_factory.mktemp('trained'))
-  train.train_and_evaluate(config, workdir)
+  cotrain.train_and_evaluate(config, workdir)
   finetune.train_classifier(config, workdir)
   return workdir

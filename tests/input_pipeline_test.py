@@ -69,8 +69,32 @@ def test_augment_range_crop_and_flip():
   assert 0 < left_dark.sum() < 64  # Some flipped, some not.
 
 
-def test_image_grid_layout():
-  images = np.stack([np.full((4, 4, 3), v, np.float32) for v in (-1.0, 1.0, 0.0, 1.0)])
-  grid = input_pipeline.image_grid(images, rows=2, padding=1)
-  assert grid.shape == (11, 11, 3) and grid.dtype == np.uint8
-  assert grid[1, 1, 0] == 0 and grid[1, 6, 0] == 255 and grid[6, 1, 0] == 128
+def test_host_batch_is_the_batches_of_step_s(image_folder):
+  images, labels = input_pipeline.load_split(folder_config(image_folder), 'train', image_size=32,
+                                             num_classes=10)
+  kwargs = dict(seed=3, batch_size=8)
+  x, y = input_pipeline.host_batch(images, labels, 2, batches_per_step=3, **kwargs)
+  assert x.shape == (3, 8, 32, 32, 3) and x.dtype == np.uint8 and y.shape == (3, 8)
+  # Step 2 of 3 batches a step holds batches 6, 7, 8 (epochs of 40 // 8 = 5 batches).
+  for i, batch in enumerate((6, 7, 8)):
+    idx = input_pipeline.batch_indices(3, batch, num_examples=40, batch_size=8)
+    np.testing.assert_array_equal(x[i], images[idx])
+    np.testing.assert_array_equal(y[i], labels[idx])
+  # One batch a step: step s is batch s.
+  x1, y1 = input_pipeline.host_batch(images, labels, 7, **kwargs)
+  np.testing.assert_array_equal(x1, x[1:2])
+  np.testing.assert_array_equal(y1, y[1:2])
+  with pytest.raises(ValueError, match='fewer than one batch'):
+    input_pipeline.host_batch(images, labels, 0, seed=3, batch_size=41)
+
+
+def test_load_subset_is_a_fixed_function_of_the_seed(tiny_config):
+  images, labels = input_pipeline.load_subset(tiny_config, 'test', 5)
+  assert images.shape == (5, 32, 32, 3) and labels.shape == (5,)
+  again, _ = input_pipeline.load_subset(tiny_config, 'test', 5)
+  np.testing.assert_array_equal(images, again)
+  everything, all_labels = input_pipeline.load_subset(tiny_config, 'test', None)
+  assert len(everything) == 20 and sorted(all_labels) == sorted(np.repeat(np.arange(10), 2))
+  tiny_config.seed = 1
+  other, _ = input_pipeline.load_subset(tiny_config, 'test', 5)
+  assert not np.array_equal(images, other)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from rob_gan_jax import robustness
+from rob_gan_jax import checkpoints
+from rob_gan_jax import evaluate
 from rob_gan_jax.metrics import convert_inception
 from rob_gan_jax.metrics import fid
 from rob_gan_jax.metrics import inception
@@ -170,17 +171,17 @@ def test_inception_score_by_hand():
 
 def test_eval_mode_reports_is_and_fid_with_weights(trained_workdir, random_weights):
   _, npz = random_weights
-  config = robustness.api.load(trained_workdir).config
+  config = checkpoints.load_config(trained_workdir)
   config.eval.epsilons = [0.0]
   config.eval.train_num_examples = 4
   config.eval.inception_num_samples = 20
   config.eval.inception_batch_size = 12
-  result = robustness.evaluate_robustness(config, trained_workdir)
+  result = evaluate.evaluate(config, trained_workdir)
   assert 'fid' not in result  # No weights given: skipped.
   config.eval.inception_weights = npz
-  result = robustness.evaluate_robustness(config, trained_workdir)
+  result = evaluate.evaluate(config, trained_workdir)
   assert result['fid'] > 0 and 1.0 <= result['inception_score'] <= 1000
   cache = os.path.join(os.path.dirname(trained_workdir), 'fid_stats')
   assert len(os.listdir(cache)) == 1  # Real statistics of the train split, cached.
-  again = robustness.evaluate_robustness(config, trained_workdir)
+  again = evaluate.evaluate(config, trained_workdir)
   assert again['fid'] == pytest.approx(result['fid'])

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rob_gan_jax import evaluate
 from rob_gan_jax import input_pipeline
+from rob_gan_jax import parallel
 from rob_gan_jax.metrics import inception
 
 
@@ -107,9 +107,8 @@ def extract(variables, images: np.ndarray, *, batch_size: int = 200,
     pool (N, 2048) float32 and logits (N, 1008) float32.
   """
   if mesh is not None:
-    variables = jax.device_put(variables, jax.sharding.NamedSharding(mesh,
-                                                                      jax.sharding.PartitionSpec()))
-  out = evaluate.map_batches(lambda x, y, start: _features(variables, x), np.asarray(images),
+    variables = parallel.replicate(variables, mesh)
+  out = parallel.map_batches(lambda x, y, start: _features(variables, x), np.asarray(images),
                              np.zeros(len(images), np.int32), batch_size, mesh)
   return out[:, :2048], out[:, 2048:]
 

@@ -1,4 +1,4 @@
-"""Tests of rob_gan_jax.train: data parallelism, resumption, end-to-end runs, bad input."""
+"""Tests of rob_gan_jax.cotrain: data parallelism, resumption, end-to-end runs, bad input."""
 
 import functools
 import os
@@ -12,15 +12,16 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from rob_gan_jax import checkpoints
-from rob_gan_jax import train
+from rob_gan_jax import cotrain
 from rob_gan_jax import models
+from rob_gan_jax import parallel
+from rob_gan_jax import state as state_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_per_device(fn, mesh, state, *batch):
-  sharded = jax.shard_map(fn, mesh=mesh, in_specs=(P(),) + (P(train.AXIS),) * len(batch),
+  sharded = jax.shard_map(fn, mesh=mesh, in_specs=(P(),) + (P(parallel.AXIS),) * len(batch),
                           out_specs=(P(), P()), check_vma=False)
   return jax.jit(sharded)(state, *batch)
 
@@ -29,8 +30,12 @@ def run_per_device(fn, mesh, state, *batch):
 def test_step_on_4_devices_equals_1_device(tiny_config, step):
   assert jax.device_count() == 4
   config = tiny_config
-  generator, discriminator = models.create_models(config.model, axis_name=train.AXIS)
-  state = train.create_train_state(config, generator, discriminator, num_train_examples=40)
+  # With tiny's 8-channel D, some BatchNorm channels have a near-zero batch variance, which
+  # amplifies float rounding (different for 8 or 2 examples a device) to percent-level gradient
+  # differences; 32 channels keep the comparison well conditioned.
+  config.model.discriminator_width = 16
+  generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
+  state = state_lib.create_gan_state(config, generator, discriminator, num_train_examples=40)
   # SGD with lr 1 makes the update the gradient itself. (Adam's first step is lr * sign(grad),
   # which blows float noise up on biases that feed BatchNorm, whose true gradient is 0.)
   sgd = lambda m: m.replace(tx=optax.sgd(1.0), opt_state=optax.sgd(1.0).init(m.params))
@@ -42,15 +47,15 @@ def test_step_on_4_devices_equals_1_device(tiny_config, step):
   z = jax.random.normal(key, (b, config.model.z_dim))
   if step == 'discriminator':
     keys = jnp.tile(key, (b, 1))  # Unused (no random start); sharded like the batch.
-    fn = lambda s, x, y, z, yf, k: train.discriminator_step(
+    fn = lambda s, x, y, z, yf, k: cotrain.discriminator_step(
         s, x, y, z, yf, k[0], generator=generator, discriminator=discriminator,
         attack_config=config.attack, loss_type='split')
     batch = (x, y, z, y[::-1], keys)
   else:
-    fn = functools.partial(train.generator_step, generator=generator,
+    fn = functools.partial(cotrain.generator_step, generator=generator,
                            discriminator=discriminator)
     batch = (z, y)
-  results = [run_per_device(fn, train.make_mesh(b, jax.devices()[:n]), state, *batch)
+  results = [run_per_device(fn, parallel.make_mesh(jax.devices()[:n]), state, *batch)
              for n in (1, 4)]
   (state1, metrics1), (state4, metrics4) = results
   jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5),
@@ -67,11 +72,11 @@ def test_step_on_4_devices_equals_1_device(tiny_config, step):
 def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):
   tiny_config.train.num_steps = 4
   tiny_config.train.checkpoint_every_steps = 2
-  straight = train.train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
+  straight = cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
   tiny_config.train.num_steps = 2
-  train.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
   tiny_config.train.num_steps = 4
-  resumed = train.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  resumed = cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
   assert int(resumed.step) == int(straight.step) == 4
   for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
     np.testing.assert_array_equal(a, b)
@@ -116,26 +121,11 @@ def test_bad_configs_raise_before_compute(tiny_config, tmp_path, field, value, m
   group, name = field.split('.')
   tiny_config[group][name] = value
   with pytest.raises(ValueError, match=match):
-    train.train_and_evaluate(tiny_config, str(tmp_path))
+    cotrain.train_and_evaluate(tiny_config, str(tmp_path))
   assert not os.path.exists(tmp_path / 'checkpoints')
 
 
 def test_missing_dataset_raises(tiny_config, tmp_path):
   tiny_config.dataset.image_folder = str(tmp_path / 'missing')
   with pytest.raises(FileNotFoundError, match='image_folder'):
-    train.train_and_evaluate(tiny_config, str(tmp_path / 'run'))
-
-
-def test_workdir_of_another_model_is_refused(tiny_config, tmp_path):
-  checkpoints.check_and_write_config(tiny_config, str(tmp_path))
-  tiny_config.model.discriminator_width = 8
-  with pytest.raises(ValueError, match='discriminator_width'):
-    checkpoints.check_and_write_config(tiny_config, str(tmp_path))
-
-
-def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
-  manager = checkpoints.manager(str(tmp_path), max_to_keep=2)
-  manager.save(3, args=checkpoints.ocp.args.StandardSave({'w': np.zeros(2)}))
-  with pytest.raises(FloatingPointError, match='last good checkpoint is step 3'):
-    train.check_finite({'d_loss': float('nan'), 'g_loss': 1.0}, 4, manager)
-  train.check_finite({'d_loss': 0.5}, 4, manager)
+    cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'run'))

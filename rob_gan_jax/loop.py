@@ -1,0 +1,134 @@
+"""The one training loop of every stage: resume, step, log, periodic hooks, checkpoint.
+
+A stage program (co-training, fine-tuning, the Madry baseline) supplies a fresh state, a jitted
+`train_step(state, *batch) -> (state, metrics)`, a function giving the host batch of step s, and
+its periodic hooks (test accuracy, sample grids, IS/FID). `run` restores the latest checkpoint of
+the stage (so a killed run resumes where it stopped), replicates the state over the mesh, and for
+each step: runs the step, and at the steps where it is time (CLU `periodic_actions`, every N steps
+and always at the last step) writes the averaged metrics (stopping on a non-finite one), runs the
+hooks and saves a checkpoint. The step is never waited for except at those points.
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+import jax
+from jax.sharding import NamedSharding, PartitionSpec as P
+import numpy as np
+import orbax.checkpoint as ocp
+
+from rob_gan_jax import checkpoints
+from rob_gan_jax import parallel
+
+LOOP_FIELDS = ('batch_size', 'log_every_steps', 'checkpoint_every_steps', 'max_to_keep')
+
+
+@dataclasses.dataclass(frozen=True)
+class Hook:
+  """A periodic action of the loop.
+
+  Attributes:
+    name: shown in the progress report's timings.
+    every_steps: run at every multiple of this step (and at the last step); None: only at the
+      last step.
+    fn: `fn(step, state, writer)`, with the replicated state after `step` updates.
+  """
+  name: str
+  every_steps: Optional[int]
+  fn: Callable[[int, Any, metric_writers.MetricWriter], None]
+
+
+def check_loop_config(group, field: str) -> None:
+  """Raises ValueError if a loop setting of a config group (`LOOP_FIELDS`) is < 1.
+
+  Args:
+    group: e.g. `config.train` or `config.finetune`.
+    field: its name in the config, used in the message.
+  """
+  for name in LOOP_FIELDS:
+    if group[name] < 1:
+      raise ValueError(f'{field}.{name} must be >= 1, got {group[name]}')
+
+
+def check_finite(metrics: Dict[str, float], step: int,
+                 manager: ocp.CheckpointManager) -> None:
+  """Raises FloatingPointError, naming the last good checkpoint, if a metric is NaN or inf."""
+  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+  if bad:
+    manager.wait_until_finished()
+    raise FloatingPointError(
+        f'non-finite loss at step {step}: {bad}. The last good checkpoint is step '
+        f'{manager.latest_step()} in {manager.directory}; lower the learning rate or check the '
+        'data before resuming.')
+
+
+def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.ndarray]],
+        num_steps: int, settings, mesh: jax.sharding.Mesh, workdir: str, stage: str,
+        hooks: Sequence[Hook] = ()):
+  """Runs (or resumes) the training loop of a stage to `num_steps`.
+
+  Args:
+    state: the fresh state (`step` 0) of the stage; replaced by the latest checkpoint if any.
+    train_step: jitted `train_step(state, *batch) -> (state, metrics)`; `batch` are the arrays of
+      `host_batch`, split over the mesh along their second axis (P(None, 'batch')).
+    host_batch: `host_batch(s)` -> numpy arrays of the 0-based step s.
+    num_steps: the step to train to.
+    settings: the stage's config group (`LOOP_FIELDS`).
+    mesh: the devices.
+    workdir: the run's workdir.
+    stage: 'cotrain', 'finetune' or 'madry' (where checkpoints and summaries go).
+    hooks: periodic actions, run in order after the metrics and before the checkpoint.
+
+  Returns:
+    The final state.
+
+  Raises:
+    ValueError: the latest checkpoint does not fit `state`.
+    FloatingPointError: a non-finite metric (the last good checkpoint is kept).
+  """
+  manager = checkpoints.manager(checkpoints.checkpoint_dir(workdir, stage), settings.max_to_keep)
+  state = parallel.replicate(checkpoints.restore_latest(manager, state), mesh)
+  initial_step = int(state.step)
+  writer = metric_writers.create_default_writer(checkpoints.summary_dir(workdir, stage),
+                                                just_logging=jax.process_index() > 0)
+  logging.info('%s on %d devices from step %d to %d.', stage, mesh.size, initial_step, num_steps)
+  report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
+  batch_sharding = NamedSharding(mesh, P(None, parallel.AXIS))
+  pending: List[Dict[str, jax.Array]] = []
+
+  def write_metrics(step, t):
+    del t
+    summary = {k: float(v) for k, v in jax.tree.map(lambda *x: np.mean(x), *pending).items()}
+    pending.clear()
+    check_finite(summary, step, manager)  # Waits for the step to finish,
+    writer.write_scalars(step, summary)
+    report_progress(step)  # so steps/s counts computed steps, not dispatched ones.
+
+  def run_hook(hook, step, t):
+    del t
+    with report_progress.timed(hook.name):
+      hook.fn(step, state, writer)
+
+  checkpoint_steps = range(settings.checkpoint_every_steps, num_steps + 1,
+                           settings.checkpoint_every_steps)
+  actions = [periodic_actions.PeriodicCallback(
+      every_steps=settings.log_every_steps, on_steps=[*checkpoint_steps, num_steps],
+      callback_fn=write_metrics)]
+  actions += [periodic_actions.PeriodicCallback(
+      every_steps=hook.every_steps, on_steps=[num_steps],
+      callback_fn=lambda step, t, hook=hook: run_hook(hook, step, t)) for hook in hooks]
+  actions.append(periodic_actions.PeriodicCallback(
+      every_steps=settings.checkpoint_every_steps, on_steps=[num_steps],
+      callback_fn=lambda step, t: manager.save(step, args=ocp.args.PyTreeSave(state))))
+  for step in range(initial_step + 1, num_steps + 1):
+    batch = jax.device_put(tuple(host_batch(step - 1)), batch_sharding)
+    state, metrics = train_step(state, *batch)
+    pending.append(metrics)
+    for action in actions:
+      action(step)
+  manager.wait_until_finished()
+  writer.flush()
+  return state

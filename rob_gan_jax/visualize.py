@@ -1,0 +1,65 @@
+"""Pictures: image grids, PNG files, and the robustness plots of `--mode=eval`."""
+
+import os
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from rob_gan_jax import input_pipeline
+
+
+def image_grid(images, rows: int, padding: int = 2) -> np.ndarray:
+  """Tiles (N, H, W, 3) images in [-1, 1] into one uint8 (rows*(H+p)+p, cols*(W+p)+p, 3) image."""
+  images = input_pipeline.to_uint8(images)
+  n, h, w, c = images.shape
+  cols = -(-n // rows)
+  grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c), np.uint8)
+  for i in range(n):
+    r, col = divmod(i, cols)
+    top, left = padding + r * (h + padding), padding + col * (w + padding)
+    grid[top:top + h, left:left + w] = images[i]
+  return grid
+
+
+def save_png(image: np.ndarray, path: str, scale: Optional[int] = None) -> None:
+  """Writes a uint8 (H, W, 3) image as PNG, optionally enlarged `scale` times."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  pil = Image.fromarray(image)
+  if scale:
+    pil = pil.resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
+  pil.save(path)
+
+
+def write_sample_grid(writer, directory: str, step: int, images, rows: int) -> None:
+  """Writes (N, H, W, 3) images in [-1, 1] as the image summary 'samples' and as
+  `directory/samples/step_<step>.png` (enlarged twice)."""
+  grid = image_grid(images, rows=rows)
+  writer.write_images(step, {'samples': grid[None]})
+  os.makedirs(os.path.join(directory, 'samples'), exist_ok=True)
+  save_png(grid, os.path.join(directory, 'samples', f'step_{step:07d}.png'), scale=2)
+
+
+def plot_robustness(result: Dict[str, Any], directory: str) -> None:
+  """Writes `accuracy_vs_epsilon.png` (train and test curves) and `local_lipschitz.png` (train
+  vs test LLV) of a `--mode=eval` result into `directory`."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  ax.plot(result['epsilons'], result['train_accuracy'], 'o-', label='train')
+  ax.plot(result['epsilons'], result['test_accuracy'], 's-', label='test')
+  ax.set_xlabel('L-inf epsilon ([-1, 1] pixel scale)')
+  ax.set_ylabel('accuracy under PGD')
+  ax.set_title(f'D classifier, stage {result["stage"]}, step {result["step"]}')
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(directory, 'accuracy_vs_epsilon.png'), dpi=100)
+  plt.close(fig)
+  fig, ax = plt.subplots(figsize=(3.5, 3.5))
+  ax.bar(['train', 'test'], [result['llv_train'], result['llv_test']], color=['C0', 'C1'])
+  ax.set_ylabel('mean ||d loss / d x||_2')
+  ax.set_title('local Lipschitz value')
+  fig.tight_layout()
+  fig.savefig(os.path.join(directory, 'local_lipschitz.png'), dpi=100)
+  plt.close(fig)

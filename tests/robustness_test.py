@@ -1,0 +1,61 @@
+"""Tests of rob_gan_jax.robustness: accuracy under PGD and the local Lipschitz value."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rob_gan_jax import api
+from rob_gan_jax import input_pipeline
+from rob_gan_jax import robustness
+
+
+@pytest.fixture(scope='module')
+def model_and_data(trained_workdir):
+  model = api.load(trained_workdir)
+  images, labels = model.load_data('test')
+  return model, images, labels
+
+
+def test_zero_epsilon_gives_plain_accuracy(model_and_data):
+  model, images, labels = model_and_data
+  plain = float(np.mean(np.asarray(model.predict(images)) == labels))
+  accuracy = robustness.accuracy_under_attack(
+      model.discriminator, model.discriminator_variables, images, labels, epsilon=0.0,
+      step_size=0.0, num_steps=20, key=jax.random.PRNGKey(0), batch_size=8)
+  assert accuracy == plain
+  both = robustness.clean_and_pgd_accuracy(
+      model.discriminator, model.discriminator_variables, images, labels,
+      attack_config=model.config.eval.attack, key=jax.random.PRNGKey(0), batch_size=8)
+  assert both['test_accuracy_clean'] == plain
+  assert both['test_accuracy_pgd'] <= plain
+
+
+def test_accuracy_is_non_increasing_in_epsilon_and_restarts_never_help(model_and_data):
+  model, images, labels = model_and_data
+  kwargs = dict(epsilons=[0.0, 0.02, 0.05, 0.1, 0.3], step_size_factor=0.25, num_steps=3,
+                key=jax.random.PRNGKey(1), batch_size=8)
+  curve = robustness.accuracy_curve(model.discriminator, model.discriminator_variables, images,
+                                    labels, **kwargs)
+  assert all(a >= b for a, b in zip(curve, curve[1:]))
+  with_restarts = robustness.accuracy_curve(model.discriminator, model.discriminator_variables,
+                                            images, labels, num_restarts=3, **kwargs)
+  assert all(r <= a for r, a in zip(with_restarts, curve))
+
+
+def test_local_lipschitz_value_is_mean_input_gradient_norm(model_and_data):
+  model, images, labels = model_and_data
+  llv = robustness.local_lipschitz_value(model.discriminator, model.discriminator_variables,
+                                         images[:3], labels[:3], batch_size=2)
+  norms = []
+  for x, y in zip(images[:3], labels[:3]):
+    loss = lambda x: -jax.nn.log_softmax(model.classify(x[None])[0])[y]
+    norms.append(float(jnp.linalg.norm(jax.grad(loss)(input_pipeline.to_float(x)))))
+  assert llv == pytest.approx(np.mean(norms), rel=1e-4)
+
+
+def test_step_size_factor_of_an_attack_config(tiny_config):
+  assert robustness.step_size_factor(tiny_config.eval.attack) == pytest.approx(0.2)
+  tiny_config.eval.attack.epsilon = 0.0
+  with pytest.raises(ValueError, match='epsilon > 0'):
+    robustness.step_size_factor(tiny_config.eval.attack)
