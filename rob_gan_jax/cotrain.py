@@ -177,7 +177,7 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
   state.step)` on the global batch before it is split over devices, so a step gives the same
   result on any number of devices. The state argument is donated.
   """
-  m, d = config.model, config.dataset
+  m, data = config.model, config.dataset
   n_dis, batch_size = config.train.n_dis, config.train.batch_size
   per_device = functools.partial(train_iteration, generator=generator,
                                  discriminator=discriminator, config=config)
@@ -191,8 +191,8 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
     key = jax.random.fold_in(state.key, state.step)
     aug_key, z_key, y_key, attack_key = jax.random.split(key, 4)
     x = input_pipeline.augment(
-        images.reshape((-1,) + images.shape[2:]), aug_key, crop_padding=d.crop_padding,
-        random_flip=d.random_flip, dequantization_noise=d.dequantization_noise)
+        images.reshape((-1,) + images.shape[2:]), aug_key, crop_padding=data.crop_padding,
+        random_flip=data.random_flip, dequantization_noise=data.dequantization_noise)
     batch = {
         'images': x.reshape(images.shape),
         'labels': labels,

@@ -126,7 +126,7 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
   (`input_pipeline.host_batch`); augmentation, latents, fake labels and the attack key come from
   `fold_in(state.key, state.step)`. The state is donated.
   """
-  m, d = config.model, config.dataset
+  m, data = config.model, config.dataset
   per_device = lambda state, g_vars, batch, key: classifier_step(
       state, g_vars, *batch, jax.random.fold_in(key, jax.lax.axis_index(AXIS)),
       generator=generator, discriminator=discriminator, finetune_config=config.finetune)
@@ -138,8 +138,8 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
     aug_key, z_key, y_key, attack_key = jax.random.split(
         jax.random.fold_in(state.key, state.step), 4)
     images, labels = images[0], labels[0]
-    x = input_pipeline.augment(images, aug_key, crop_padding=d.crop_padding,
-                               random_flip=d.random_flip, dequantization_noise=0.0)
+    x = input_pipeline.augment(images, aug_key, crop_padding=data.crop_padding,
+                               random_flip=data.random_flip, dequantization_noise=0.0)
     n = labels.shape[0]
     batch = (x, labels, jax.random.normal(z_key, (n, m.z_dim)),
              jax.random.randint(y_key, (n,), 0, m.num_classes))
