@@ -1,8 +1,5 @@
 """Tests of rob_gan_jax.checkpoints: config refusal, stage resolution, weights-only loading."""
 
-import os
-import shutil
-
 import jax
 import numpy as np
 import pytest

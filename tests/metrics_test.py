@@ -10,7 +10,6 @@ import os
 import sys
 import types
 
-import jax
 import numpy as np
 import pytest
 import scipy.linalg
