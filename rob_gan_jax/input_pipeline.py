@@ -12,6 +12,7 @@ import functools
 import os
 from typing import Optional, Tuple
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,37 +27,82 @@ def _missing_data_message(dataset_config, reason: str) -> str:
           'label order): --config.dataset.image_folder=/path/to/folder.')
 
 
-def _dataset(dataset_config, split: str):
-  """Returns (tf.data.Dataset of dicts with 'image', 'label', 'key', number of classes)."""
+def _listed(items, limit: int = 5) -> str:
+  """The first `limit` items joined by '; ', with a count of the rest."""
+  more = f'; ... and {len(items) - limit} more' if len(items) > limit else ''
+  return '; '.join(items[:limit]) + more
+
+
+def _subfolders(path: str):
+  return sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
+
+
+def _check_class_folders(root: str) -> None:
+  """Raises ValueError unless every split folder of `root` has the same class folders.
+
+  (`tfds.ImageFolder` would silently take the union of the class folders of all splits.)
+  """
+  classes = {split: set(_subfolders(os.path.join(root, split))) for split in _subfolders(root)}
+  differences = []
+  for name in sorted(set().union(*classes.values())):
+    having = [f'{split}/' for split in classes if name in classes[split]]
+    lacking = [f'{split}/' for split in classes if name not in classes[split]]
+    if lacking:
+      differences.append(f'{name!r} is in {", ".join(having)} but not in {", ".join(lacking)}')
+  if differences:
+    raise ValueError(f'the splits of dataset.image_folder={root!r} must have the same class '
+                     f'folders, but {len(differences)} differ: {_listed(differences)}')
+
+
+def _builder(dataset_config):
+  """The TFDS builder of the data and the feature that names an example (file name or TFDS id)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   root = dataset_config.image_folder
   if root:
     if not os.path.isdir(root):
       raise FileNotFoundError(_missing_data_message(
           dataset_config, f'dataset.image_folder={root!r} is not a directory.'))
-    builder = tfds.ImageFolder(root)
-    key = 'image/filename'
-  else:
-    builder = tfds.builder(dataset_config.name, data_dir=dataset_config.data_dir)
-    if not builder.is_prepared():
-      try:
-        builder.download_and_prepare()
-      except Exception as e:  # Offline, no permission, ... : say how to provide the data.
-        raise FileNotFoundError(_missing_data_message(
-            dataset_config, f'TFDS data set {dataset_config.name!r} is not prepared in '
-            f'{builder.data_dir} and could not be downloaded ({type(e).__name__}: {e}).')) from e
-    key = 'id'
-  if split not in builder.info.splits:
-    raise ValueError(f'split {split!r} does not exist in {root or dataset_config.name!r}; '
-                     f'it has {sorted(builder.info.splits)}')
-  num_classes = builder.info.features['label'].num_classes
-  ds = builder.as_dataset(split=split, shuffle_files=False)
-  return ds.map(lambda ex: {'image': ex['image'], 'label': ex['label'], 'key': ex[key]}), num_classes
+    _check_class_folders(root)
+    return tfds.ImageFolder(root), 'image/filename'
+  builder = tfds.builder(dataset_config.name, data_dir=dataset_config.data_dir)
+  if not builder.is_prepared():
+    try:
+      builder.download_and_prepare()
+    except Exception as e:  # Offline, no permission, ... : say how to provide the data.
+      raise FileNotFoundError(_missing_data_message(
+          dataset_config, f'TFDS data set {dataset_config.name!r} is not prepared in '
+          f'{builder.data_dir} and could not be downloaded ({type(e).__name__}: {e}).')) from e
+  return builder, 'id'
+
+
+def _bad_images(builder, split: str, key: str, root: Optional[str], shape) -> list:
+  """Slow diagnosis: '<file or id> <problem>' for each image of `split` that is not `shape`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  decode = builder.info.features['image'].decode_example
+  undecoded = builder.as_dataset(split=split, shuffle_files=False,
+                                 decoders={'image': tfds.decode.SkipDecoding()})
+  bad = []
+  for ex in undecoded:
+    name = ex[key].numpy().decode()
+    if root:
+      name = os.path.relpath(name, root)
+    try:
+      found = tuple(decode(ex['image']).shape)
+    except tf.errors.InvalidArgumentError:
+      bad.append(f'{name} cannot be decoded')
+    else:
+      if found != shape:
+        bad.append(f'{name} has shape {found}, expected {shape}')
+  return sorted(bad)
 
 
 def load_split(dataset_config, split: str, *, image_size: int,
                num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
   """Reads a whole split into memory, in a canonical order (sorted by file name or TFDS id).
+
+  Logs a warning (absl) naming the classes, for an image folder the class folders, of which the
+  split has no examples.
 
   Args:
     dataset_config: `config.dataset`; `image_folder` (if set) is read with `tfds.ImageFolder`,
@@ -71,31 +117,50 @@ def load_split(dataset_config, split: str, *, image_size: int,
 
   Raises:
     FileNotFoundError: the data are missing (the message says how to provide them).
-    ValueError: unknown split, wrong number of classes, or images that are not
-      image_size x image_size x 3.
+    ValueError: unknown split, wrong number of classes, an image folder whose splits have
+      different class folders (the message names them), images that cannot be decoded or are
+      not image_size x image_size x 3 (the message names up to 5 files or TFDS ids and counts
+      them all), or an empty split.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  ds, found_classes = _dataset(dataset_config, split)
-  where = dataset_config.image_folder or dataset_config.name
-  if found_classes != num_classes:
-    raise ValueError(f'{where!r} has {found_classes} classes, but model.num_classes is '
+  builder, key = _builder(dataset_config)
+  root = dataset_config.image_folder
+  where = root or dataset_config.name
+  if split not in builder.info.splits:
+    raise ValueError(f'split {split!r} does not exist in {where!r}; '
+                     f'it has {sorted(builder.info.splits)}')
+  class_names = builder.info.features['label'].names
+  if len(class_names) != num_classes:
+    raise ValueError(f'{where!r} has {len(class_names)} classes, but model.num_classes is '
                      f'{num_classes}')
   shape = (image_size, image_size, 3)
-  ds = ds.map(lambda ex: dict(ex, image=tf.ensure_shape(ex['image'], shape)))
+  ds = builder.as_dataset(split=split, shuffle_files=False).map(
+      lambda ex: {'image': tf.ensure_shape(ex['image'], shape), 'label': ex['label'],
+                  'key': ex[key]})
   images, labels, keys = [], [], []
   try:
     for batch in tfds.as_numpy(ds.batch(1024)):
       images.append(batch['image'])
       labels.append(batch['label'])
       keys.append(batch['key'])
-  except tf.errors.InvalidArgumentError as e:
-    raise ValueError(f'images of split {split!r} in {where!r} must all be {shape} '
-                     f'(model.image_size={image_size}): {e.message.splitlines()[0]}') from e
+  except tf.errors.InvalidArgumentError:
+    bad = _bad_images(builder, split, key, root, shape)
+    if not bad:
+      raise
+    raise ValueError(f'{len(bad)} image(s) of split {split!r} in {where!r} cannot be read as '
+                     f'{shape} (model.image_size={image_size}): {_listed(bad)}') from None
   if not images:
     raise ValueError(f'split {split!r} of {where!r} is empty')
   order = np.argsort(np.concatenate(keys), kind='stable')
-  return np.concatenate(images)[order], np.concatenate(labels)[order].astype(np.int32)
+  labels = np.concatenate(labels)[order].astype(np.int32)
+  empty = [os.path.join(root, split, class_names[c]) if root else class_names[c]
+           for c in np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0)]
+  if empty:
+    logging.warning('split %r of %r has no examples of %d class(es)%s: %s', split, where,
+                    len(empty), ' (class folders without .jpg/.jpeg/.png files)' if root else '',
+                    ', '.join(empty))
+  return np.concatenate(images)[order], labels
 
 
 def load_subset(config, split: str,

@@ -1,5 +1,9 @@
 """Tests of rob_gan_jax.input_pipeline."""
 
+import logging
+import os
+import socket
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,7 +38,9 @@ def test_missing_folder_says_both_ways_to_get_data(tmp_path):
 
 def test_wrong_image_size_and_classes_and_split_raise(tmp_path, image_folder):
   small = conftest.write_image_folder(tmp_path / 'small', per_class={'train': 1}, size=28)
-  with pytest.raises(ValueError, match=r'\(32, 32, 3\)'):
+  # All 10 images are wrong: the message counts them and names the first 5.
+  with pytest.raises(ValueError, match=r'^10 image.*airplane/0000.jpg has shape \(28, 28, 3\), '
+                     r'expected \(32, 32, 3\).* and 5 more$'):
     input_pipeline.load_split(folder_config(small), 'train', image_size=32, num_classes=10)
   with pytest.raises(ValueError, match='classes'):
     input_pipeline.load_split(folder_config(image_folder), 'train', image_size=32,
@@ -42,6 +48,74 @@ def test_wrong_image_size_and_classes_and_split_raise(tmp_path, image_folder):
   with pytest.raises(ValueError, match='validation'):
     input_pipeline.load_split(folder_config(image_folder), 'validation', image_size=32,
                               num_classes=10)
+
+
+def test_undecodable_image_is_named(tmp_path):
+  root = conftest.write_image_folder(tmp_path / 'images', per_class={'train': 2})
+  cat = os.path.join(root, 'train', 'cat', '0001.jpg')
+  with open(cat, 'rb') as f:
+    data = f.read()
+  with open(cat, 'wb') as f:
+    f.write(data[:len(data) // 2])  # Truncated.
+  with pytest.raises(ValueError, match=r'^1 image.*: train/cat/0001.jpg cannot be decoded$'):
+    input_pipeline.load_split(folder_config(root), 'train', image_size=32, num_classes=10)
+
+
+def test_image_of_the_wrong_size_is_named_with_its_shape(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  root = conftest.write_image_folder(tmp_path / 'images', per_class={'train': 2})
+  Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(
+      os.path.join(root, 'train', 'dog', '0000.jpg'))
+  with pytest.raises(ValueError, match=r'^1 image.*: train/dog/0000.jpg has shape '
+                     r'\(64, 64, 3\), expected \(32, 32, 3\)$'):
+    input_pipeline.load_split(folder_config(root), 'train', image_size=32, num_classes=10)
+
+
+def test_splits_with_different_class_folders_raise(tmp_path):
+  root = conftest.write_image_folder(tmp_path / 'images', per_class={'train': 1, 'test': 1})
+  conftest.write_image_folder(tmp_path / 'more', per_class={'test': 1}, classes=('unicorn',))
+  os.rename(tmp_path / 'more' / 'test' / 'unicorn', os.path.join(root, 'test', 'unicorn'))
+  # Reading either split checks all of them (TFDS would count 11 classes).
+  with pytest.raises(ValueError, match=r"'unicorn' is in test/ but not in train/$"):
+    input_pipeline.load_split(folder_config(root), 'train', image_size=32, num_classes=10)
+
+
+def test_empty_class_folder_is_logged(tmp_path, caplog):
+  root = conftest.write_image_folder(tmp_path / 'images', per_class={'train': 1, 'test': 1})
+  os.remove(os.path.join(root, 'train', 'cat', '0000.jpg'))
+  with caplog.at_level(logging.WARNING):
+    _, labels = input_pipeline.load_split(folder_config(root), 'test', image_size=32,
+                                          num_classes=10)
+  assert len(labels) == 10 and not caplog.records  # The test split has every class.
+  with caplog.at_level(logging.WARNING):
+    _, labels = input_pipeline.load_split(folder_config(root), 'train', image_size=32,
+                                          num_classes=10)
+  assert len(labels) == 9 and 3 not in labels
+  assert [r.levelno for r in caplog.records] == [logging.WARNING]
+  assert os.path.join(root, 'train', 'cat') in caplog.records[0].getMessage()
+
+
+def test_tfds_download_runs_up_to_the_http_request(tmp_path, monkeypatch):
+  """Issue 8 item 0: TFDS's download code imports packages (importlib_resources) we must install."""
+  import requests  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(downloader, 'MAX_RETRIES', 0)  # Its urllib3 retries back off for ~200 s.
+  with socket.socket() as closed_port:  # Bound, not listening: connections are refused at once.
+    closed_port.bind(('127.0.0.1', 0))
+    proxy = 'http://127.0.0.1:%d' % closed_port.getsockname()[1]
+    for var in ('http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY'):
+      monkeypatch.setenv(var, proxy)  # The request fails whether the machine is online or not.
+    for var in ('no_proxy', 'NO_PROXY'):
+      monkeypatch.delenv(var, raising=False)
+    config = default.get_config().dataset
+    config.name, config.data_dir, config.image_folder = 'cifar10', str(tmp_path), None
+    with pytest.raises(FileNotFoundError, match='could not be downloaded') as info:
+      input_pipeline.load_split(config, 'train', image_size=32, num_classes=10)
+  chain = [info.value]
+  while chain[-1].__cause__ or chain[-1].__context__:
+    chain.append(chain[-1].__cause__ or chain[-1].__context__)
+  assert not any(isinstance(e, ImportError) for e in chain), chain
+  assert any(isinstance(e, requests.exceptions.ConnectionError) for e in chain), chain
 
 
 def test_batch_indices_are_a_function_of_seed_and_step():
