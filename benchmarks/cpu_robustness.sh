@@ -21,4 +21,4 @@ for run in robgan madry; do
 done
 python main.py --config=configs/cifar10_cpu.py --workdir="$out/robgan" --mode=eval \
     --config.eval.stage=cotrain "${flags[@]}" 2> "$out/eval_robgan_cotrain.log"
-grep -h -A 14 "Robustness of" "$out"/eval_*.log
+grep -h -A 15 "Robustness of" "$out"/eval_*.log

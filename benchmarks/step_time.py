@@ -61,12 +61,14 @@ def benchmark(batch_size: int, repeats: int):
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()),
                                  check_vma=False), donate_argnums=0)
 
-  d_step = per_device(lambda s, x, y, z, yf: cotrain.discriminator_step(
-      s, x, y, z, yf, key, generator=generator, discriminator=discriminator,
-      attack_config=config.attack, loss_type=config.train.loss), 4)
+  keep = config.train.keep_all_bn_updates
+  d_step = per_device(functools.partial(
+      cotrain.discriminator_step, generator=generator, discriminator=discriminator,
+      attack_config=config.attack, loss_type=config.train.loss, keep_all_bn_updates=keep), 5)
   g_step = per_device(functools.partial(cotrain.generator_step, generator=generator,
-                                        discriminator=discriminator), 2)
-  d_time, state = median_time(d_step, state, (x, y, z, y), repeats)
+                                        discriminator=discriminator, keep_all_bn_updates=keep), 2)
+  attack_keys = jax.random.split(key, batch_size)
+  d_time, state = median_time(d_step, state, (x, y, z, y, attack_keys), repeats)
   g_time, state = median_time(g_step, state, (z, y), repeats)
   n_dis = config.train.n_dis
   images = np.random.default_rng(0).integers(0, 256, (n_dis, batch_size, 32, 32, 3), np.uint8)

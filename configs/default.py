@@ -26,6 +26,10 @@ def get_config() -> ml_collections.ConfigDict:
   # 'robgan': --mode=train is step 1 (co-training), --mode=finetune step 2.
   # 'madry': --mode=train is Madry adversarial training of D as a classifier only (no G).
   config.method = 'robgan'
+  # Settings that may differ from the workdir's config.json when a run is resumed, besides run
+  # length, logging and evaluation (checkpoints.RESUMABLE_CHANGES): field names or sections,
+  # e.g. --config.allow_changes="('optim.learning_rate',)". Changes go to config_history.json.
+  config.allow_changes = ()
 
   # Official `resnet_32` (nz=128, ngf=ndf=64, start_width=4, bn=True).
   config.model = ml_collections.ConfigDict(dict(
@@ -39,7 +43,13 @@ def get_config() -> ml_collections.ConfigDict:
       discriminator_width=64,
       discriminator_downsample=(True, True, False, False),
       normalization='batch_norm',  # 'batch_norm' | 'spectral_norm' | 'none'
-      bn_momentum=0.9,  # Flax convention (PyTorch momentum 0.1).
+      # D's BatchNorms and G's last one (Flax convention: running = m * old + (1 - m) * batch;
+      # PyTorch momentum 0.1).
+      bn_momentum=0.9,
+      # G's class-conditional BatchNorms. 0.1 reproduces a quirk of the official code
+      # (`layers/cat_cond_bn.py` passes its decay=0.9 as `F.batch_norm`'s momentum, so running =
+      # 0.1 old + 0.9 batch); 0.9 is the conventional value.
+      conditional_bn_momentum=0.1,
   ))
 
   # Step-1 attack on real images (official defaults: --adv_steps 5 --epsilon 0.03125, lr 0.0078).
@@ -53,6 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
       b2=0.9,
       decay_every_epochs=50,
       decay_factor=0.5,
+      # True (official train.py, which rebuilds both Adams at each decay): Adam's moments and
+      # bias-correction count restart at each decay; False: they carry on.
+      restart_adam_at_decay=True,
   ))
 
   config.dataset = ml_collections.ConfigDict(dict(
@@ -80,6 +93,11 @@ def get_config() -> ml_collections.ConfigDict:
       samples_per_class=10,
       inception_every_steps=0,  # > 0: IS and FID during training (needs eval.inception_weights).
       inception_num_samples=5_000,
+      # True (official train.py): every training-mode pass updates the BatchNorm running
+      # statistics (and spectral-norm vectors) of the net it runs, so the D step's pass through G
+      # updates G's and the G step's pass through D updates D's. False: a step keeps only the
+      # updates of the net it trains.
+      keep_all_bn_updates=True,
   ))
   # Step 2, fine-tuning of D's classifier (paper eq. 10), and the Madry baseline's training.
   # Official defaults: Adam lr 1e-3, batch 128, stages of 20, 20, 10, 10 epochs with the learning
@@ -93,6 +111,14 @@ def get_config() -> ml_collections.ConfigDict:
       b2=0.999,
       stage_epochs=(20.0, 20.0, 10.0, 10.0),
       stage_factor=0.1,
+      # True (official finetune.py, which builds a new Adam after each stage): Adam's moments and
+      # bias-correction count restart at each stage; False: they carry on.
+      restart_adam_at_stage=True,
+      # False (official finetune.py: `dis.eval()` in the first attack is never undone): D is
+      # trained in inference mode, BatchNorm normalising with its running statistics, which
+      # stay those of the co-trained D. True: training mode (batch statistics, updated running
+      # averages), as the Madry baseline from a random D needs.
+      discriminator_train_mode=False,
       num_steps=config_dict.placeholder(int),  # Stop after this many updates; None = all stages.
       attack=attack_config(epsilon=0.03125, step_size=0.00625, num_steps=5),
       log_every_steps=50,
@@ -123,6 +149,10 @@ def get_config() -> ml_collections.ConfigDict:
       inception_num_samples=50_000,
       inception_split='train',  # Real statistics: the 50,000 CIFAR-10 training images.
       inception_batch_size=200,
+      # How G makes images for sample grids, IS/FID and api.Model.sample. False (official code,
+      # which never calls gen.eval()): BatchNorm uses the statistics of the batch being generated,
+      # so an image depends on the batch it is generated in. True: running statistics.
+      sample_with_running_stats=False,
   ))
   config.lock()
   return config

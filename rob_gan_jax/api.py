@@ -6,15 +6,18 @@
     x_adv = model.attack(images, jnp.arange(10), epsilon=0.0627)
     print(model.predict(x_adv))
     test_images, test_labels = model.load_data('test', 500)
-    model.accuracy_curve(test_images, test_labels, epsilons=[0, 0.02, 0.04, 0.08])
+    curve = model.accuracy_curve(test_images, test_labels, epsilons=[0, 0.02, 0.04, 0.08])
+    curve.per_radius, curve.cumulative
 
 Images are NHWC float32 in [-1, 1] (uint8 in [0, 255] is accepted too); attack radii are in the
 [-1, 1] scale, so 8/255 in [0, 1] units is epsilon = 0.0627. The attack's defaults are those of
-`--mode=eval` (`eval.attack` of the run's config: PGD-20, step size eps / 5).
+`--mode=eval` (`eval.attack` of the run's config: PGD-20, step size eps / 5). G samples as
+`--mode=eval` makes its IS/FID samples (`eval.sample_with_running_stats` of the run's config: by
+default with the batch's statistics, so an image depends on the batch it is made in).
 """
 
 import dataclasses
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -41,7 +44,8 @@ _pgd_class = jax.jit(attacks.pgd_class, static_argnums=0,
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """A loaded checkpoint. Every method runs the networks in inference mode.
+  """A loaded checkpoint. D runs in inference mode; G in the mode of
+  `eval.sample_with_running_stats` (default: training mode on the batch, keeping no update).
 
   Attributes:
     config: the run's config (from workdir/config.json).
@@ -61,7 +65,11 @@ class Model:
   discriminator_variables: Any
 
   def sample(self, labels, *, seed: int = 0) -> jax.Array:
-    """Generates one image per label.
+    """Generates one image per label (`models.sample`).
+
+    With the default `eval.sample_with_running_stats=False` (the official code's way) G's
+    BatchNorm uses the statistics of this batch, so an image depends on the other labels and
+    latents of the call; with True, G's running statistics.
 
     Args:
       labels: (B,) int labels in [0, num_classes).
@@ -75,7 +83,8 @@ class Model:
     """
     if self.generator is None:
       raise ValueError(f'a {self.stage!r} checkpoint has no generator')
-    return models.sample(self.generator, self.generator_variables, labels, seed=seed)
+    return models.sample(self.generator, self.generator_variables, labels, seed=seed,
+                         running_stats=self.config.eval.sample_with_running_stats)
 
   def classify(self, images) -> jax.Array:
     """(B, H, W, 3) images in [-1, 1] (or uint8) -> (B, num_classes) float32 class logits."""
@@ -114,11 +123,12 @@ class Model:
     return _pgd_class(self.discriminator, self.discriminator_variables, _as_float(images),
                       jnp.asarray(labels, jnp.int32), epsilon=jnp.float32(epsilon),
                       step_size=jnp.float32(step_size), num_steps=num_steps,
-                      random_start=random_start, key=jax.random.PRNGKey(seed))
+                      random_start=random_start,
+                      keys=jax.random.split(jax.random.PRNGKey(seed), len(labels)))
 
   def accuracy_curve(self, images, labels, epsilons: Sequence[float], *,
                      num_steps: Optional[int] = None, num_restarts: int = 1,
-                     seed: int = 0) -> List[float]:
+                     seed: int = 0) -> robustness.AccuracyCurve:
     """Accuracy under PGD at each radius, as `--mode=eval` measures it (paper Table 1).
 
     Args:
@@ -131,7 +141,9 @@ class Model:
       seed: seed of the random restarts.
 
     Returns:
-      Accuracies aligned with `epsilons`, non-increasing in epsilon.
+      A `robustness.AccuracyCurve` aligned with `epsilons`: `per_radius` (each radius attacked
+      on its own, the official script's figure) and `cumulative` (robust at every radius <= eps
+      of `epsilons`, non-increasing in epsilon).
     """
     step_size_factor, default_steps = self._eval_attack()
     return robustness.accuracy_curve(

@@ -7,7 +7,15 @@ One training step is one iteration in the SN-GAN sense: `n_dis` discriminator up
 new batch of real images attacked by PGD and a new batch of generated images, then one generator
 update. The step runs data-parallel over all devices: per-device code with collectives over the
 mesh axis 'batch' (`lax.pmean` of gradients and metrics, cross-replica BatchNorm), wrapped in
-`jax.shard_map` over a 1-D mesh and jitted as a whole.
+`jax.shard_map` over a 1-D mesh and jitted as a whole. All randomness, the attack's random starts
+included, is drawn for the global batch before it is split, so a step gives the same result on
+any number of devices.
+
+BatchNorm statistics, as in the official `train.py` (`train.keep_all_bn_updates=True`): every
+training-mode pass updates the running statistics of the net it runs through, so the D step's
+pass through G (`with torch.no_grad(): gen(z)` in train mode there) updates G's and the G step's
+pass through D updates D's; in the D step D's are updated by the adversarial and by the fake
+pass. With `keep_all_bn_updates=False` a step keeps only the updates of the net it trains.
 """
 
 import functools
@@ -49,32 +57,42 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'train.{name} must be >= 1, got {config.train[name]}')
 
 
-def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, attack_key, *,
+def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, attack_keys, *,
                        generator: nn.Module, discriminator: nn.Module, attack_config,
-                       loss_type: str) -> Tuple[state_lib.GANState, Dict[str, jax.Array]]:
+                       loss_type: str,
+                       keep_all_bn_updates: bool) -> Tuple[state_lib.GANState,
+                                                           Dict[str, jax.Array]]:
   """One D update (per-device code inside shard_map over axis 'batch').
 
   Real images are attacked by PGD on D's real-image loss (D in inference mode), then D minimises
   `discriminator_real_loss(D(x_adv)) + discriminator_fake_loss(D(G(z, y_fake)))` (paper eqs. 8/9).
   D sees the adversarial and the fake batch in separate training-mode passes, as the official
-  code does, so each has its own BatchNorm statistics. G runs in training mode, as in the G step;
-  its BatchNorm updates are not kept (the D step changes only D).
+  code does, so each has its own BatchNorm statistics and each updates D's running statistics.
+  G runs in training mode (batch statistics), as in the official code; its parameters do not
+  change, its running statistics are updated when `keep_all_bn_updates` (official `train.py`).
 
   Args:
     state: GANState (replicated).
     x_real: (b, H, W, 3) float32 augmented real images in [-1, 1] (this device's part).
     y_real: (b,) int32 labels.
     z: (b, z_dim) float32 latents; y_fake: (b,) int32 labels for G.
-    attack_key: PRNG key for the attack's random start (used only if enabled).
+    attack_keys: (b,) PRNG keys (raw: (b, 2) uint32), one per example, for the attack's random
+      start (used only if enabled); drawn for the global batch, so the start does not depend on
+      the device count.
     generator, discriminator: modules built with axis_name='batch'.
     attack_config: `config.attack`.
     loss_type: 'split' (eq. 9) or 'acgan' (eq. 8).
+    keep_all_bn_updates: keep the update of G's BatchNorm statistics by its pass
+      (`config.train.keep_all_bn_updates`).
 
   Returns:
     The new state and a dict of scalar metrics averaged over devices.
   """
-  d = state.discriminator
-  x_fake = models.generate(generator, state.generator.variables, z, y_fake, train=True)
+  d, g = state.discriminator, state.generator
+  x_fake, g_updates = generator.apply(g.variables, z, y_fake, train=True,
+                                      mutable=['batch_stats'])
+  if keep_all_bn_updates:
+    g = g.replace(batch_stats=g_updates['batch_stats'])
 
   def attack_loss(x, y):
     source, classes = discriminator.apply(d.variables, x, train=False)
@@ -83,8 +101,7 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
   x_adv = attacks.pgd_linf(
       attack_loss, x_real, y_real, epsilon=attack_config.epsilon,
       step_size=attack_config.step_size, num_steps=attack_config.num_steps,
-      random_start=attack_config.random_start,
-      key=jax.random.fold_in(attack_key, jax.lax.axis_index(AXIS)))
+      random_start=attack_config.random_start, keys=attack_keys)
 
   def loss_fn(params):
     (src_real, cls_real), updates = discriminator.apply(
@@ -109,61 +126,68 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
   grads, metrics = jax.lax.pmean((grads, metrics), AXIS)
   d = d.apply_gradients(grads=grads, batch_stats=batch_stats)
-  return state.replace(discriminator=d), metrics
+  return state.replace(generator=g, discriminator=d), metrics
 
 
 def generator_step(state: state_lib.GANState, z, y_fake, *, generator: nn.Module,
-                   discriminator: nn.Module) -> Tuple[state_lib.GANState, Dict[str, jax.Array]]:
+                   discriminator: nn.Module,
+                   keep_all_bn_updates: bool) -> Tuple[state_lib.GANState, Dict[str, jax.Array]]:
   """One G update (per-device code inside shard_map over axis 'batch').
 
   G minimises `generator_loss(D(G(z, y)))`: fool the source head and be classified as y. D runs
   in training mode (batch statistics) as in the official code, and only its input gradient is
-  computed; its statistics updates are not kept (the G step changes only G).
+  computed; its parameters do not change, its running statistics are updated when
+  `keep_all_bn_updates` (official `train.py`).
 
   Args:
     state: GANState (replicated).
     z: (b, z_dim) float32 latents; y_fake: (b,) int32 labels.
     generator, discriminator: modules built with axis_name='batch'.
+    keep_all_bn_updates: keep the update of D's BatchNorm statistics (and spectral-norm vectors)
+      by its pass (`config.train.keep_all_bn_updates`).
 
   Returns:
     The new state and a dict of scalar metrics averaged over devices.
   """
-  g = state.generator
+  g, d = state.generator, state.discriminator
 
   def loss_fn(params):
-    x_fake, updates = generator.apply({'params': params, 'batch_stats': g.batch_stats}, z,
-                                      y_fake, train=True, mutable=['batch_stats'])
-    (source, classes), _ = discriminator.apply(state.discriminator.variables, x_fake,
-                                               train=True, mutable=['batch_stats'])
+    x_fake, g_updates = generator.apply({'params': params, 'batch_stats': g.batch_stats}, z,
+                                        y_fake, train=True, mutable=['batch_stats'])
+    (source, classes), d_updates = discriminator.apply(d.variables, x_fake, train=True,
+                                                       mutable=['batch_stats'])
     loss = losses.generator_loss(source_logits=source, class_logits=classes, labels=y_fake)
-    return loss, (updates['batch_stats'], {'g_loss': loss})
+    return loss, (g_updates['batch_stats'], d_updates['batch_stats'], {'g_loss': loss})
 
-  grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(g.params)
+  grads, (batch_stats, d_batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(g.params)
   grads, metrics = jax.lax.pmean((grads, metrics), AXIS)
   g = g.apply_gradients(grads=grads, batch_stats=batch_stats)
-  return state.replace(generator=g), metrics
+  if keep_all_bn_updates:
+    d = d.replace(batch_stats=d_batch_stats)
+  return state.replace(generator=g, discriminator=d), metrics
 
 
-def train_iteration(state: state_lib.GANState, batch, attack_keys, *, generator, discriminator,
+def train_iteration(state: state_lib.GANState, batch, *, generator, discriminator,
                     config) -> Tuple[state_lib.GANState, Dict[str, jax.Array]]:
   """`n_dis` D steps (a `lax.scan`) then one G step; per-device code.
 
   Args:
     batch: dict of this device's data, leading axis n_dis (+1 for z and y_fake, whose last
       entry feeds the G step): 'images' (n_dis, b, H, W, 3) float32, 'labels' (n_dis, b),
-      'z' (n_dis + 1, b, z_dim), 'y_fake' (n_dis + 1, b).
-    attack_keys: (n_dis, 2) PRNG keys, one per D step.
+      'z' (n_dis + 1, b, z_dim), 'y_fake' (n_dis + 1, b), 'attack_keys' (n_dis, b) PRNG keys
+      (raw: (n_dis, b, 2) uint32), one per example of each D step.
   """
-  n_dis = config.train.n_dis
+  n_dis, keep = config.train.n_dis, config.train.keep_all_bn_updates
   d_step = functools.partial(discriminator_step, generator=generator,
                              discriminator=discriminator, attack_config=config.attack,
-                             loss_type=config.train.loss)
+                             loss_type=config.train.loss, keep_all_bn_updates=keep)
   state, d_metrics = jax.lax.scan(
       lambda s, xs: d_step(s, *xs), state,
       (batch['images'], batch['labels'], batch['z'][:n_dis], batch['y_fake'][:n_dis],
-       attack_keys), unroll=True)  # XLA:CPU runs a `while` body ~3x slower; see pgd_linf.
+       batch['attack_keys']), unroll=True)  # XLA:CPU runs a `while` body ~3x slower; see pgd_linf.
   state, g_metrics = generator_step(state, batch['z'][n_dis], batch['y_fake'][n_dis],
-                                    generator=generator, discriminator=discriminator)
+                                    generator=generator, discriminator=discriminator,
+                                    keep_all_bn_updates=keep)
   metrics = {**jax.tree.map(jnp.mean, d_metrics), **g_metrics}
   return state.replace(step=state.step + 1), metrics
 
@@ -173,9 +197,10 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
   """Returns the jitted `train_step(state, images, labels) -> (state, metrics)`.
 
   `images` (n_dis, B, H, W, 3) uint8 and `labels` (n_dis, B) int32 are the global batches of the
-  step's D updates. Augmentation, latents and fake labels are drawn from `fold_in(state.key,
-  state.step)` on the global batch before it is split over devices, so a step gives the same
-  result on any number of devices. The state argument is donated.
+  step's D updates. Augmentation, latents, fake labels and the attack's per-example keys are
+  drawn from `fold_in(state.key, state.step)` on the global batch before it is split over
+  devices, so a step gives the same result on any number of devices. The state argument is
+  donated.
   """
   m, data = config.model, config.dataset
   n_dis, batch_size = config.train.n_dis, config.train.batch_size
@@ -183,7 +208,7 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
                                  discriminator=discriminator, config=config)
   # check_vma=False: gradients are averaged explicitly with lax.pmean (the style of flax's
   # examples); with VMA checking JAX would psum gradients of replicated params implicitly.
-  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(None, AXIS), P()),
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(None, AXIS)),
                           out_specs=(P(), P()), check_vma=False)
 
   @functools.partial(jax.jit, donate_argnums=0)
@@ -198,8 +223,9 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
         'labels': labels,
         'z': jax.random.normal(z_key, (n_dis + 1, batch_size, m.z_dim)),
         'y_fake': jax.random.randint(y_key, (n_dis + 1, batch_size), 0, m.num_classes),
+        'attack_keys': jax.random.split(attack_key, (n_dis, batch_size)),
     }
-    return sharded(state, batch, jax.random.split(attack_key, n_dis))
+    return sharded(state, batch)
 
   return train_step
 
@@ -211,8 +237,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   `checkpoints/`; starts from the latest checkpoint if there is one. Every
   `train.eval_every_steps` it logs the clean and PGD accuracy (`eval.attack`) of D's classifier
   on `train.eval_num_examples` test examples, every `train.sample_every_steps` the fixed-noise
-  sample grid (G in inference mode, one row per class), and every `train.inception_every_steps`
-  (when > 0 and `eval.inception_weights` is set) IS and FID.
+  sample grid (one row per class; G with the grid's batch statistics, or its running ones with
+  `eval.sample_with_running_stats`), and every `train.inception_every_steps` (when > 0 and
+  `eval.inception_weights` is set) IS and FID, whose samples are made the same way.
 
   Args:
     config: the full config (see configs/default.py).
@@ -222,53 +249,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     The final GANState.
 
   Raises:
-    ValueError: invalid config, a batch that does not divide by the device count, a workdir of
-      another model, wrong image size or class count.
+    ValueError: invalid config, a batch that does not divide by the device count, settings that
+      differ from those of the workdir's checkpoints (`checkpoints.check_and_write_config`),
+      wrong image size or class count.
+    checkpoints.WorkdirInUseError: another training run holds the workdir.
     FileNotFoundError: missing data set.
-    FloatingPointError: a non-finite loss (the last good checkpoint is kept).
+    FloatingPointError: a non-finite loss or state (the last good checkpoint is kept).
   """
   validate_config(config)
   m, t = config.model, config.train
   generator, discriminator = models.create_models(m, axis_name=AXIS)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(t.batch_size, mesh, 'train.batch_size')
-  checkpoints.check_and_write_config(config, workdir)
-  train_images, train_labels = input_pipeline.load_split(
-      config.dataset, config.dataset.train_split, image_size=m.image_size,
-      num_classes=m.num_classes)
-  test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
-                                                        t.eval_num_examples)
-  logging.info('Co-training on %d training examples.', len(train_labels))
+  with checkpoints.lock_workdir(workdir, 'train'):
+    checkpoints.check_and_write_config(config, workdir)
+    train_images, train_labels = input_pipeline.load_split(
+        config.dataset, config.dataset.train_split, image_size=m.image_size,
+        num_classes=m.num_classes)
+    test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
+                                                          t.eval_num_examples)
+    logging.info('Co-training on %d training examples.', len(train_labels))
 
-  def test_accuracy(step, state, writer):
-    writer.write_scalars(step, robustness.clean_and_pgd_accuracy(
-        discriminator, state.discriminator.variables, test_images, test_labels,
-        attack_config=config.eval.attack, key=jax.random.PRNGKey(step),
-        batch_size=config.eval.batch_size, mesh=mesh))
+    def test_accuracy(step, state, writer):
+      writer.write_scalars(step, robustness.clean_and_pgd_accuracy(
+          discriminator, state.discriminator.variables, test_images, test_labels,
+          attack_config=config.eval.attack, key=jax.random.PRNGKey(step),
+          batch_size=config.eval.batch_size, mesh=mesh))
 
-  grid_labels = jnp.repeat(jnp.arange(m.num_classes), t.samples_per_class)
-  def sample_grid(step, state, writer):
-    images = models.sample(generator, state.generator.variables, grid_labels,
-                           seed=config.seed + 1)
-    visualize.write_sample_grid(writer, workdir, step, images, rows=m.num_classes)
+    grid_labels = jnp.repeat(jnp.arange(m.num_classes), t.samples_per_class)
+    running_stats = config.eval.sample_with_running_stats
+    def sample_grid(step, state, writer):
+      images = models.sample(generator, state.generator.variables, grid_labels,
+                             seed=config.seed + 1, running_stats=running_stats)
+      visualize.write_sample_grid(writer, workdir, step, images, rows=m.num_classes)
 
-  def inception_metrics(step, state, writer):
-    sample_fn = functools.partial(models.sample, generator, state.generator.variables)
-    writer.write_scalars(step, fid.generator_metrics(
-        sample_fn, config, workdir, num_samples=t.inception_num_samples, mesh=mesh))
+    def inception_metrics(step, state, writer):
+      sample_fn = functools.partial(models.sample, generator, state.generator.variables,
+                                    running_stats=running_stats)
+      writer.write_scalars(step, fid.generator_metrics(
+          sample_fn, config, workdir, num_samples=t.inception_num_samples, mesh=mesh))
 
-  hooks = [loop.Hook('eval', t.eval_every_steps, test_accuracy),
-           loop.Hook('samples', t.sample_every_steps, sample_grid)]
-  if t.inception_every_steps:
-    if config.eval.inception_weights:
-      hooks.append(loop.Hook('inception', t.inception_every_steps, inception_metrics))
-    else:
-      logging.warning(fid.SKIPPED)
-  return loop.run(
-      state=state_lib.create_gan_state(config, generator, discriminator, len(train_labels)),
-      train_step=make_train_step(config, generator, discriminator, mesh),
-      host_batch=lambda step: input_pipeline.host_batch(
-          train_images, train_labels, step, seed=config.seed, batch_size=t.batch_size,
-          batches_per_step=t.n_dis),
-      num_steps=t.num_steps, settings=t, mesh=mesh, workdir=workdir, stage='cotrain',
-      hooks=hooks)
+    hooks = [loop.Hook('eval', t.eval_every_steps, test_accuracy),
+             loop.Hook('samples', t.sample_every_steps, sample_grid)]
+    if t.inception_every_steps:
+      if config.eval.inception_weights:
+        hooks.append(loop.Hook('inception', t.inception_every_steps, inception_metrics))
+      else:
+        logging.warning(fid.SKIPPED)
+    return loop.run(
+        state=state_lib.create_gan_state(config, generator, discriminator, len(train_labels)),
+        train_step=make_train_step(config, generator, discriminator, mesh),
+        host_batch=lambda step: input_pipeline.host_batch(
+            train_images, train_labels, step, seed=config.seed, batch_size=t.batch_size,
+            batches_per_step=t.n_dis),
+        num_steps=t.num_steps, settings=t, mesh=mesh, workdir=workdir, stage='cotrain',
+        hooks=hooks)

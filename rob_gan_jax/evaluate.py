@@ -5,14 +5,19 @@ For the checkpoint chosen by `eval.stage` it measures, with PGD on the class cro
 restarts):
 - accuracy at each radius of `eval.epsilons` on the test split (`eval.split`, at most
   `eval.num_examples` examples) and on a sample of the training split (`eval.train_num_examples`),
-  which gives the train/test robustness gap;
+  which gives the train/test robustness gap. Each radius is attacked on its own, as in the
+  official `acc_under_attack.py` (`test_accuracy`, `train_accuracy`); from the same attacks,
+  `test_accuracy_cumulative` and `train_accuracy_cumulative` count an example at eps only if it
+  survived every radius <= eps;
 - the local Lipschitz value (mean ||d loss / d x||_2) on the same two samples;
 - Inception Score and FID of G (`eval.inception_num_samples` samples) when
-  `eval.inception_weights` names the converted FID Inception weights.
+  `eval.inception_weights` names the converted FID Inception weights; G makes them with batch
+  statistics, or its running ones with `eval.sample_with_running_stats`.
 
-It writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png` and `eval/local_lipschitz.png`
-in the workdir and logs a Markdown table. The official evaluation script attacks the CIFAR-10
-training split; we report the test split as the main figure and the training split beside it.
+It checks first that `eval/` in the workdir can be written, then computes, logs a Markdown table
+and writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png` and `eval/local_lipschitz.png`.
+The official evaluation script attacks the CIFAR-10 training split; we report the test split as
+the main figure and the training split beside it.
 """
 
 import functools
@@ -44,14 +49,36 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'eval.{name} must be >= 1 or None, got {e[name]}')
 
 
+def check_writable(directory: str) -> None:
+  """Creates `directory` if needed and writes and removes a probe file in it.
+
+  Raises:
+    OSError: the directory cannot be created or written (e.g. a read-only workdir, or a file of
+      that name); the message names the directory.
+  """
+  probe = os.path.join(directory, '.write_probe')
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with open(probe, 'w'):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise OSError(f'cannot write the evaluation results to {directory}: {e}') from e
+
+
 def markdown_table(result: Dict[str, Any]) -> str:
-  """The accuracy-vs-epsilon table of `result` in Markdown."""
-  lines = ['| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | test accuracy | train accuracy |',
-           '|---|---|---|---|']
-  for eps, test, trn in zip(result['epsilons'], result['test_accuracy'],
-                            result['train_accuracy']):
-    lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | {test:.4f} | {trn:.4f} |')
-  lines.append(f'\nLocal Lipschitz value: train {result["llv_train"]:.4f}, '
+  """The accuracy-vs-epsilon table of `result` in Markdown: per radius and cumulative."""
+  lines = ['| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | test accuracy | '
+           'test, cumulative | train accuracy | train, cumulative |',
+           '|---|---|---|---|---|---|']
+  columns = ('test_accuracy', 'test_accuracy_cumulative', 'train_accuracy',
+             'train_accuracy_cumulative')
+  for i, eps in enumerate(result['epsilons']):
+    cells = ' | '.join(f'{result[column][i]:.4f}' for column in columns)
+    lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | {cells} |')
+  lines.append('\nPer radius: each radius attacked on its own (official acc_under_attack.py); '
+               'cumulative: robust at every radius <= epsilon.')
+  lines.append(f'Local Lipschitz value: train {result["llv_train"]:.4f}, '
                f'test {result["llv_test"]:.4f}')
   if 'fid' in result:
     lines.append(f'Inception Score {result["inception_score"]:.3f} +- '
@@ -68,16 +95,30 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     workdir: a workdir with a co-training, fine-tuning or Madry checkpoint.
 
   Returns:
-    The dict written to eval/robustness.json: 'stage', 'step', 'epsilons', 'test_accuracy',
-    'train_accuracy', 'llv_train', 'llv_test', and the attack settings and sample sizes.
+    The dict written to eval/robustness.json: 'stage', 'step', 'epsilons', 'test_accuracy' and
+    'train_accuracy' (per radius), 'test_accuracy_cumulative' and 'train_accuracy_cumulative',
+    'llv_train', 'llv_test', the attack settings and sample sizes, and with Inception weights
+    'inception_score', 'inception_score_std', 'fid', 'inception_num_samples'.
 
   Raises:
     ValueError: bad eval settings, unknown split, a checkpoint of another architecture.
     FileNotFoundError: no checkpoint of the requested stage.
+    OSError: `workdir/eval` cannot be written (raised before any compute).
+    checkpoints.WorkdirInUseError: another evaluation runs in the workdir.
   """
   validate_config(config)
   e = config.eval
   weights = checkpoints.load_weights(workdir, e.stage, config=config)
+  directory = os.path.join(workdir, 'eval')
+  check_writable(directory)
+  with checkpoints.lock_workdir(workdir, 'eval'):
+    return _evaluate(config, workdir, weights, directory)
+
+
+def _evaluate(config, workdir: str, weights: checkpoints.Weights,
+              directory: str) -> Dict[str, Any]:
+  """`evaluate` once the weights are loaded and the workdir is held."""
+  e = config.eval
   generator, discriminator = models.create_models(config.model)
   test_images, test_labels = input_pipeline.load_subset(config, e.split, e.num_examples)
   train_images, train_labels = input_pipeline.load_subset(config, e.train_split,
@@ -93,13 +134,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       key=jax.random.PRNGKey(config.seed), **common)
   llv = lambda images, labels: robustness.local_lipschitz_value(
       discriminator, weights.discriminator, images, labels, **common)
+  test_curve, train_curve = curve(test_images, test_labels), curve(train_images, train_labels)
   result = {
       'stage': weights.stage,
       'step': weights.step,
       'split': e.split,
       'epsilons': [float(eps) for eps in e.epsilons],
-      'test_accuracy': curve(test_images, test_labels),
-      'train_accuracy': curve(train_images, train_labels),
+      'test_accuracy': test_curve.per_radius,
+      'test_accuracy_cumulative': test_curve.cumulative,
+      'train_accuracy': train_curve.per_radius,
+      'train_accuracy_cumulative': train_curve.cumulative,
       'llv_test': llv(test_images, test_labels),
       'llv_train': llv(train_images, train_labels),
       'num_test_examples': len(test_labels),
@@ -114,15 +158,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     logging.warning('Inception Score and FID are skipped: a %s checkpoint has no generator.',
                     weights.stage)
   else:
-    sample_fn = functools.partial(models.sample, generator, weights.generator)
+    sample_fn = functools.partial(models.sample, generator, weights.generator,
+                                  running_stats=e.sample_with_running_stats)
     result.update(fid.generator_metrics(sample_fn, config, workdir,
                                         num_samples=e.inception_num_samples, mesh=mesh))
     result['inception_num_samples'] = e.inception_num_samples
-  directory = os.path.join(workdir, 'eval')
-  os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, 'robustness.json'), 'w') as f:
-    json.dump(result, f, indent=2)
-  visualize.plot_robustness(result, directory)
   logging.info('Robustness of %s, stage %s:\n%s', workdir, weights.stage,
                markdown_table(result))
+  path = os.path.join(directory, 'robustness.json')
+  with open(path + '.tmp', 'w') as f:
+    json.dump(result, f, indent=2)
+  os.replace(path + '.tmp', path)
+  visualize.plot_robustness(result, directory)
   return result

@@ -4,15 +4,23 @@ Fine-tuning, paper eq. 10: starting from the co-trained D, minimise
     CE(f(x_real_adv), y) + lambda * CE(f(x_fake_adv), y_fake),
 with x_fake = G(z, y_fake) from the frozen co-trained G and both adversarial batches from PGD on
 the class cross-entropy alone (official `finetune.py` and `attack_label_Linf_PGD`: 5 steps of
-eps / 5). Only D changes.
+eps / 5). Only D changes. The official code puts D in eval mode in its first attack
+(`attack_label_Linf_PGD` calls `dis.eval()`) and never back, so it trains D with BatchNorm
+normalising by the co-trained running statistics, which never change; that is our default
+(`finetune.discriminator_train_mode=False`); True trains with batch statistics and updates the
+running ones. Adam restarts at each stage, as the official code builds a new one
+(`finetune.restart_adam_at_stage`).
 
 Madry baseline (`config.method = 'madry'`): the same update with lambda = 0 and no generator,
 starting from a randomly initialised D, i.e. Madry et al.'s adversarial training of the same
-network as a classifier only (the source head gets no gradient).
+network as a classifier only (the source head gets no gradient), in training mode
+(configs/cifar10_madry.py sets `finetune.discriminator_train_mode=True`).
 
 Checkpoints go to `workdir/finetune/checkpoints` (Madry: `workdir/madry/checkpoints`), with the
 same resume guarantees as step 1.
 Augmentation is crop and flip without the dequantization noise, as in the official `finetune.py`.
+All randomness, the attacks' random starts included, is drawn for the global batch before it is
+split over devices, so a step gives the same result on any number of devices.
 """
 
 import functools
@@ -64,20 +72,27 @@ def num_train_steps(config, num_train_examples: int) -> int:
   return min(total, config.finetune.num_steps or total)
 
 
-def classifier_step(state: state_lib.ClassifierState, generator_variables, x_real, y_real, z,
-                    y_fake, attack_key, *,
+def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake, real_keys,
+                    fake_keys, *,
                     generator: nn.Module, discriminator: nn.Module,
                     finetune_config) -> Tuple[state_lib.ClassifierState, Dict[str, jax.Array]]:
   """One update of D's classifier on eq. 10 (per-device code inside shard_map over 'batch').
 
+  Both batches are attacked with D in inference mode, then scored by D in inference mode
+  (`finetune.discriminator_train_mode=False`, official: BatchNorm with the running statistics,
+  which stay unchanged) or in training mode (True: batch statistics, each batch in its own pass,
+  each pass updating the running statistics).
+
   Args:
-    state: ClassifierState (replicated).
-    generator_variables: frozen G's {'params', 'batch_stats'}, or None when fake_weight is 0.
+    state: ClassifierState (replicated); its frozen `generator` makes the fake batch.
     x_real: (b, H, W, 3) float32 augmented real images in [-1, 1]; y_real: (b,) int32.
     z: (b, z_dim) latents; y_fake: (b,) int32 labels for G (unused when fake_weight is 0).
-    attack_key: PRNG key of the attacks' random start (used only if `attack.random_start`).
+    real_keys, fake_keys: (b,) PRNG keys (raw: (b, 2) uint32), one per example, of the random
+      starts of the attacks on the real and on the fake batch (used only if
+      `attack.random_start`).
     generator, discriminator: modules built with axis_name='batch'.
-    finetune_config: `config.finetune` (`attack` and lambda = `fake_weight`).
+    finetune_config: `config.finetune` (`attack`, lambda = `fake_weight`,
+      `discriminator_train_mode`).
 
   Returns:
     The new state and scalar metrics averaged over devices.
@@ -85,32 +100,37 @@ def classifier_step(state: state_lib.ClassifierState, generator_variables, x_rea
   f = finetune_config
   d = state.discriminator
   a = f.attack
-  keys = jax.random.split(attack_key, 2)
-  attack = lambda x, y, key: attacks.pgd_class(
+  attack = lambda x, y, keys: attacks.pgd_class(
       discriminator, d.variables, x, y, epsilon=a.epsilon, step_size=a.step_size,
-      num_steps=a.num_steps, random_start=a.random_start, key=key)
-  x_real_adv = attack(x_real, y_real, keys[0])
+      num_steps=a.num_steps, random_start=a.random_start, keys=keys)
+  x_real_adv = attack(x_real, y_real, real_keys)
   use_fake = f.fake_weight > 0
   if use_fake:
     # Frozen G in training mode (batch statistics), as in co-training; nothing of G changes.
-    x_fake = models.generate(generator, generator_variables, z, y_fake, train=True)
-    x_fake_adv = attack(x_fake, y_fake, keys[1])
+    x_fake = models.generate(generator, state.generator, z, y_fake, train=True)
+    x_fake_adv = attack(x_fake, y_fake, fake_keys)
+
+  def class_logits(params, batch_stats, x):
+    """D's class logits and its BatchNorm statistics after the pass."""
+    variables = {'params': params, 'batch_stats': batch_stats}
+    if not f.discriminator_train_mode:
+      return attacks.class_logits(discriminator, variables, x), batch_stats
+    (_, logits), updates = discriminator.apply(variables, x, train=True,
+                                               mutable=['batch_stats'])
+    return logits, updates['batch_stats']
 
   def loss_fn(params):
-    (_, logits_real), updates = discriminator.apply(
-        {'params': params, 'batch_stats': d.batch_stats}, x_real_adv, train=True,
-        mutable=['batch_stats'])
+    logits_real, batch_stats = class_logits(params, d.batch_stats, x_real_adv)
     metrics = {'accuracy_real_adv': jnp.mean(jnp.argmax(logits_real, -1) == y_real)}
     if use_fake:
-      (_, logits_fake), updates = discriminator.apply(
-          {'params': params, **updates}, x_fake_adv, train=True, mutable=['batch_stats'])
+      logits_fake, batch_stats = class_logits(params, batch_stats, x_fake_adv)
       loss = losses.finetune_loss(real_logits=logits_real, real_labels=y_real,
                                   fake_logits=logits_fake, fake_labels=y_fake,
                                   fake_weight=f.fake_weight)
       metrics['accuracy_fake_adv'] = jnp.mean(jnp.argmax(logits_fake, -1) == y_fake)
     else:  # lambda = 0: the fake term is not computed at all.
       loss = losses.class_loss(logits=logits_real, labels=y_real)
-    return loss, (updates['batch_stats'], {'loss': loss, **metrics})
+    return loss, (batch_stats, {'loss': loss, **metrics})
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
   grads, metrics = jax.lax.pmean((grads, metrics), AXIS)
@@ -120,30 +140,32 @@ def classifier_step(state: state_lib.ClassifierState, generator_variables, x_rea
 
 def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
                          mesh: jax.sharding.Mesh):
-  """Returns jitted `step(state, generator_variables, images, labels) -> (state, metrics)`.
+  """Returns jitted `step(state, images, labels) -> (state, metrics)`.
 
   `images` (1, B, H, W, 3) uint8 and `labels` (1, B) int32 are the global batch
-  (`input_pipeline.host_batch`); augmentation, latents, fake labels and the attack key come from
-  `fold_in(state.key, state.step)`. The state is donated.
+  (`input_pipeline.host_batch`); augmentation, latents, fake labels and the attacks' per-example
+  keys come from `fold_in(state.key, state.step)` and are drawn for the global batch before it
+  is split over devices. The state is donated.
   """
   m, data = config.model, config.dataset
-  per_device = lambda state, g_vars, batch, key: classifier_step(
-      state, g_vars, *batch, jax.random.fold_in(key, jax.lax.axis_index(AXIS)),
-      generator=generator, discriminator=discriminator, finetune_config=config.finetune)
-  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(AXIS), P()),
+  per_device = lambda state, batch: classifier_step(
+      state, *batch, generator=generator, discriminator=discriminator,
+      finetune_config=config.finetune)
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS)),
                           out_specs=(P(), P()), check_vma=False)
 
   @functools.partial(jax.jit, donate_argnums=0)
-  def step(state, generator_variables, images, labels):
+  def step(state, images, labels):
     aug_key, z_key, y_key, attack_key = jax.random.split(
         jax.random.fold_in(state.key, state.step), 4)
     images, labels = images[0], labels[0]
     x = input_pipeline.augment(images, aug_key, crop_padding=data.crop_padding,
                                random_flip=data.random_flip, dequantization_noise=0.0)
     n = labels.shape[0]
+    real_keys, fake_keys = jax.random.split(attack_key, (2, n))
     batch = (x, labels, jax.random.normal(z_key, (n, m.z_dim)),
-             jax.random.randint(y_key, (n,), 0, m.num_classes))
-    return sharded(state, generator_variables, batch, attack_key)
+             jax.random.randint(y_key, (n,), 0, m.num_classes), real_keys, fake_keys)
+    return sharded(state, batch)
 
   return step
 
@@ -152,7 +174,9 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
   """Runs (or resumes) fine-tuning (method 'robgan') or Madry training (method 'madry').
 
   Fine-tuning starts D from the latest co-training checkpoint of `finetune.init_workdir` (or
-  `workdir`) and keeps G frozen; Madry training starts from a randomly initialised D. Logs the
+  `workdir`) and keeps that checkpoint's G, frozen, in its state (a resumed run uses its own
+  checkpoint's G, not a newer co-training one); Madry training starts from a randomly
+  initialised D. The workdir is locked for the run (`checkpoints.lock_workdir`). Logs the
   training loss and accuracies on adversarial batches, and after each epoch (and at the end) the
   clean and PGD accuracy (`eval.attack`) on `finetune.eval_num_examples` test examples.
 
@@ -165,9 +189,11 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
     The final ClassifierState.
 
   Raises:
-    ValueError: invalid config or a checkpoint of another architecture.
+    ValueError: invalid config, a checkpoint of another architecture, or settings that differ
+      from those of the workdir's checkpoints (`checkpoints.check_and_write_config`).
     FileNotFoundError: no co-training checkpoint (fine-tuning) or no data.
-    FloatingPointError: a non-finite loss (the last good checkpoint is kept).
+    checkpoints.WorkdirInUseError: another training run holds the workdir.
+    FloatingPointError: a non-finite loss or state (the last good checkpoint is kept).
   """
   validate_config(config)
   f = config.finetune
@@ -175,39 +201,38 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
   mesh = parallel.make_mesh()
   parallel.check_batch_size(f.batch_size, mesh, 'finetune.batch_size')
   stage = 'madry' if config.method == 'madry' else 'finetune'
-  g_variables = d_variables = None
-  if stage == 'finetune':
+  cotrained = None
+  resuming = checkpoints.latest_step(checkpoints.checkpoint_dir(workdir, stage)) is not None
+  if stage == 'finetune' and not resuming:  # A resumed run has its G in its checkpoint.
     try:
       cotrained = checkpoints.load_weights(f.init_workdir or workdir, 'cotrain', config=config)
     except FileNotFoundError as e:
       raise FileNotFoundError(f'{e}. Fine-tuning starts from a co-training checkpoint: run '
                               '--mode=train first, or point --config.finetune.init_workdir at a '
                               'co-training workdir') from e
-    d_variables = cotrained.discriminator
-    g_variables = parallel.replicate(cotrained.generator, mesh) if f.fake_weight > 0 else None
-  checkpoints.check_and_write_config(config, workdir)
-  train_images, train_labels = input_pipeline.load_split(
-      config.dataset, config.dataset.train_split, image_size=config.model.image_size,
-      num_classes=config.model.num_classes)
-  test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
-                                                        f.eval_num_examples)
-  epoch_steps = state_lib.classifier_steps_per_epoch(config, len(train_labels))
-  logging.info('%s: %d updates an epoch.', stage, epoch_steps)
+  with checkpoints.lock_workdir(workdir, 'train'):
+    checkpoints.check_and_write_config(config, workdir)
+    train_images, train_labels = input_pipeline.load_split(
+        config.dataset, config.dataset.train_split, image_size=config.model.image_size,
+        num_classes=config.model.num_classes)
+    test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
+                                                          f.eval_num_examples)
+    epoch_steps = state_lib.classifier_steps_per_epoch(config, len(train_labels))
+    logging.info('%s: %d updates an epoch.', stage, epoch_steps)
 
-  def test_accuracy(step, state, writer):
-    accuracy = robustness.clean_and_pgd_accuracy(
-        discriminator, state.discriminator.variables, test_images, test_labels,
-        attack_config=config.eval.attack, key=jax.random.PRNGKey(step),
-        batch_size=config.eval.batch_size, mesh=mesh)
-    writer.write_scalars(step, accuracy)
-    logging.info('epoch %.2f: %s', step / epoch_steps, accuracy)
+    def test_accuracy(step, state, writer):
+      accuracy = robustness.clean_and_pgd_accuracy(
+          discriminator, state.discriminator.variables, test_images, test_labels,
+          attack_config=config.eval.attack, key=jax.random.PRNGKey(step),
+          batch_size=config.eval.batch_size, mesh=mesh)
+      writer.write_scalars(step, accuracy)
+      logging.info('epoch %.2f: %s', step / epoch_steps, accuracy)
 
-  step_fn = make_classifier_step(config, generator, discriminator, mesh)
-  return loop.run(
-      state=state_lib.create_classifier_state(config, discriminator, len(train_labels),
-                                              d_variables),
-      train_step=lambda state, images, labels: step_fn(state, g_variables, images, labels),
-      host_batch=lambda step: input_pipeline.host_batch(
-          train_images, train_labels, step, seed=config.seed, batch_size=f.batch_size),
-      num_steps=num_train_steps(config, len(train_labels)), settings=f, mesh=mesh,
-      workdir=workdir, stage=stage, hooks=[loop.Hook('eval', epoch_steps, test_accuracy)])
+    return loop.run(
+        state=state_lib.create_classifier_state(config, generator, discriminator,
+                                                len(train_labels), cotrained),
+        train_step=make_classifier_step(config, generator, discriminator, mesh),
+        host_batch=lambda step: input_pipeline.host_batch(
+            train_images, train_labels, step, seed=config.seed, batch_size=f.batch_size),
+        num_steps=num_train_steps(config, len(train_labels)), settings=f, mesh=mesh,
+        workdir=workdir, stage=stage, hooks=[loop.Hook('eval', epoch_steps, test_accuracy)])

@@ -5,8 +5,10 @@ A stage program (co-training, fine-tuning, the Madry baseline) supplies a fresh 
 its periodic hooks (test accuracy, sample grids, IS/FID). `run` restores the latest checkpoint of
 the stage (so a killed run resumes where it stopped), replicates the state over the mesh, and for
 each step: runs the step, and at the steps where it is time (CLU `periodic_actions`, every N steps
-and always at the last step) writes the averaged metrics (stopping on a non-finite one), runs the
-hooks and saves a checkpoint. The step is never waited for except at those points.
+and always at the last step) writes the averaged metrics, runs the hooks and saves a checkpoint.
+At each of those points it checks the metrics and every array of the state, and stops with an
+error if one is NaN or inf, so a diverged state is never saved and the last good checkpoint is
+never deleted by the retention of later ones. The step is never waited for except at those points.
 """
 
 import dataclasses
@@ -53,16 +55,25 @@ def check_loop_config(group, field: str) -> None:
       raise ValueError(f'{field}.{name} must be >= 1, got {group[name]}')
 
 
-def check_finite(metrics: Dict[str, float], step: int,
-                 manager: ocp.CheckpointManager) -> None:
-  """Raises FloatingPointError, naming the last good checkpoint, if a metric is NaN or inf."""
-  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
-  if bad:
-    manager.wait_until_finished()
+def check_finite(step: int, manager: ocp.CheckpointManager, state,
+                 metrics: Optional[Dict[str, float]] = None) -> None:
+  """Raises FloatingPointError if a metric or an array of the state is NaN or inf.
+
+  The state is checked itself, not only the logged losses: a compiled step can return finite
+  losses from non-finite weights. The message names the last good checkpoint, which the
+  non-finite state never replaces.
+  """
+  bad = {k: v for k, v in (metrics or {}).items() if not np.isfinite(v)}
+  bad_arrays = checkpoints.non_finite_arrays(state)
+  if bad or bad_arrays:
+    what = [f'metrics {bad}'] if bad else []
+    if bad_arrays:
+      what.append(f'{len(bad_arrays)} of {len(jax.tree.leaves(state))} state arrays, e.g. '
+                  f'{bad_arrays[:3]}')
     raise FloatingPointError(
-        f'non-finite loss at step {step}: {bad}. The last good checkpoint is step '
-        f'{manager.latest_step()} in {manager.directory}; lower the learning rate or check the '
-        'data before resuming.')
+        f'training diverged at step {step}: non-finite {" and ".join(what)}. '
+        f'{checkpoints.last_good_checkpoint(manager)} Lower the learning rate or check the data '
+        'before resuming.')
 
 
 def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.ndarray]],
@@ -86,12 +97,17 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
     The final state.
 
   Raises:
-    ValueError: the latest checkpoint does not fit `state`.
-    FloatingPointError: a non-finite metric (the last good checkpoint is kept).
+    ValueError: the latest checkpoint does not fit `state`, or is beyond `num_steps`.
+    checkpoints.CorruptCheckpointError: checkpoints exist but none is intact.
+    FloatingPointError: a non-finite metric or state array (the last good checkpoint is kept).
   """
   manager = checkpoints.manager(checkpoints.checkpoint_dir(workdir, stage), settings.max_to_keep)
   state = parallel.replicate(checkpoints.restore_latest(manager, state), mesh)
   initial_step = int(state.step)
+  if initial_step > num_steps:
+    raise ValueError(f'the {stage} checkpoint in {manager.directory} is at step {initial_step}, '
+                     f'beyond the {num_steps} steps asked for: nothing to do. Ask for more steps '
+                     'or use another --workdir.')
   writer = metric_writers.create_default_writer(checkpoints.summary_dir(workdir, stage),
                                                 just_logging=jax.process_index() > 0)
   logging.info('%s on %d devices from step %d to %d.', stage, mesh.size, initial_step, num_steps)
@@ -103,7 +119,7 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
     del t
     summary = {k: float(v) for k, v in jax.tree.map(lambda *x: np.mean(x), *pending).items()}
     pending.clear()
-    check_finite(summary, step, manager)  # Waits for the step to finish,
+    check_finite(step, manager, state, summary)  # Waits for the step to finish,
     writer.write_scalars(step, summary)
     report_progress(step)  # so steps/s counts computed steps, not dispatched ones.
 
@@ -122,7 +138,7 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
       callback_fn=lambda step, t, hook=hook: run_hook(hook, step, t)) for hook in hooks]
   actions.append(periodic_actions.PeriodicCallback(
       every_steps=settings.checkpoint_every_steps, on_steps=[num_steps],
-      callback_fn=lambda step, t: manager.save(step, args=ocp.args.PyTreeSave(state))))
+      callback_fn=lambda step, t: checkpoints.save(manager, step, state)))
   for step in range(initial_step + 1, num_steps + 1):
     batch = jax.device_put(tuple(host_batch(step - 1)), batch_sharding)
     state, metrics = train_step(state, *batch)

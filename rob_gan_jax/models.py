@@ -6,8 +6,16 @@ SN-GAN ResNet models (Miyato & Koyama, 2018) with an AC-GAN classifier head on t
 With the default widths the trainable parameter counts are exactly those of the official code:
 generator 12,272,515 and discriminator 1,056,395 (`normalization='batch_norm'`).
 
-Images are NHWC float32 in the pixel range [-1, 1]. `generate` and `sample` are the one way to run
-G: in training mode inside a train step, in inference mode for sample grids, FID and notebooks.
+Images are NHWC float32 in the pixel range [-1, 1]. Outside co-training (whose steps keep G's
+BatchNorm updates) `generate` and `sample` are the one way to run G, keeping no update: the
+frozen G of fine-tuning in training mode, and sample grids, FID and notebooks with the statistics
+of the batch being generated (the official code never puts G in eval mode) or, optionally, its
+running statistics.
+
+BatchNorm momenta follow the official code: D's BatchNorms and G's last one keep running =
+0.9 old + 0.1 batch (PyTorch momentum 0.1); G's class-conditional ones keep 0.1 old + 0.9 batch,
+because `layers/cat_cond_bn.py` passes its decay=0.9 as `F.batch_norm`'s momentum
+(`model.conditional_bn_momentum`).
 
 Two rewrites compute exactly the same functions as the reference with less work (they are linear
 identities, so only float rounding differs):
@@ -93,13 +101,15 @@ class ConditionalBatchNorm(nn.Module):
 
   Attributes:
     num_classes: number of labels.
-    momentum: running-average momentum (Flax convention: new = m * old + (1 - m) * batch).
+    momentum: running-average momentum (Flax convention: new = m * old + (1 - m) * batch). The
+      default 0.1 is the official code's: it passes decay=0.9 as `F.batch_norm`'s momentum, which
+      weights the batch by 0.9.
     epsilon: variance epsilon.
     axis_name: mapped axis over which batch statistics are averaged in training (cross-replica
       BatchNorm), or None.
   """
   num_classes: int
-  momentum: float = 0.9
+  momentum: float = 0.1
   epsilon: float = 2e-5
   axis_name: Optional[str] = None
 
@@ -122,12 +132,12 @@ class GeneratorBlock(nn.Module):
   features: int
   upsample: bool
   num_classes: int
-  bn_momentum: float
+  conditional_bn_momentum: float
   axis_name: Optional[str]
 
   @nn.compact
   def __call__(self, x: jax.Array, y: jax.Array, *, train: bool) -> jax.Array:
-    bn = lambda name: ConditionalBatchNorm(self.num_classes, self.bn_momentum,
+    bn = lambda name: ConditionalBatchNorm(self.num_classes, self.conditional_bn_momentum,
                                            axis_name=self.axis_name, name=name)
     h = nn.relu(bn('bn1')(x, y, train=train))
     if self.upsample:
@@ -160,7 +170,10 @@ class Generator(nn.Module):
       `width`. Consecutive entries define the blocks.
     num_upsample: how many of the first blocks upsample x2 (image size = bottom_width *
       2**num_upsample).
-    bn_momentum: BatchNorm running-average momentum (Flax convention).
+    bn_momentum: running-average momentum of the last (unconditional) BatchNorm (Flax
+      convention).
+    conditional_bn_momentum: running-average momentum of the blocks' class-conditional
+      BatchNorms (Flax convention; 0.1 is the official code's, see `ConditionalBatchNorm`).
     axis_name: mapped axis for cross-replica BatchNorm in training, or None.
   """
   num_classes: int = 10
@@ -170,6 +183,7 @@ class Generator(nn.Module):
   channel_multipliers: Sequence[int] = (16, 8, 4, 2, 1)
   num_upsample: int = 3
   bn_momentum: float = 0.9
+  conditional_bn_momentum: float = 0.1
   axis_name: Optional[str] = None
 
   @nn.compact
@@ -193,7 +207,8 @@ class Generator(nn.Module):
     h = jnp.transpose(h, (0, 2, 3, 1))
     for i, m in enumerate(mults[1:]):
       h = GeneratorBlock(m * self.width, upsample=i < self.num_upsample,
-                         num_classes=self.num_classes, bn_momentum=self.bn_momentum,
+                         num_classes=self.num_classes,
+                         conditional_bn_momentum=self.conditional_bn_momentum,
                          axis_name=self.axis_name, name=f'block{i + 1}')(h, y, train=train)
     h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                      axis_name=self.axis_name if train else None, name='bn_out')(h)
@@ -319,7 +334,7 @@ def create_models(model_config, axis_name: Optional[str] = None) -> Tuple[Genera
       width=model_config.generator_width, bottom_width=model_config.bottom_width,
       channel_multipliers=tuple(model_config.generator_channel_multipliers),
       num_upsample=model_config.num_upsample, bn_momentum=model_config.bn_momentum,
-      axis_name=axis_name)
+      conditional_bn_momentum=model_config.conditional_bn_momentum, axis_name=axis_name)
   discriminator = Discriminator(
       num_classes=model_config.num_classes, width=model_config.discriminator_width,
       downsample=tuple(model_config.discriminator_downsample),
@@ -349,18 +364,28 @@ def generate(generator: Generator, variables, z: jax.Array, y: jax.Array, *,
   return generator.apply(variables, z, y, train=False)
 
 
-def sample(generator: Generator, variables, labels, *, seed: int) -> jax.Array:
-  """One image per label from G in inference mode, with latents z ~ N(0, I) drawn from `seed`.
+def sample(generator: Generator, variables, labels, *, seed: int,
+           running_stats: bool = False) -> jax.Array:
+  """One image per label from G, with latents z ~ N(0, I) drawn from `seed`; keeps no update.
+
+  With `running_stats=False` (the official code's way: it never calls `gen.eval()`, so its sample
+  grids and `eval_inception.py` use batch statistics) G runs in training mode on this one batch,
+  without cross-device averaging (`axis_name=None`): BatchNorm normalises with the statistics
+  of the B images being made, so an image depends on the other latents and labels of the batch
+  (and on B). With `running_stats=True` G runs in inference mode and each image depends only on
+  its own latent and label (`config.eval.sample_with_running_stats`).
 
   Args:
     generator: the G module.
     variables: G's {'params', 'batch_stats'}.
     labels: (B,) int labels in [0, num_classes).
     seed: seed of the latents (`jax.random.PRNGKey(seed)`).
+    running_stats: BatchNorm uses G's running statistics (True) or the batch's (False).
 
   Returns:
     (B, S, S, 3) float32 images in [-1, 1].
   """
   labels = jnp.asarray(labels, jnp.int32)
   z = jax.random.normal(jax.random.PRNGKey(seed), (labels.shape[0], generator.z_dim))
-  return generate(generator, variables, z, labels, train=False)
+  return generate(generator.clone(axis_name=None), variables, z, labels,
+                  train=not running_stats)

@@ -2,9 +2,12 @@
 
 Paper Table 1 and Fig. 5: the attack maximises the class cross-entropy of D's class head
 (`attacks.pgd_class`; official `acc_under_attack.py`, step size eps / 5). An example counts as
-robust only if it is classified correctly after every one of `num_restarts` attacks (the first
-from the clean image, the others from random points of the eps-ball). Paper Fig. 1 and 8: the
-local Lipschitz value and the train/test robustness gap.
+robust at a radius only if it is classified correctly after every one of `num_restarts` attacks
+(the first from the clean image, the others from random points of the eps-ball). An accuracy
+curve attacks each radius on its own, as the official script does (the per-radius accuracy), and
+from the same attacks also reports the cumulative accuracy, which counts an example at eps only
+if it survived every radius <= eps. Paper Fig. 1 and 8: the local Lipschitz value and the
+train/test robustness gap.
 
 An attack sub-config (`config.eval.attack`) names one radius and its step size; a sweep over
 radii keeps their ratio (`step_size_factor`), so PGD-20 at eps 0.03125 with step 0.00625 becomes
@@ -12,7 +15,7 @@ step eps / 5 at every radius.
 """
 
 import functools
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -30,7 +33,7 @@ def _correct_under_attack(discriminator, variables, x, y, epsilon, step_size, ke
                           num_steps, random_start):
   x_adv = attacks.pgd_class(discriminator, variables, input_pipeline.to_float(x), y,
                             epsilon=epsilon, step_size=step_size, num_steps=num_steps,
-                            random_start=random_start, key=key)
+                            random_start=random_start, keys=jax.random.split(key, y.shape[0]))
   return jnp.argmax(attacks.class_logits(discriminator, variables, x_adv), axis=-1) == y
 
 
@@ -54,9 +57,10 @@ def step_size_factor(attack_config) -> float:
   Raises:
     ValueError: the sub-config's epsilon is not > 0 or its step size not > 0.
   """
-  if attack_config.epsilon <= 0 or attack_config.step_size <= 0:
-    raise ValueError('an evaluation attack needs epsilon > 0 and step_size > 0 (their ratio '
-                     f'scales the step size with the radius), got {attack_config}')
+  for name in ('epsilon', 'step_size'):
+    if attack_config[name] <= 0:
+      raise ValueError(f'eval.attack.{name} must be > 0 (the ratio step_size / epsilon scales '
+                       f'the step size with the radius), got {attack_config[name]}')
   return attack_config.step_size / attack_config.epsilon
 
 
@@ -82,8 +86,9 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
     num_steps: PGD steps.
     num_restarts: attacks per example (>= 1).
     random_start: the first attack starts at a random point too.
-    key: PRNG key for the random starts (restart r uses `fold_in(fold_in(key, batch start),
-      r)`, so a run with more restarts repeats those of a run with fewer).
+    key: PRNG key for the random starts (restart r of the batch that starts at example s splits
+      its per-example keys from `fold_in(fold_in(key, s), r)`, so a run with more restarts
+      repeats those of a run with fewer).
     batch_size: examples per compiled call (the last batch is padded).
     mesh: if given, each batch is split over its 'batch' axis (data parallel).
 
@@ -119,34 +124,58 @@ def accuracy_under_attack(discriminator: nn.Module, variables, images: np.ndarra
                                             **kwargs)))
 
 
+class AccuracyCurve(NamedTuple):
+  """Accuracy under PGD at each radius, both ways, aligned with the radii.
+
+  Attributes:
+    per_radius: fraction of examples still classified correctly under the attack at that
+      radius, each radius attacked on its own (official `acc_under_attack.py`); the headline
+      figure (`test_accuracy` in eval/robustness.json).
+    cumulative: fraction that survived the attacks at every radius <= eps of the curve (the
+      eps-ball of a smaller radius lies inside a larger one), so it never rises with eps and is
+      at most `per_radius`.
+  """
+  per_radius: List[float]
+  cumulative: List[float]
+
+
 def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labels: np.ndarray,
                    *, epsilons: Sequence[float], step_size_factor: float, num_steps: int,
                    num_restarts: int = 1, random_start: bool = False, key: jax.Array,
                    batch_size: int = 500,
-                   mesh: Optional[jax.sharding.Mesh] = None) -> List[float]:
+                   mesh: Optional[jax.sharding.Mesh] = None) -> AccuracyCurve:
   """Accuracy under PGD at each radius (paper Table 1 and Fig. 5), step size eps * factor.
 
-  The eps-ball of a smaller radius lies inside that of a larger one, so an example counts as
-  robust at eps only if it survived the attacks at every radius <= eps in `epsilons`; the curve
-  is therefore non-increasing in eps.
+  Each distinct radius is attacked once (`correct_under_attack`, with all its arguments); the
+  per-radius and the cumulative accuracy both come from that one (radius, example) table of
+  correctness.
+
+  Args:
+    discriminator, variables: D and its {'params', 'batch_stats'}; its class head is attacked.
+    images: (N, H, W, 3) uint8; labels: (N,) int.
+    epsilons: radii in the [-1, 1] pixel scale, in any order (0 gives clean accuracy).
+    step_size_factor: the PGD step at radius eps is eps * step_size_factor.
+    num_steps, num_restarts, random_start, key, batch_size, mesh: as in
+      `correct_under_attack`.
 
   Returns:
-    Accuracies aligned with `epsilons`.
+    An AccuracyCurve (fractions in [0, 1]) aligned with `epsilons`.
 
   Raises:
     ValueError: a negative epsilon, step_size_factor <= 0, num_steps < 0 or num_restarts < 1.
   """
   check_eval_args(epsilons=epsilons, step_size_factor=step_size_factor, num_steps=num_steps,
                   num_restarts=num_restarts)
-  robust = np.ones(len(labels), bool)
-  accuracy = {}
-  for eps in sorted(set(epsilons)):
-    robust &= correct_under_attack(
-        discriminator, variables, images, labels, epsilon=eps, step_size=eps * step_size_factor,
-        num_steps=num_steps, num_restarts=num_restarts, random_start=random_start, key=key,
-        batch_size=batch_size, mesh=mesh)
-    accuracy[eps] = float(np.mean(robust))
-  return [accuracy[eps] for eps in epsilons]
+  radii = sorted(set(epsilons))
+  correct = np.stack([correct_under_attack(
+      discriminator, variables, images, labels, epsilon=eps, step_size=eps * step_size_factor,
+      num_steps=num_steps, num_restarts=num_restarts, random_start=random_start, key=key,
+      batch_size=batch_size, mesh=mesh) for eps in radii])  # (radii, N) bool.
+  per_radius = np.mean(correct, axis=1)
+  cumulative = np.mean(np.logical_and.accumulate(correct, axis=0), axis=1)
+  index = [radii.index(eps) for eps in epsilons]
+  return AccuracyCurve(per_radius=[float(per_radius[i]) for i in index],
+                       cumulative=[float(cumulative[i]) for i in index])
 
 
 def check_eval_args(*, epsilons, step_size_factor, num_steps, num_restarts) -> None:

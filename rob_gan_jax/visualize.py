@@ -40,14 +40,26 @@ def write_sample_grid(writer, directory: str, step: int, images, rows: int) -> N
 
 
 def plot_robustness(result: Dict[str, Any], directory: str) -> None:
-  """Writes `accuracy_vs_epsilon.png` (train and test curves) and `local_lipschitz.png` (train
-  vs test LLV) of a `--mode=eval` result into `directory`."""
+  """Writes `accuracy_vs_epsilon.png` and `local_lipschitz.png` of a `--mode=eval` result.
+
+  The accuracy plot has train and test curves, per radius (solid, `train_accuracy`,
+  `test_accuracy`) and cumulative (dashed, `*_accuracy_cumulative`); the LLV plot compares
+  train and test.
+
+  Args:
+    result: the dict of `evaluate.evaluate` ('epsilons', the four accuracy lists, 'llv_train',
+      'llv_test', 'stage', 'step').
+    directory: an existing directory to write the PNGs into.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(5, 3.5))
-  ax.plot(result['epsilons'], result['train_accuracy'], 'o-', label='train')
-  ax.plot(result['epsilons'], result['test_accuracy'], 's-', label='test')
+  for split, marker, color in (('train', 'o', 'C0'), ('test', 's', 'C1')):
+    ax.plot(result['epsilons'], result[f'{split}_accuracy'], f'{marker}-', color=color,
+            label=f'{split}, per radius')
+    ax.plot(result['epsilons'], result[f'{split}_accuracy_cumulative'], f'{marker}--',
+            color=color, fillstyle='none', label=f'{split}, cumulative')
   ax.set_xlabel('L-inf epsilon ([-1, 1] pixel scale)')
   ax.set_ylabel('accuracy under PGD')
   ax.set_title(f'D classifier, stage {result["stage"]}, step {result["step"]}')

@@ -1,11 +1,13 @@
 """Tests of rob_gan_jax.api, the notebook API."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rob_gan_jax import api
 from rob_gan_jax import attacks
+from rob_gan_jax import robustness
 
 
 def test_api_loads_latest_stage_and_samples_classifies_attacks(trained_workdir):
@@ -31,3 +33,25 @@ def test_api_attack_defaults_are_the_eval_attack(trained_workdir):
                                epsilon=0.05, step_size=0.05 * a.step_size / a.epsilon,
                                num_steps=a.num_steps)
   np.testing.assert_allclose(model.attack(images, labels, epsilon=0.05), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize('running_stats', [False, True])
+def test_api_sample_uses_the_eval_sampling_mode(trained_workdir, running_stats):
+  model = api.load(trained_workdir)
+  model.config.eval.sample_with_running_stats = running_stats
+  labels = jnp.arange(6) % 10
+  z = jax.random.normal(jax.random.PRNGKey(3), (6, model.config.model.z_dim))
+  # By hand: training mode on this batch (official: G never in eval mode), or inference mode.
+  expected = model.generator.apply(model.generator_variables, z, labels, train=not running_stats,
+                                   mutable=['batch_stats'])[0]
+  np.testing.assert_allclose(model.sample(labels, seed=3), expected, atol=1e-5)
+
+
+def test_api_accuracy_curve_reports_per_radius_and_cumulative(trained_workdir):
+  model = api.load(trained_workdir)
+  images, labels = model.load_data('test', 8)
+  curve = model.accuracy_curve(images, labels, [0.05, 0.0], num_steps=2)
+  assert isinstance(curve, robustness.AccuracyCurve)
+  clean = float(np.mean(np.asarray(model.predict(images)) == labels))
+  assert curve.per_radius[1] == curve.cumulative[1] == clean
+  assert curve.cumulative[0] <= min(curve.per_radius)

@@ -38,7 +38,8 @@ def test_pgd_stays_in_ball_and_pixel_range_and_increases_loss(discriminator_and_
   y = jnp.arange(8) % 10
   loss_fn = real_loss_fn(discriminator, variables)
   x_adv = attacks.pgd_linf(loss_fn, x, y, epsilon=0.03125, step_size=0.0078, num_steps=5,
-                           random_start=random_start, key=jax.random.PRNGKey(3))
+                           random_start=random_start,
+                           keys=jax.random.split(jax.random.PRNGKey(3), 8))
   assert x_adv.shape == x.shape
   assert float(jnp.max(jnp.abs(x_adv - x))) <= 0.03125 + 1e-6
   assert float(jnp.min(x_adv)) >= -1.0 and float(jnp.max(x_adv)) <= 1.0
@@ -53,18 +54,22 @@ def test_pgd_zero_steps_returns_input(discriminator_and_variables):
   np.testing.assert_array_equal(x_adv, x)
 
 
-def test_pgd_changes_no_state_and_attacks_each_example_alone(discriminator_and_variables):
+@pytest.mark.parametrize('random_start', [False, True])
+def test_pgd_changes_no_state_and_attacks_each_example_alone(discriminator_and_variables,
+                                                            random_start):
   discriminator, variables, x = discriminator_and_variables
   before = jax.tree.map(np.array, variables)
   y = jnp.arange(8) % 10
   loss_fn = real_loss_fn(discriminator, variables)
-  kwargs = dict(epsilon=0.05, step_size=0.01, num_steps=3)
+  keys = jax.random.split(jax.random.PRNGKey(2), 8)
+  kwargs = dict(epsilon=0.05, step_size=0.01, num_steps=3, random_start=random_start)
   # D runs in inference mode (flax raises if it tried to update statistics) ...
-  x_adv = attacks.pgd_linf(loss_fn, x, y, **kwargs)
+  x_adv = attacks.pgd_linf(loss_fn, x, y, keys=keys, **kwargs)
   jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.array, variables))
-  # ... so an example's attack does not depend on the rest of the batch.
-  x_adv_first = attacks.pgd_linf(loss_fn, x[:3], y[:3], **kwargs)
-  np.testing.assert_allclose(x_adv_first, x_adv[:3], atol=1e-6)
+  # ... so an example's attack, its random start included (one key per example), does not
+  # depend on the rest of the batch, e.g. on how a batch is split over devices.
+  x_adv_last = attacks.pgd_linf(loss_fn, x[5:], y[5:], keys=keys[5:], **kwargs)
+  np.testing.assert_allclose(x_adv_last, x_adv[5:], atol=1e-6)
 
 
 def test_pgd_has_no_gradient_to_its_result(discriminator_and_variables):
@@ -80,7 +85,7 @@ def test_pgd_has_no_gradient_to_its_result(discriminator_and_variables):
     (dict(epsilon=-0.1, step_size=0.01, num_steps=1), 'epsilon'),
     (dict(epsilon=0.1, step_size=0.0, num_steps=1), 'step_size'),
     (dict(epsilon=0.1, step_size=0.01, num_steps=-1), 'num_steps'),
-    (dict(epsilon=0.1, step_size=0.01, num_steps=1, random_start=True), 'key'),
+    (dict(epsilon=0.1, step_size=0.01, num_steps=1, random_start=True), 'keys'),
 ])
 def test_pgd_bad_arguments_raise(kwargs, match):
   with pytest.raises(ValueError, match=match):

@@ -12,6 +12,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from rob_gan_jax import checkpoints
 from rob_gan_jax import cotrain
 from rob_gan_jax import models
 from rob_gan_jax import parallel
@@ -26,10 +27,12 @@ def run_per_device(fn, mesh, state, *batch):
   return jax.jit(sharded)(state, *batch)
 
 
-@pytest.mark.parametrize('step', ['discriminator', 'generator'])
-def test_step_on_4_devices_equals_1_device(tiny_config, step):
+@pytest.mark.parametrize('step, random_start', [('discriminator', False),
+                                                ('discriminator', True), ('generator', False)])
+def test_step_on_4_devices_equals_1_device(tiny_config, step, random_start):
   assert jax.device_count() == 4
   config = tiny_config
+  config.attack.random_start = random_start
   # With tiny's 8-channel D, some BatchNorm channels have a near-zero batch variance, which
   # amplifies float rounding (different for 8 or 2 examples a device) to percent-level gradient
   # differences; 32 channels keep the comparison well conditioned.
@@ -45,15 +48,16 @@ def test_step_on_4_devices_equals_1_device(tiny_config, step):
   x = jax.random.uniform(key, (b, 32, 32, 3), minval=-1, maxval=1)
   y = jnp.arange(b) % 10
   z = jax.random.normal(key, (b, config.model.z_dim))
+  keep = config.train.keep_all_bn_updates
   if step == 'discriminator':
-    keys = jnp.tile(key, (b, 1))  # Unused (no random start); sharded like the batch.
-    fn = lambda s, x, y, z, yf, k: cotrain.discriminator_step(
-        s, x, y, z, yf, k[0], generator=generator, discriminator=discriminator,
-        attack_config=config.attack, loss_type='split')
-    batch = (x, y, z, y[::-1], keys)
+    fn = functools.partial(cotrain.discriminator_step, generator=generator,
+                           discriminator=discriminator, attack_config=config.attack,
+                           loss_type='split', keep_all_bn_updates=keep)
+    # Per-example keys of the random start, split like the batch.
+    batch = (x, y, z, y[::-1], jax.random.split(key, b))
   else:
     fn = functools.partial(cotrain.generator_step, generator=generator,
-                           discriminator=discriminator)
+                           discriminator=discriminator, keep_all_bn_updates=keep)
     batch = (z, y)
   results = [run_per_device(fn, parallel.make_mesh(jax.devices()[:n]), state, *batch)
              for n in (1, 4)]
@@ -69,6 +73,87 @@ def test_step_on_4_devices_equals_1_device(tiny_config, step):
   assert any(not np.allclose(a, b) for a, b in zip(before, after))
 
 
+def with_running_stats(batch_stats, mean, var):
+  """BatchNorm statistics with every running mean `mean` and every running variance `var`."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, v: jnp.full_like(v, mean if path[-1].key == 'mean' else var), batch_stats)
+
+
+def layer_outputs(module, variables, *inputs):
+  """Outputs of every sub-module of `module` applied in training mode on one device."""
+  _, state = module.clone(axis_name=None).apply(
+      variables, *inputs, train=True, mutable=['batch_stats', 'intermediates'],
+      capture_intermediates=True)
+  return state['intermediates']
+
+
+def updated(old, momentum, bn_input):
+  """Running (mean, var) after one training pass: m * old + (1 - m) * the batch's (biased)
+  per-channel moments of the (B, H, W, C) input, in float64."""
+  h = np.asarray(bn_input, np.float64)
+  return (momentum * old[0] + (1 - momentum) * h.mean((0, 1, 2)),
+          momentum * old[1] + (1 - momentum) * h.var((0, 1, 2)))
+
+
+def assert_running_stats(stats, expected):
+  np.testing.assert_allclose(stats['mean'], expected[0], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(stats['var'], expected[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('keep', [True, False])
+def test_running_statistics_after_one_step_by_hand(tiny_config, keep):
+  # Official train.py: the D step's pass through G (train mode) updates G's statistics, with the
+  # official conditional-BN momentum (running = 0.1 old + 0.9 batch); the G step's pass through D
+  # updates D's. The D step's two passes (adversarial, fake) each update D's.
+  config = tiny_config
+  config.train.keep_all_bn_updates = keep
+  config.attack.num_steps = 0  # x_adv = x, so D's input is known.
+  generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
+  state = state_lib.create_gan_state(config, generator, discriminator, num_train_examples=40)
+  state = state.replace(
+      generator=state.generator.replace(
+          batch_stats=with_running_stats(state.generator.batch_stats, 0.5, 2.0)),
+      discriminator=state.discriminator.replace(
+          batch_stats=with_running_stats(state.discriminator.batch_stats, -0.2, 3.0)))
+  key = jax.random.PRNGKey(7)
+  x = jax.random.uniform(key, (8, 32, 32, 3), minval=-1, maxval=1)
+  y = jnp.arange(8) % 10
+  z = jax.random.normal(key, (8, config.model.z_dim))
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  d_state, _ = run_per_device(functools.partial(
+      cotrain.discriminator_step, generator=generator, discriminator=discriminator,
+      attack_config=config.attack, loss_type='split', keep_all_bn_updates=keep),
+      mesh, state, x, y, z, y[::-1], jax.random.split(key, 8))
+  g_state, _ = run_per_device(functools.partial(
+      cotrain.generator_step, generator=generator, discriminator=discriminator,
+      keep_all_bn_updates=keep), mesh, state, z, y)
+
+  # G's pass in the D step, on (z, y[::-1]).
+  g_outputs = layer_outputs(generator, state.generator.variables, z, y[::-1])
+  width = config.model.generator_channel_multipliers[0] * config.model.generator_width
+  bottom = config.model.bottom_width
+  first_bn_input = np.transpose(np.reshape(g_outputs['linear']['__call__'][0],
+                                           (8, width, bottom, bottom)), (0, 2, 3, 1))
+  last_block = f'block{len(config.model.generator_channel_multipliers) - 1}'
+  g_stats = d_state.generator.batch_stats
+  for bn_input, stats, momentum in (
+      (first_bn_input, g_stats['block1']['bn1']['BatchNorm_0'], 0.1),
+      (g_outputs[last_block]['__call__'][0], g_stats['bn_out'], 0.9)):
+    assert_running_stats(stats, updated((0.5, 2.0), momentum, bn_input) if keep else (0.5, 2.0))
+
+  # D's first BatchNorm: in the D step the adversarial (= real) pass, then the fake pass.
+  conv1 = lambda images: layer_outputs(discriminator, state.discriminator.variables,
+                                       images)['block1']['conv1']['__call__'][0]
+  x_fake = g_outputs['__call__'][0]
+  assert_running_stats(d_state.discriminator.batch_stats['block1']['conv1_bn'],
+                       updated(updated((-0.2, 3.0), 0.9, conv1(x)), 0.9, conv1(x_fake)))
+
+  # D's first BatchNorm after the G step: G's pass on (z, y), then D's on its images.
+  x_fake = layer_outputs(generator, state.generator.variables, z, y)['__call__'][0]
+  assert_running_stats(g_state.discriminator.batch_stats['block1']['conv1_bn'],
+                       updated((-0.2, 3.0), 0.9, conv1(x_fake)) if keep else (-0.2, 3.0))
+
+
 def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):
   tiny_config.train.num_steps = 4
   tiny_config.train.checkpoint_every_steps = 2
@@ -82,6 +167,26 @@ def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):
     np.testing.assert_array_equal(a, b)
   assert sorted(os.listdir(tmp_path / 'resumed' / 'samples')) == [
       'step_0000002.png', 'step_0000004.png']
+  # Resuming with another n_dis is refused, and so is a second run while one holds the workdir.
+  tiny_config.train.n_dis = 1
+  with pytest.raises(ValueError, match='train.n_dis: saved 2, requested 1'):
+    cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  with checkpoints.lock_workdir(str(tmp_path / 'resumed'), 'train'):
+    with pytest.raises(checkpoints.WorkdirInUseError, match='in use'):
+      cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+
+
+def test_diverging_run_stops_and_keeps_only_finite_checkpoints(tiny_config, tmp_path):
+  """lr 1e30 gives finite losses from non-finite weights; the state check stops the run."""
+  tiny_config.optim.learning_rate = 1e30
+  tiny_config.train.num_steps = 8
+  tiny_config.train.eval_every_steps = 8
+  tiny_config.train.sample_every_steps = 8
+  with pytest.raises(FloatingPointError, match='non-finite'):
+    cotrain.train_and_evaluate(tiny_config, str(tmp_path))
+  directory = checkpoints.checkpoint_dir(str(tmp_path), 'cotrain')
+  for step in checkpoints.manager(directory).all_steps():
+    assert not checkpoints.non_finite_arrays(checkpoints.manager(directory).restore(step))
 
 
 def test_main_trains_and_writes_checkpoints_and_samples(image_folder, tmp_path):

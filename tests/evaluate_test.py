@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 
 import pytest
 
@@ -25,7 +27,12 @@ def test_eval_mode_writes_results_table_and_plots(trained_workdir):
     saved = json.load(f)
   assert saved == result
   assert saved['stage'] == 'finetune' and saved['epsilons'] == [0.0, 0.05]
-  assert len(saved['test_accuracy']) == len(saved['train_accuracy']) == 2
+  for name in ('test_accuracy', 'test_accuracy_cumulative', 'train_accuracy',
+               'train_accuracy_cumulative'):
+    assert len(saved[name]) == 2
+  for split in ('test', 'train'):  # Radius 0 comes first: clean accuracy both ways.
+    assert saved[f'{split}_accuracy'][0] == saved[f'{split}_accuracy_cumulative'][0]
+    assert saved[f'{split}_accuracy_cumulative'][1] <= min(saved[f'{split}_accuracy'])
   assert saved['num_test_examples'] == 20 and saved['num_train_examples'] == 8
   assert saved['llv_train'] > 0 and saved['llv_test'] > 0
   for name in ('accuracy_vs_epsilon.png', 'local_lipschitz.png'):
@@ -63,3 +70,35 @@ def test_eval_without_checkpoint_or_with_other_architecture_raises(trained_workd
   checkpoints.check_and_write_config(empty, str(tmp_path / 'empty'))
   with pytest.raises(FileNotFoundError, match='no co-training checkpoint'):
     evaluate.evaluate(empty, str(tmp_path / 'empty'))
+
+
+def test_markdown_table_shows_per_radius_and_cumulative_accuracy():
+  result = {'epsilons': [0.0, 0.04], 'test_accuracy': [0.8, 0.5],
+            'test_accuracy_cumulative': [0.8, 0.375], 'train_accuracy': [0.9, 0.625],
+            'train_accuracy_cumulative': [0.9, 0.5], 'llv_train': 0.25, 'llv_test': 0.5}
+  lines = evaluate.markdown_table(result).splitlines()
+  assert 'test accuracy | test, cumulative | train accuracy | train, cumulative' in lines[0]
+  assert lines[2] == '| 0.000 | 0.0 | 0.8000 | 0.8000 | 0.9000 | 0.9000 |'
+  assert lines[3] == '| 0.040 | 5.1 | 0.5000 | 0.3750 | 0.6250 | 0.5000 |'
+
+
+@pytest.mark.parametrize('blocker', ['file', 'read-only'])
+def test_unwritable_eval_directory_raises_before_any_compute(trained_workdir, tmp_path,
+                                                             monkeypatch, blocker):
+  workdir = str(tmp_path / 'workdir')
+  shutil.copytree(trained_workdir, workdir, ignore=shutil.ignore_patterns('eval'))
+  if blocker == 'file':
+    open(os.path.join(workdir, 'eval'), 'w').close()  # eval/ cannot be created.
+  else:
+    if os.geteuid() == 0:
+      pytest.skip('root ignores directory permissions; the "file" case covers the check')
+    os.chmod(workdir, 0o555)
+
+  def no_compute(*args, **kwargs):
+    raise AssertionError('an attack ran before the output directory was checked')
+  monkeypatch.setattr(evaluate.robustness, 'accuracy_curve', no_compute)
+  try:
+    with pytest.raises(OSError, match=re.escape(os.path.join(workdir, 'eval'))):
+      evaluate.evaluate(eval_config(workdir), workdir)
+  finally:
+    os.chmod(workdir, 0o755)

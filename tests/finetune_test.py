@@ -6,6 +6,7 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
@@ -14,6 +15,7 @@ from configs import cifar10_madry
 from rob_gan_jax import api
 from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
+from rob_gan_jax import cotrain
 from rob_gan_jax import finetune
 from rob_gan_jax import models
 from rob_gan_jax import parallel
@@ -26,27 +28,43 @@ def log_softmax_ce(logits, labels):
   return np.mean(logz - logits[np.arange(len(labels)), labels])
 
 
-def test_classifier_step_loss_is_eq10_by_hand(tiny_config):
+def classifier_step_on(devices, config, generator, discriminator):
+  """`finetune.classifier_step` jitted under shard_map on `devices`, the batch split over them."""
+  return jax.jit(jax.shard_map(
+      lambda s, *b: finetune.classifier_step(s, *b, generator=generator,
+                                             discriminator=discriminator,
+                                             finetune_config=config.finetune),
+      mesh=parallel.make_mesh(devices), in_specs=(P(),) + (P(parallel.AXIS),) * 6,
+      out_specs=(P(), P()), check_vma=False))
+
+
+@pytest.mark.parametrize('train_mode', [False, True])
+def test_classifier_step_loss_is_eq10_by_hand(tiny_config, train_mode):
   config = tiny_config
   config.finetune.fake_weight = 0.3
+  config.finetune.discriminator_train_mode = train_mode
   generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
   gan = state_lib.create_gan_state(config, generator, discriminator, 40)
-  state = state_lib.create_classifier_state(config, discriminator, 40)
+  # Running statistics far from the batches' (as after co-training), so the modes differ.
+  d_vars = gan.discriminator.variables
+  d_vars = {**d_vars, 'batch_stats': jax.tree_util.tree_map_with_path(
+      lambda path, v: jnp.full_like(v, 0.2 if path[-1].key == 'mean' else 3.0),
+      d_vars['batch_stats'])}
+  state = state_lib.create_classifier_state(
+      config, generator, discriminator, 40, checkpoints.Weights(
+          config=config, stage='cotrain', step=2, generator=gan.generator.variables,
+          discriminator=d_vars))
   key = jax.random.PRNGKey(3)
   x = jax.random.uniform(key, (4, 32, 32, 3), minval=-1, maxval=1)
   y, y_fake = jnp.array([0, 1, 2, 3]), jnp.array([5, 6, 7, 8])
   z = jax.random.normal(key, (4, config.model.z_dim))
-  step = jax.jit(jax.shard_map(
-      lambda s, g, *b: finetune.classifier_step(s, g, *b, generator=generator,
-                                                discriminator=discriminator,
-                                                finetune_config=config.finetune),
-      mesh=parallel.make_mesh(jax.devices()[:1]), in_specs=(P(),) * 7, out_specs=(P(), P()),
-      check_vma=False))
-  _, metrics = step(state, gan.generator.variables, x, y, z, y_fake, key)
+  keys = jax.random.split(key, 4)  # Unused: no random start.
+  step = classifier_step_on(jax.devices()[:1], config, generator, discriminator)
+  new_state, metrics = step(state, x, y, z, y_fake, keys, keys)
 
-  # By hand: attack both batches on the class CE with D in inference mode, then score them
-  # with D in training mode (each batch with its own statistics).
-  d_vars = state.discriminator.variables
+  # By hand: attack both batches on the class CE with D in inference mode, then score them with
+  # D in inference mode (official: running statistics, never updated) or in training mode (each
+  # batch with its own statistics, both passes updating the running ones).
   a = config.finetune.attack
   ce = lambda x, y: -jnp.mean(jax.nn.log_softmax(
       discriminator.apply(d_vars, x, train=False)[1])[jnp.arange(4), y])
@@ -54,12 +72,46 @@ def test_classifier_step_loss_is_eq10_by_hand(tiny_config):
                                       num_steps=a.num_steps)
   x_fake = generator.clone(axis_name=None).apply(gan.generator.variables, z, y_fake, train=True,
                                                  mutable=['batch_stats'])[0]
-  d_train = discriminator.clone(axis_name=None)
-  logits_real = d_train.apply(d_vars, adv(x, y), train=True, mutable=['batch_stats'])[0][1]
-  logits_fake = d_train.apply(d_vars, adv(x_fake, y_fake), train=True,
-                              mutable=['batch_stats'])[0][1]
+  d_local = discriminator.clone(axis_name=None)
+  if train_mode:
+    (_, logits_real), updates = d_local.apply(d_vars, adv(x, y), train=True,
+                                              mutable=['batch_stats'])
+    (_, logits_fake), updates = d_local.apply({**d_vars, **updates}, adv(x_fake, y_fake),
+                                              train=True, mutable=['batch_stats'])
+    expected_stats = updates['batch_stats']
+  else:
+    logits_real = d_local.apply(d_vars, adv(x, y), train=False)[1]
+    logits_fake = d_local.apply(d_vars, adv(x_fake, y_fake), train=False)[1]
+    expected_stats = d_vars['batch_stats']
   expected = log_softmax_ce(logits_real, y) + 0.3 * log_softmax_ce(logits_fake, y_fake)
   assert float(metrics['loss']) == pytest.approx(expected, rel=1e-4)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               new_state.discriminator.batch_stats, expected_stats)
+
+
+def test_classifier_step_with_random_start_on_4_devices_equals_1_device(tiny_config):
+  assert jax.device_count() == 4
+  config = tiny_config
+  config.finetune.attack.random_start = True
+  generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
+  state = state_lib.create_classifier_state(config, generator, discriminator, 40)
+  # SGD with lr 1: the update is the gradient itself (see cotrain_test).
+  sgd = optax.sgd(1.0)
+  state = state.replace(discriminator=state.discriminator.replace(
+      tx=sgd, opt_state=sgd.init(state.discriminator.params)))
+  key = jax.random.PRNGKey(6)
+  x = jax.random.uniform(key, (8, 32, 32, 3), minval=-1, maxval=1)
+  y = jnp.arange(8) % 10
+  z = jax.random.normal(key, (8, config.model.z_dim))
+  real_keys, fake_keys = jax.random.split(key, (2, 8))
+  (state1, metrics1), (state4, metrics4) = [
+      classifier_step_on(jax.devices()[:n], config, generator, discriminator)(
+          state, x, y, z, y[::-1], real_keys, fake_keys)
+      for n in (1, 4)]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               metrics1, metrics4)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+               state1.discriminator.variables, state4.discriminator.variables)
 
 
 def test_finetune_resumes_exactly_and_keeps_its_own_checkpoints(trained_workdir, tiny_config,
@@ -79,6 +131,44 @@ def test_finetune_resumes_exactly_and_keeps_its_own_checkpoints(trained_workdir,
     np.testing.assert_array_equal(a, b)
   # D started from the co-trained D; the co-training checkpoints are untouched.
   assert os.listdir(checkpoints.checkpoint_dir(trained_workdir, 'cotrain')) == ['2']
+
+
+def test_finetune_keeps_the_generator_it_started_with(trained_workdir, tiny_config, tmp_path):
+  """Co-training that continues after fine-tuning started changes neither the resumed
+  fine-tuning's G nor the G that load_weights pairs with the fine-tuned D."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(trained_workdir, workdir)
+  shutil.rmtree(os.path.join(workdir, 'finetune'))
+  config = tiny_config
+  config.train.num_steps = 2
+  config.finetune.stage_epochs = (0.2, 0.2)  # As trained_workdir: 1 + 1 steps.
+  config.finetune.num_steps = 1
+  finetune.train_classifier(config, workdir)
+  g_before = checkpoints.load_weights(workdir, 'cotrain').generator
+  config.train.num_steps = 3
+  cotrain.train_and_evaluate(config, workdir)  # Co-training goes on to step 3.
+  config.finetune.num_steps = 2
+  state = finetune.train_classifier(config, workdir)
+  assert int(state.generator_step) == 2
+  g_after = checkpoints.load_weights(workdir, 'cotrain').generator
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(g_before),
+                                                     jax.tree.leaves(g_after)))
+  jax.tree.map(np.testing.assert_array_equal, state.generator, g_before)
+  jax.tree.map(np.testing.assert_array_equal,
+               checkpoints.load_weights(workdir, 'finetune').generator, g_before)
+
+
+def test_diverging_finetuning_stops_and_saves_no_non_finite_state(trained_workdir, tiny_config,
+                                                                  tmp_path):
+  config = tiny_config
+  config.finetune.init_workdir = trained_workdir
+  config.finetune.learning_rate = 1e30
+  config.finetune.num_steps = 8
+  with pytest.raises(FloatingPointError, match='non-finite'):
+    finetune.train_classifier(config, str(tmp_path))
+  directory = checkpoints.checkpoint_dir(str(tmp_path), 'finetune')
+  for step in checkpoints.manager(directory).all_steps():  # Restoring checks finiteness.
+    assert not checkpoints.non_finite_arrays(checkpoints.manager(directory).restore(step))
 
 
 def test_madry_baseline_trains_a_classifier_only(image_folder, tmp_path):
@@ -102,9 +192,10 @@ def test_madry_baseline_trains_a_classifier_only(image_folder, tmp_path):
     main.run(config, str(tmp_path), 'finetune')
 
 
-def test_finetune_without_cotraining_checkpoint_raises(tiny_config, tmp_path):
+def test_finetune_without_cotraining_checkpoint_raises_and_writes_nothing(tiny_config, tmp_path):
   with pytest.raises(FileNotFoundError, match='--mode=train first'):
     finetune.train_classifier(tiny_config, str(tmp_path))
+  assert not os.listdir(tmp_path)
 
 
 @pytest.mark.parametrize('field, value, match', [

@@ -12,12 +12,14 @@ from rob_gan_jax import loop
 from rob_gan_jax import parallel
 
 
-def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_or_state_stops_with_last_good_checkpoint(tmp_path):
   manager = checkpoints.manager(str(tmp_path), max_to_keep=2)
-  manager.save(3, args=checkpoints.ocp.args.PyTreeSave({'w': np.zeros(2)}))
+  checkpoints.save(manager, 3, {'w': np.zeros(2)})
   with pytest.raises(FloatingPointError, match='last good checkpoint is step 3'):
-    loop.check_finite({'d_loss': float('nan'), 'g_loss': 1.0}, 4, manager)
-  loop.check_finite({'d_loss': 0.5}, 4, manager)
+    loop.check_finite(4, manager, {'w': np.zeros(2)}, {'d_loss': float('nan'), 'g_loss': 1.0})
+  with pytest.raises(FloatingPointError, match=r"1 of 2 state arrays, e.g. \['b'\]"):
+    loop.check_finite(4, manager, {'w': np.zeros(2), 'b': np.array([np.inf])}, {'d_loss': 0.5})
+  loop.check_finite(4, manager, {'w': np.zeros(2)}, {'d_loss': 0.5})
 
 
 class CountingState(flax.struct.PyTreeNode):
@@ -35,7 +37,10 @@ def counting_run(workdir, num_steps, calls, losses=None):
   def train_step(state, x):
     step = state.step + 1
     loss = jnp.where(step == losses.get('nan_at', -1), jnp.nan, jnp.sum(x))
-    return CountingState(step=step, total=state.total + jnp.sum(x)), {'loss': loss}
+    # From step `inf_state_at` on, the state diverges while the loss stays finite.
+    total = jnp.where(step >= losses.get('inf_state_at', 1 << 30), jnp.inf,
+                      state.total + jnp.sum(x))
+    return CountingState(step=step, total=total), {'loss': loss}
 
   record = lambda name: lambda step, state, writer: calls.append((name, step, int(state.step)))
   return loop.run(
@@ -63,3 +68,20 @@ def test_hooks_run_every_n_steps_and_at_the_end_and_resume_continues(tmp_path):
 def test_non_finite_metric_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
   with pytest.raises(FloatingPointError, match='last good checkpoint is step 4'):
     counting_run(str(tmp_path), 10, [], losses={'nan_at': 5})
+
+
+@pytest.mark.parametrize('inf_state_at', [4, 5])  # Found at a checkpoint step, at a log step.
+def test_a_diverged_state_with_finite_losses_stops_the_run_and_is_never_saved(
+    tmp_path, inf_state_at):
+  workdir = str(tmp_path)
+  with pytest.raises(FloatingPointError, match=r'at step (4|6).*total'):
+    counting_run(workdir, 20, [], losses={'inf_state_at': inf_state_at})
+  manager = checkpoints.manager(checkpoints.checkpoint_dir(workdir, 'cotrain'))
+  assert manager.all_steps() == ([] if inf_state_at == 4 else [4])
+
+
+def test_num_steps_below_the_checkpoint_is_an_error(tmp_path):
+  counting_run(str(tmp_path), 8, [])
+  counting_run(str(tmp_path), 8, [])  # A finished run: nothing to do.
+  with pytest.raises(ValueError, match='at step 8, beyond the 5 steps asked for'):
+    counting_run(str(tmp_path), 5, [])

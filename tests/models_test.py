@@ -69,6 +69,52 @@ def test_conditional_batch_norm_uses_label_embeddings():
   np.testing.assert_allclose(out, expected, atol=1e-4)
 
 
+@pytest.mark.parametrize('momentum', [0.1, 0.9])
+def test_conditional_batch_norm_running_average(momentum):
+  # Official layers/cat_cond_bn.py: running = 0.1 old + 0.9 batch (Flax momentum 0.1).
+  module = models.ConditionalBatchNorm(num_classes=3, momentum=momentum)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 2, 2, 5)) + 3.0
+  y = jnp.array([0, 1, 2, 1])
+  variables = module.init(jax.random.PRNGKey(0), x, y, train=False)
+  old = {'BatchNorm_0': {'mean': jnp.full((5,), 0.5), 'var': jnp.full((5,), 2.0)}}
+  _, updates = module.apply({**variables, 'batch_stats': old}, x, y, train=True,
+                            mutable=['batch_stats'])
+  new = updates['batch_stats']['BatchNorm_0']
+  x64 = np.asarray(x, np.float64)
+  np.testing.assert_allclose(new['mean'], momentum * 0.5 + (1 - momentum) * x64.mean((0, 1, 2)),
+                             rtol=1e-5)
+  np.testing.assert_allclose(new['var'], momentum * 2.0 + (1 - momentum) * x64.var((0, 1, 2)),
+                             rtol=1e-4)
+
+
+def test_create_models_passes_both_generator_momenta():
+  config = tiny.get_config().model
+  assert config.conditional_bn_momentum == 0.1 and config.bn_momentum == 0.9
+  config.conditional_bn_momentum = 0.3
+  generator, _ = models.create_models(config)
+  assert generator.conditional_bn_momentum == 0.3 and generator.bn_momentum == 0.9
+
+
+def test_sample_uses_batch_statistics_unless_asked_for_running_ones():
+  config = tiny.get_config().model
+  generator, _ = models.create_models(config, axis_name='batch')  # As in a train step.
+  local = generator.clone(axis_name=None)
+  labels = jnp.array([0, 3, 3, 7, 9])
+  z = jax.random.normal(jax.random.PRNGKey(4), (5, config.z_dim))
+  variables = local.init(jax.random.PRNGKey(0), z, labels, train=False)
+  # Running statistics far from any batch's, so the two modes differ.
+  variables = {**variables, 'batch_stats': jax.tree_util.tree_map_with_path(
+      lambda path, v: jnp.full_like(v, 0.3 if path[-1].key == 'mean' else 4.0),
+      variables['batch_stats'])}
+  batch_stats = local.apply(variables, z, labels, train=True, mutable=['batch_stats'])[0]
+  running_stats = local.apply(variables, z, labels, train=False)
+  sampled = models.sample(generator, variables, labels, seed=4)
+  np.testing.assert_allclose(sampled, batch_stats, atol=1e-5)
+  np.testing.assert_allclose(models.sample(generator, variables, labels, seed=4,
+                                           running_stats=True), running_stats, atol=1e-5)
+  assert float(jnp.max(jnp.abs(batch_stats - running_stats))) > 0.1
+
+
 def test_bad_model_configs_raise():
   config = tiny.get_config().model
   config.normalization = 'layer_norm'

@@ -31,16 +31,41 @@ def test_zero_epsilon_gives_plain_accuracy(model_and_data):
   assert both['test_accuracy_pgd'] <= plain
 
 
-def test_accuracy_is_non_increasing_in_epsilon_and_restarts_never_help(model_and_data):
+def test_cumulative_accuracy_is_non_increasing_and_restarts_never_help(model_and_data):
   model, images, labels = model_and_data
   kwargs = dict(epsilons=[0.0, 0.02, 0.05, 0.1, 0.3], step_size_factor=0.25, num_steps=3,
                 key=jax.random.PRNGKey(1), batch_size=8)
   curve = robustness.accuracy_curve(model.discriminator, model.discriminator_variables, images,
                                     labels, **kwargs)
-  assert all(a >= b for a, b in zip(curve, curve[1:]))
+  assert all(a >= b for a, b in zip(curve.cumulative, curve.cumulative[1:]))
+  assert all(c <= p for c, p in zip(curve.cumulative, curve.per_radius))
+  assert curve.per_radius[0] == curve.cumulative[0]  # Clean accuracy.
   with_restarts = robustness.accuracy_curve(model.discriminator, model.discriminator_variables,
                                             images, labels, num_restarts=3, **kwargs)
-  assert all(r <= a for r, a in zip(with_restarts, curve))
+  for field in ('per_radius', 'cumulative'):
+    assert all(r <= a for r, a in zip(getattr(with_restarts, field), getattr(curve, field)))
+
+
+def test_per_radius_and_cumulative_accuracy_from_one_attack_per_radius(monkeypatch):
+  # Example i is correct under the attack at eps when correct[eps][i]; example 1 fails at 0.01
+  # but survives 0.02, which the per-radius figure counts and the cumulative one does not.
+  correct = {0.0: [True, True, True, True], 0.01: [True, False, True, False],
+             0.02: [True, True, False, False]}
+  attacked = []
+
+  def fake_correct_under_attack(discriminator, variables, images, labels, *, epsilon,
+                                step_size, **kwargs):
+    assert step_size == pytest.approx(epsilon * 0.2)
+    attacked.append(epsilon)
+    return np.array(correct[epsilon])
+
+  monkeypatch.setattr(robustness, 'correct_under_attack', fake_correct_under_attack)
+  curve = robustness.accuracy_curve(None, None, np.zeros((4, 2, 2, 3), np.uint8), np.zeros(4),
+                                    epsilons=[0.02, 0.0, 0.01, 0.02], step_size_factor=0.2,
+                                    num_steps=3, key=jax.random.PRNGKey(0))
+  assert sorted(attacked) == [0.0, 0.01, 0.02]  # Each radius attacked once.
+  assert curve.per_radius == [0.5, 1.0, 0.5, 0.5]
+  assert curve.cumulative == [0.25, 1.0, 0.5, 0.25]
 
 
 def test_local_lipschitz_value_is_mean_input_gradient_norm(model_and_data):
@@ -57,5 +82,5 @@ def test_local_lipschitz_value_is_mean_input_gradient_norm(model_and_data):
 def test_step_size_factor_of_an_attack_config(tiny_config):
   assert robustness.step_size_factor(tiny_config.eval.attack) == pytest.approx(0.2)
   tiny_config.eval.attack.epsilon = 0.0
-  with pytest.raises(ValueError, match='epsilon > 0'):
+  with pytest.raises(ValueError, match='eval.attack.epsilon must be > 0'):
     robustness.step_size_factor(tiny_config.eval.attack)

@@ -8,6 +8,7 @@ import pytest
 
 from configs import default
 from configs import tiny
+from rob_gan_jax import checkpoints
 from rob_gan_jax import models
 from rob_gan_jax import state as state_lib
 
@@ -43,6 +44,9 @@ def adam_update_size(model_state, count):
 
 def test_states_use_each_net_s_own_update_count():
   config = tiny.get_config()
+  # The schedules alone: Adam's moments carry on over the boundaries.
+  config.optim.restart_adam_at_decay = False
+  config.finetune.restart_adam_at_stage = False
   generator, discriminator = models.create_models(config.model)
   # 10 * 8 * 2 examples: D makes 20 updates an epoch, G 10; decay every 50 epochs.
   gan = state_lib.create_gan_state(config, generator, discriminator, num_train_examples=160)
@@ -51,7 +55,8 @@ def test_states_use_each_net_s_own_update_count():
     after = adam_update_size(model_state, boundary)
     assert after == pytest.approx(before / 2, rel=1e-4)
   config.finetune.stage_epochs = (500.0, 1.0)  # Late enough for Adam's bias corrections to be 1.
-  classifier = state_lib.create_classifier_state(config, discriminator, num_train_examples=160)
+  classifier = state_lib.create_classifier_state(config, generator, discriminator,
+                                                 num_train_examples=160)
   # Batch 8: 20 updates an epoch, the second stage starts at update count 10,000.
   before = adam_update_size(classifier.discriminator, 9_999)
   after = adam_update_size(classifier.discriminator, 10_000)
@@ -60,8 +65,71 @@ def test_states_use_each_net_s_own_update_count():
 
 def test_classifier_state_starts_from_given_weights():
   config = tiny.get_config()
-  _, discriminator = models.create_models(config.model)
-  fresh = state_lib.create_classifier_state(config, discriminator, 160)
-  shifted = jax.tree.map(lambda x: x + 1, fresh.discriminator.variables)
-  loaded = state_lib.create_classifier_state(config, discriminator, 160, shifted)
-  jax.tree.map(np.testing.assert_array_equal, loaded.discriminator.variables, shifted)
+  generator, discriminator = models.create_models(config.model)
+  fresh = state_lib.create_classifier_state(config, generator, discriminator, 160)
+  assert int(fresh.generator_step) == -1
+  shifted = jax.tree.map(lambda x: x + 1, (fresh.generator, fresh.discriminator.variables))
+  loaded = state_lib.create_classifier_state(config, generator, discriminator, 160,
+                                             checkpoints.Weights(config, 'cotrain', 7, *shifted))
+  jax.tree.map(np.testing.assert_array_equal, (loaded.generator, loaded.discriminator.variables),
+               shifted)
+  assert int(loaded.generator_step) == 7
+  config.method = 'madry'  # No generator.
+  assert state_lib.create_classifier_state(config, generator, discriminator, 160).generator is None
+
+
+def run_updates(model_state, num_updates):
+  """Applies `num_updates` updates with a gradient of ones to parameters starting at 0 (so float
+  rounding stays far below the updates); returns the state after each and the size of each
+  update of the first parameter."""
+  model_state = model_state.replace(params=jax.tree.map(jnp.zeros_like, model_state.params))
+  grads = jax.tree.map(jnp.ones_like, model_state.params)
+  apply = jax.jit(lambda s: s.apply_gradients(grads=grads))
+  states, sizes = [], []
+  for _ in range(num_updates):
+    before = jax.tree.leaves(model_state.params)[0]
+    model_state = apply(model_state)
+    states.append(model_state)
+    sizes.append(float(jnp.abs(jax.tree.leaves(model_state.params)[0] - before).max()))
+  return states, sizes
+
+
+def adam_after(num_updates, b1, b2):
+  """(count, mu, nu, |update|) of Adam after `num_updates` updates with gradient 1 (lr 1)."""
+  mu, nu = 1 - b1**num_updates, 1 - b2**num_updates
+  return num_updates, mu, nu, (mu / (1 - b1**num_updates)) / (
+      np.sqrt(nu / (1 - b2**num_updates)) + 1e-8)
+
+
+@pytest.mark.parametrize('restart', [True, False])
+def test_adam_restarts_at_each_decay_and_stage_while_the_schedule_counts_on(restart):
+  config = tiny.get_config()
+  config.optim.decay_every_epochs = 1
+  config.optim.restart_adam_at_decay = restart
+  config.finetune.stage_epochs = (1.0, 1.0, 1.0)
+  config.finetune.restart_adam_at_stage = restart
+  generator, discriminator = models.create_models(config.model)
+  # 24 examples, batch 8: D makes 3 updates an epoch (decay before update counts 3, 6), G 1.5
+  # (T = round(1.5) = 2); classifier training 3 an epoch (stages start at counts 3 and 6).
+  gan = state_lib.create_gan_state(config, generator, discriminator, num_train_examples=24)
+  classifier = state_lib.create_classifier_state(config, generator, discriminator,
+                                                 num_train_examples=24)
+  o, f = config.optim, config.finetune
+  for model_state, period, lr, factor, (b1, b2) in (
+      (gan.discriminator, 3, o.learning_rate, o.decay_factor, (o.b1, o.b2)),
+      (gan.generator, 2, o.learning_rate, o.decay_factor, (o.b1, o.b2)),
+      (classifier.discriminator, 3, f.learning_rate, f.stage_factor, (f.b1, f.b2))):
+    states, sizes = run_updates(model_state, 7)
+    for done, (model_state, size) in enumerate(zip(states, sizes), start=1):
+      adam_state, schedule_state = model_state.opt_state
+      assert int(schedule_state.count) == done  # The schedule counts every update.
+      # Updates made since Adam was last (re)built: the update of count c is the first of a new
+      # Adam when c is a boundary.
+      since = (done - 1) % period + 1 if restart else done
+      count, mu, nu, step = adam_after(since, b1, b2)
+      assert int(adam_state.count) == count, done
+      np.testing.assert_allclose(jax.tree.leaves(adam_state.mu)[0], mu, rtol=1e-5)
+      np.testing.assert_allclose(jax.tree.leaves(adam_state.nu)[0], nu, rtol=1e-5)
+      # The rate of update count done - 1 follows the schedule; the step is Adam's.
+      rate = lr * factor**((done - 1) // period)
+      assert size == pytest.approx(rate * step, rel=1e-4), done
