@@ -136,6 +136,21 @@ def test_a_damaged_latest_checkpoint_is_reported_moved_aside_and_the_previous_on
   assert manager.all_steps() == [1, 2]
 
 
+def test_flipped_bytes_that_still_decode_are_caught_by_the_checksums(tmp_path):
+  directory = str(tmp_path)
+  manager = checkpoints.manager(directory, max_to_keep=3)
+  state = {'w': jax.numpy.linspace(0.0, 1.0, 5000).reshape(50, 100)}
+  checkpoints.save(manager, 1, state)
+  manager.wait_until_finished()
+  flip_bytes(max(data_files(os.path.join(directory, '1')), key=os.path.getsize))
+  # Orbax reads the damaged array without complaint ...
+  raw = checkpoints.manager(directory).restore(1)['w']
+  assert not np.array_equal(raw, state['w'])
+  # ... the checksum does not let it through.
+  with pytest.raises(checkpoints.CorruptCheckpointError, match=r"do not match their checksums: \['w'\]"):
+    checkpoints.restore_latest(checkpoints.manager(directory), state)
+
+
 def test_no_intact_checkpoint_is_an_error_and_non_finite_states_are_not_saved(tmp_path):
   directory = str(tmp_path)
   manager = checkpoints.manager(directory)
