@@ -147,7 +147,8 @@ def test_flipped_bytes_that_still_decode_are_caught_by_the_checksums(tmp_path):
   raw = checkpoints.manager(directory).restore(1)['w']
   assert not np.array_equal(raw, state['w'])
   # ... the checksum does not let it through.
-  with pytest.raises(checkpoints.CorruptCheckpointError, match=r"do not match their checksums: \['w'\]"):
+  with pytest.raises(checkpoints.CorruptCheckpointError,
+                     match=r"do not match their checksums: \['w'\]"):
     checkpoints.restore_latest(checkpoints.manager(directory), state)
 
 
