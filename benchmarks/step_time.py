@@ -1,17 +1,20 @@
-"""Times Rob-GAN step-1 updates with the default CIFAR-10 models on random inputs.
+"""Times Rob-GAN step-1 updates of a config's models on random inputs.
 
     python benchmarks/step_time.py --batch-sizes 64,16 [--repeats 5]
+    python benchmarks/step_time.py --config configs/imagenet143_64.py --batch-sizes 16
 
 Measures one D update (G forward, 5-step PGD on real images, D forward/backward on adversarial
 real and fake batches, Adam), one G update, and one full iteration (n_dis D updates + 1 G update,
 the jitted `train_step` of training, augmentation included), each compiled and warmed up first,
-then the median of `--repeats` runs. Data-parallel over all local devices. The last line printed
-is one JSON object: {"backend": ..., "devices": ..., "results": [{"batch": 64, "d_step_s": ...,
-"g_step_s": ..., "iteration_s": ...}, ...]}.
+then the median of `--repeats` runs. `--config` names a config file (default: configs/default.py,
+the CIFAR-10 models); images have its `model.image_size`. Data-parallel over all local devices.
+The last line printed is one JSON object: {"backend": ..., "devices": ..., "config": ...,
+"results": [{"batch": 64, "d_step_s": ..., "g_step_s": ..., "iteration_s": ...}, ...]}.
 """
 
 import argparse
 import functools
+import importlib.util
 import json
 import os
 import statistics
@@ -24,7 +27,6 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import default  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import cotrain  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import models  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import parallel  # pylint: disable=g-import-not-at-top
@@ -42,8 +44,16 @@ def median_time(fn, state, args, repeats):
   return statistics.median(times), state
 
 
-def benchmark(batch_size: int, repeats: int):
-  config = default.get_config()
+def load_config(path: str):
+  """`get_config()` of a config file."""
+  spec = importlib.util.spec_from_file_location('benchmarked_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def benchmark(config_path: str, batch_size: int, repeats: int):
+  config = load_config(config_path)
   config.train.batch_size = batch_size
   mesh = parallel.make_mesh()
   parallel.check_batch_size(batch_size, mesh, '--batch-sizes')
@@ -52,7 +62,8 @@ def benchmark(batch_size: int, repeats: int):
   state = parallel.replicate(
       state_lib.create_gan_state(config, generator, discriminator, 50_000), mesh)
   key = jax.random.PRNGKey(0)
-  x = jax.random.uniform(key, (batch_size, 32, 32, 3), minval=-1, maxval=1)
+  size = m.image_size
+  x = jax.random.uniform(key, (batch_size, size, size, 3), minval=-1, maxval=1)
   y = jnp.arange(batch_size, dtype=jnp.int32) % m.num_classes
   z = jax.random.normal(key, (batch_size, m.z_dim))
 
@@ -71,8 +82,10 @@ def benchmark(batch_size: int, repeats: int):
   d_time, state = median_time(d_step, state, (x, y, z, y, attack_keys), repeats)
   g_time, state = median_time(g_step, state, (z, y), repeats)
   n_dis = config.train.n_dis
-  images = np.random.default_rng(0).integers(0, 256, (n_dis, batch_size, 32, 32, 3), np.uint8)
-  labels = np.arange(n_dis * batch_size, dtype=np.int32).reshape(n_dis, batch_size) % 10
+  images = np.random.default_rng(0).integers(0, 256, (n_dis, batch_size, size, size, 3),
+                                             np.uint8)
+  labels = np.arange(n_dis * batch_size, dtype=np.int32).reshape(n_dis, batch_size)
+  labels %= m.num_classes
   batch = jax.device_put((images, labels), NamedSharding(mesh, P(None, parallel.AXIS)))
   train_step = cotrain.make_train_step(config, generator, discriminator, mesh)
   iteration_time, _ = median_time(train_step, state, batch, max(1, repeats // 2))
@@ -84,13 +97,16 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--batch-sizes', default='64,16')
   parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--config', default=os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'default.py'))
   args = parser.parse_args()
   results = []
   for batch_size in (int(b) for b in args.batch_sizes.split(',')):
-    results.append(benchmark(batch_size, args.repeats))
+    results.append(benchmark(args.config, batch_size, args.repeats))
     print(results[-1], flush=True)
   print(json.dumps({'backend': jax.default_backend(), 'devices': jax.device_count(),
-                    'device_kind': jax.devices()[0].device_kind, 'results': results}))
+                    'device_kind': jax.devices()[0].device_kind, 'config': args.config,
+                    'results': results}))
 
 
 if __name__ == '__main__':

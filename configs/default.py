@@ -40,7 +40,15 @@ def get_config() -> ml_collections.ConfigDict:
       generator_channel_multipliers=(16, 8, 4, 2, 1),
       bottom_width=4,
       num_upsample=3,
-      discriminator_width=64,
+      # 'resnet': SN-GAN ResNet D (official dis_models/resnet*.py: optimized first block, ReLU,
+      # avg-pool downsampling, global sum pooling); 'preact_resnet': pre-activation ResNet D
+      # (official dis_models/preact_resnet.py: leaky ReLU 0.2, strided convs, global average
+      # pooling, no BatchNorm, so normalization must be 'none' or 'spectral_norm').
+      discriminator_architecture='resnet',
+      discriminator_width=64,  # ndf.
+      # Output channels of each D block, in units of discriminator_width (one entry per block).
+      discriminator_channel_multipliers=(2, 2, 2, 2),
+      # Per D block, whether it halves the resolution ('resnet': the first must).
       discriminator_downsample=(True, True, False, False),
       normalization='batch_norm',  # 'batch_norm' | 'spectral_norm' | 'none'
       # D's BatchNorms and G's last one (Flax convention: running = m * old + (1 - m) * batch;
@@ -74,7 +82,19 @@ def get_config() -> ml_collections.ConfigDict:
       data_dir=config_dict.placeholder(str),  # TFDS data_dir.
       train_split='train',
       test_split='test',
-      crop_padding=4,
+      # None: every class folder (TFDS: every label); 'imagenet143': ImageNet classes 151-293,
+      # the dogs and cats of SN-GAN projection (synset folders n02085620 ... n02130308 of an
+      # ImageNet-style folder, or TFDS imagenet2012); or a tuple of class folder / label names.
+      # The selected classes are labelled 0, 1, ... in this order.
+      classes=config_dict.placeholder(object),
+      # 'pad_crop' (official CIFAR-10): images of exactly model.image_size, held in memory;
+      # random crop after crop_padding zero padding and flip on device.
+      # 'random_resized_crop' (official ImageNet): images of any size streamed from files;
+      # RandomResizedCrop(image_size, scale=crop_scale, ratio=(1, 1)) and flip on host workers;
+      # evaluation resizes the short side to image_size and centre-crops.
+      augmentation='pad_crop',
+      crop_scale=(0.8, 0.9),  # random_resized_crop: range of the fraction of the area kept.
+      crop_padding=4,  # pad_crop only.
       random_flip=True,
       dequantization_noise=1.0 / 128,  # Uniform [0, noise) added to inputs (SN-GAN trick).
   ))

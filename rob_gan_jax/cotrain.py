@@ -45,6 +45,7 @@ AXIS = parallel.AXIS
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError, before any compute, for co-training settings that cannot work."""
+  input_pipeline.check_dataset_config(config.dataset)
   attacks.check_attack_config(config.attack, 'attack')
   attacks.check_attack_config(config.eval.attack, 'eval.attack')
   loop.check_loop_config(config.train, 'train')
@@ -197,10 +198,10 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
   """Returns the jitted `train_step(state, images, labels) -> (state, metrics)`.
 
   `images` (n_dis, B, H, W, 3) uint8 and `labels` (n_dis, B) int32 are the global batches of the
-  step's D updates. Augmentation, latents, fake labels and the attack's per-example keys are
-  drawn from `fold_in(state.key, state.step)` on the global batch before it is split over
-  devices, so a step gives the same result on any number of devices. The state argument is
-  donated.
+  step's D updates. Augmentation (`input_pipeline.augment`), latents, fake labels and the
+  attack's per-example keys are drawn from `fold_in(state.key, state.step)` on the global batch
+  before it is split over devices, so a step gives the same result on any number of devices.
+  The state argument is donated.
   """
   m, data = config.model, config.dataset
   n_dis, batch_size = config.train.n_dis, config.train.batch_size
@@ -215,9 +216,8 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
   def train_step(state, images, labels):
     key = jax.random.fold_in(state.key, state.step)
     aug_key, z_key, y_key, attack_key = jax.random.split(key, 4)
-    x = input_pipeline.augment(
-        images.reshape((-1,) + images.shape[2:]), aug_key, crop_padding=data.crop_padding,
-        random_flip=data.random_flip, dequantization_noise=data.dequantization_noise)
+    x = input_pipeline.augment(images.reshape((-1,) + images.shape[2:]), aug_key, data,
+                               dequantization_noise=data.dequantization_noise)
     batch = {
         'images': x.reshape(images.shape),
         'labels': labels,
@@ -263,12 +263,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   parallel.check_batch_size(t.batch_size, mesh, 'train.batch_size')
   with checkpoints.lock_workdir(workdir, 'train'):
     checkpoints.check_and_write_config(config, workdir)
-    train_images, train_labels = input_pipeline.load_split(
-        config.dataset, config.dataset.train_split, image_size=m.image_size,
-        num_classes=m.num_classes)
+    train_data = input_pipeline.training_data(config, batch_size=t.batch_size,
+                                              batches_per_step=t.n_dis)
     test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
                                                           t.eval_num_examples)
-    logging.info('Co-training on %d training examples.', len(train_labels))
+    logging.info('Co-training on %d training examples.', train_data.num_examples)
 
     def test_accuracy(step, state, writer):
       writer.write_scalars(step, robustness.clean_and_pgd_accuracy(
@@ -297,10 +296,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       else:
         logging.warning(fid.SKIPPED)
     return loop.run(
-        state=state_lib.create_gan_state(config, generator, discriminator, len(train_labels)),
+        state=state_lib.create_gan_state(config, generator, discriminator,
+                                         train_data.num_examples),
         train_step=make_train_step(config, generator, discriminator, mesh),
-        host_batch=lambda step: input_pipeline.host_batch(
-            train_images, train_labels, step, seed=config.seed, batch_size=t.batch_size,
-            batches_per_step=t.n_dis),
+        host_batch=train_data.host_batch,
         num_steps=t.num_steps, settings=t, mesh=mesh, workdir=workdir, stage='cotrain',
         hooks=hooks)

@@ -40,6 +40,7 @@ from rob_gan_jax.metrics import fid
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError for eval settings that cannot work (before any compute)."""
+  input_pipeline.check_dataset_config(config.dataset)
   e = config.eval
   robustness.check_eval_args(epsilons=e.epsilons,
                              step_size_factor=robustness.step_size_factor(e.attack),

@@ -52,6 +52,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   f = config.finetune
   if config.method not in METHODS:
     raise ValueError(f'method must be one of {METHODS}, got {config.method!r}')
+  input_pipeline.check_dataset_config(config.dataset)
   attacks.check_attack_config(f.attack, 'finetune.attack')
   attacks.check_attack_config(config.eval.attack, 'eval.attack')
   loop.check_loop_config(f, 'finetune')
@@ -143,9 +144,10 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
   """Returns jitted `step(state, images, labels) -> (state, metrics)`.
 
   `images` (1, B, H, W, 3) uint8 and `labels` (1, B) int32 are the global batch
-  (`input_pipeline.host_batch`); augmentation, latents, fake labels and the attacks' per-example
-  keys come from `fold_in(state.key, state.step)` and are drawn for the global batch before it
-  is split over devices. The state is donated.
+  (`input_pipeline.training_data(...).host_batch`); augmentation (`input_pipeline.augment`),
+  latents, fake labels and the attacks' per-example keys come from
+  `fold_in(state.key, state.step)` and are drawn for the global batch before it is split over
+  devices. The state is donated.
   """
   m, data = config.model, config.dataset
   per_device = lambda state, batch: classifier_step(
@@ -159,8 +161,7 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
     aug_key, z_key, y_key, attack_key = jax.random.split(
         jax.random.fold_in(state.key, state.step), 4)
     images, labels = images[0], labels[0]
-    x = input_pipeline.augment(images, aug_key, crop_padding=data.crop_padding,
-                               random_flip=data.random_flip, dequantization_noise=0.0)
+    x = input_pipeline.augment(images, aug_key, data, dequantization_noise=0.0)
     n = labels.shape[0]
     real_keys, fake_keys = jax.random.split(attack_key, (2, n))
     batch = (x, labels, jax.random.normal(z_key, (n, m.z_dim)),
@@ -212,12 +213,10 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
                               'co-training workdir') from e
   with checkpoints.lock_workdir(workdir, 'train'):
     checkpoints.check_and_write_config(config, workdir)
-    train_images, train_labels = input_pipeline.load_split(
-        config.dataset, config.dataset.train_split, image_size=config.model.image_size,
-        num_classes=config.model.num_classes)
+    train_data = input_pipeline.training_data(config, batch_size=f.batch_size)
     test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
                                                           f.eval_num_examples)
-    epoch_steps = state_lib.classifier_steps_per_epoch(config, len(train_labels))
+    epoch_steps = state_lib.classifier_steps_per_epoch(config, train_data.num_examples)
     logging.info('%s: %d updates an epoch.', stage, epoch_steps)
 
     def test_accuracy(step, state, writer):
@@ -230,9 +229,8 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
 
     return loop.run(
         state=state_lib.create_classifier_state(config, generator, discriminator,
-                                                len(train_labels), cotrained),
+                                                train_data.num_examples, cotrained),
         train_step=make_classifier_step(config, generator, discriminator, mesh),
-        host_batch=lambda step: input_pipeline.host_batch(
-            train_images, train_labels, step, seed=config.seed, batch_size=f.batch_size),
-        num_steps=num_train_steps(config, len(train_labels)), settings=f, mesh=mesh,
+        host_batch=train_data.host_batch,
+        num_steps=num_train_steps(config, train_data.num_examples), settings=f, mesh=mesh,
         workdir=workdir, stage=stage, hooks=[loop.Hook('eval', epoch_steps, test_accuracy)])

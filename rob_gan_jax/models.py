@@ -1,10 +1,14 @@
 """Generator and discriminator of Rob-GAN (Flax Linen).
 
-Both follow the official PyTorch code's `resnet_32` models
-(github.com/xuanqing94/RobGAN, `gen_models/resnet_32.py`, `dis_models/resnet_32.py`), which are the
-SN-GAN ResNet models (Miyato & Koyama, 2018) with an AC-GAN classifier head on the discriminator.
-With the default widths the trainable parameter counts are exactly those of the official code:
-generator 12,272,515 and discriminator 1,056,395 (`normalization='batch_norm'`).
+They follow the official PyTorch code (github.com/xuanqing94/RobGAN): the SN-GAN ResNet models
+(Miyato & Koyama, 2018) with an AC-GAN classifier head on the discriminator, `gen_models/` and
+`dis_models/` `resnet_32.py` (CIFAR-10, the default), `resnet_64.py`, `resnet_small.py` (128 px)
+and `resnet.py` (ImageNet, 128 px), which differ only in per-block widths and resampling
+(`config.model` fields), and the pre-activation ResNet discriminator of
+`dis_models/preact_resnet.py` (`model.discriminator_architecture='preact_resnet'`). With the
+default config the trainable parameter counts are exactly those of the official code: generator
+12,272,515 and discriminator 1,056,395 (`normalization='batch_norm'`); tests/models_test.py pins
+the config of every official model and its counts.
 
 Images are NHWC float32 in the pixel range [-1, 1]. Outside co-training (whose steps keep G's
 BatchNorm updates) `generate` and `sample` are the one way to run G, keeping no update: the
@@ -160,6 +164,8 @@ class Generator(nn.Module):
 
   Official code: `gen_models/resnet_32.py` (`ResNetGenerator`): Linear(z_dim -> bottom^2 * 16 ch),
   residual blocks 16ch -> 8ch -> 4ch -> 2ch (upsampling) -> 1ch, final BN, ReLU, conv3x3 -> 3, tanh.
+  `gen_models/resnet_64.py`, `resnet_small.py` and `resnet.py` are the same with other
+  `channel_multipliers` and every block upsampling.
 
   Attributes:
     num_classes: number of labels.
@@ -216,6 +222,20 @@ class Generator(nn.Module):
     return jnp.tanh(h)
 
 
+def torch_default_init():
+  """PyTorch's default `nn.Conv2d`/`nn.Linear` weight initialiser, U(+-1/sqrt(fan_in)).
+
+  (`kaiming_uniform_(a=sqrt(5))`, variance 1 / (3 fan_in)). Biases start at zero here; PyTorch
+  draws them from the same interval.
+  """
+  return nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+
+
+def kaiming_normal_fan_out():
+  """PyTorch's `kaiming_normal_(w, mode='fan_out')`: N(0, 2 / fan_out), not truncated."""
+  return nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
 class _NormalizedLayers(nn.Module):
   """Base for discriminator modules: convs/linears with the chosen normalisation."""
   normalization: str = 'batch_norm'
@@ -233,17 +253,27 @@ class _NormalizedLayers(nn.Module):
     return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                         axis_name=self.axis_name if train else None, name=name)(x)
 
-  def conv(self, x, features, size, train, name):
-    kernel_init = xavier_uniform(2.0**0.5 if size == 3 else 1.0)
-    conv = nn.Conv(features, (size, size), use_bias=False, kernel_init=kernel_init, name=name)
+  def conv(self, x, features, size, train, name, *, stride=1, kernel_init=None):
+    """Bias-free `size` x `size` conv, padded by size // 2 on every side as in PyTorch (which
+    differs from 'SAME' when stride is 2), then BatchNorm named `{name}_bn` with batch norm.
+    The default initialiser is the SN-GAN code's (xavier_uniform, gain sqrt(2) for 3x3, 1 for 1x1).
+    """
+    if kernel_init is None:
+      kernel_init = xavier_uniform(2.0**0.5 if size == 3 else 1.0)
+    pad = size // 2
+    conv = nn.Conv(features, (size, size), strides=(stride, stride),
+                   padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=kernel_init,
+                   name=name)
     return self.batch_norm(self.layer(conv, x, train), train, name=f'{name}_bn')
 
 
 class DiscriminatorBlock(_NormalizedLayers):
   """Residual block of the discriminator (`dis_models/resblocks.py`, `Block`/`OptimizedBlock`).
 
-  `optimized=True` is SN-GAN's first block (no pre-activation, always downsamples). With batch
-  norm, each conv is followed by BN, as in the official code with `bn=True`.
+  `optimized=True` is SN-GAN's first block (no pre-activation, always downsamples; conv1 maps to
+  `features`). Otherwise conv1 keeps the input's channels and conv2 maps to `features`, as the
+  official `Block` (hidden_channels = in_channels). With batch norm, each conv is followed by BN,
+  as in the official code with `bn=True`.
   """
   features: int = 128
   downsample: bool = False
@@ -252,7 +282,8 @@ class DiscriminatorBlock(_NormalizedLayers):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     h = x if self.optimized else nn.relu(x)
-    h = nn.relu(self.conv(h, self.features, 3, train, 'conv1'))
+    hidden = self.features if self.optimized else x.shape[-1]
+    h = nn.relu(self.conv(h, hidden, 3, train, 'conv1'))
     h = self.conv(h, self.features, 3, train, 'conv2')
     if self.downsample:
       h = avg_pool2(h)
@@ -266,25 +297,49 @@ class DiscriminatorBlock(_NormalizedLayers):
     return h + shortcut
 
 
-class Discriminator(_NormalizedLayers):
-  """D(x): ResNet discriminator with a source head and an AC-GAN class head.
+class _DiscriminatorBase(_NormalizedLayers):
+  """Block layout and the two linear heads shared by the discriminator architectures."""
+  num_classes: int = 10
+  width: int = 64
+  channel_multipliers: Sequence[int] = (2, 2, 2, 2)
+  downsample: Sequence[bool] = (True, True, False, False)
 
-  Official code: `dis_models/resnet_32.py` (`ResNetAC`): optimized block (3 -> 2 width, down),
-  blocks 2w -> 2w (down), 2w -> 2w, 2w -> 2w; ReLU; global sum pooling; linear heads.
+  def blocks(self) -> Sequence[Tuple[int, bool]]:
+    """(output channels, downsamples) of each residual block."""
+    if not self.downsample or len(self.channel_multipliers) != len(self.downsample):
+      raise ValueError('the discriminator needs one channel multiplier per block, got '
+                       f'channel_multipliers={tuple(self.channel_multipliers)} and '
+                       f'downsample={tuple(self.downsample)}')
+    return [(m * self.width, bool(d)) for m, d in zip(self.channel_multipliers, self.downsample)]
+
+  def heads(self, h: jax.Array, train: bool, kernel_init) -> Tuple[jax.Array, jax.Array]:
+    """(B, F) pooled features -> source logits (B,) and class logits (B, num_classes)."""
+    dense = lambda n, name: nn.Dense(n, kernel_init=kernel_init, name=name)
+    source_logits = self.layer(dense(1, 'source_head'), h, train)[:, 0]
+    class_logits = self.layer(dense(self.num_classes, 'class_head'), h, train)
+    return source_logits, class_logits
+
+
+class Discriminator(_DiscriminatorBase):
+  """D(x): SN-GAN ResNet discriminator with a source head and an AC-GAN class head.
+
+  Official code: `dis_models/resnet_32.py`, `resnet_64.py`, `resnet_small.py`, `resnet.py`
+  (`ResNetAC`): an optimized block (3 -> first width, down), residual blocks, ReLU, global sum
+  pooling, then two linear heads (plain AC-GAN heads, no projection). They differ only in the
+  per-block widths and downsampling; e.g. `resnet_32` is widths (2, 2, 2, 2) x ndf with
+  downsampling (T, T, F, F), `resnet_64` (1, 2, 4, 8, 16) x ndf all downsampling.
 
   Attributes:
     num_classes: size of the class head.
-    width: `ndf` of the official code; every block has `2 * width` channels.
-    downsample: per block, whether it halves the resolution; the first block is SN-GAN's
-      optimized block and must downsample.
-    normalization: 'batch_norm' (official CIFAR-10 default), 'spectral_norm' (SN-GAN,
-      `nn.SpectralNorm` on every conv and linear layer) or 'none'.
+    width: `ndf` of the official code.
+    channel_multipliers: output channels of each block, in units of `width`.
+    downsample: per block, whether it halves the resolution (2x2 average pooling); the first
+      block is SN-GAN's optimized block and must downsample.
+    normalization: 'batch_norm' (official CIFAR-10 default; `bn=True`: BN after every conv),
+      'spectral_norm' (SN-GAN, `nn.SpectralNorm` on every conv and linear layer) or 'none'.
     bn_momentum: BatchNorm running-average momentum (Flax convention).
     axis_name: mapped axis for cross-replica BatchNorm in training, or None.
   """
-  num_classes: int = 10
-  width: int = 64
-  downsample: Sequence[bool] = (True, True, False, False)
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> Tuple[jax.Array, jax.Array]:
@@ -300,31 +355,118 @@ class Discriminator(_NormalizedLayers):
       source_logits: (B,) float32 logit of "real".
       class_logits: (B, num_classes) float32.
     """
-    if not self.downsample or not self.downsample[0]:
+    blocks = self.blocks()
+    if not blocks[0][1]:
       raise ValueError('the first discriminator block must downsample, got '
                        f'downsample={tuple(self.downsample)}')
     h = x
-    for i, down in enumerate(self.downsample):
-      h = DiscriminatorBlock(features=2 * self.width, downsample=down, optimized=i == 0,
+    for i, (features, down) in enumerate(blocks):
+      h = DiscriminatorBlock(features=features, downsample=down, optimized=i == 0,
                              normalization=self.normalization, bn_momentum=self.bn_momentum,
                              axis_name=self.axis_name, name=f'block{i + 1}')(h, train=train)
     h = jnp.sum(nn.relu(h), axis=(1, 2))
-    dense = lambda n, name: nn.Dense(n, kernel_init=xavier_uniform(1.0), name=name)
-    source_logits = self.layer(dense(1, 'source_head'), h, train)[:, 0]
-    class_logits = self.layer(dense(self.num_classes, 'class_head'), h, train)
-    return source_logits, class_logits
+    return self.heads(h, train, xavier_uniform(1.0))
 
 
-def create_models(model_config, axis_name: Optional[str] = None) -> Tuple[Generator,
-                                                                          Discriminator]:
+LEAKY_RELU_SLOPE = 0.2  # Official `dis_models/preact_resnet.py`.
+
+
+class PreActBlock(_NormalizedLayers):
+  """Pre-activation basic block with leaky ReLU (`dis_models/preact_resnet.py`, `PreActBlock`).
+
+  out = conv2(lrelu(conv1(lrelu(x)))) + shortcut, both 3x3 convs bias-free with `features`
+  channels, conv1 strided by 2 when downsampling. The shortcut is x, or a bias-free 1x1 conv
+  (strided likewise) of lrelu(x) when the block downsamples or changes the channels.
+  """
+  features: int = 64
+  downsample: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    stride = 2 if self.downsample else 1
+    h = nn.leaky_relu(x, LEAKY_RELU_SLOPE)
+    shortcut = x
+    if self.downsample or x.shape[-1] != self.features:
+      shortcut = self.conv(h, self.features, 1, train, 'conv_shortcut', stride=stride,
+                           kernel_init=torch_default_init())
+    h = self.conv(h, self.features, 3, train, 'conv1', stride=stride,
+                  kernel_init=kaiming_normal_fan_out())
+    h = self.conv(nn.leaky_relu(h, LEAKY_RELU_SLOPE), self.features, 3, train, 'conv2',
+                  kernel_init=kaiming_normal_fan_out())
+    return h + shortcut
+
+
+class PreActResNetDiscriminator(_DiscriminatorBase):
+  """D(x): pre-activation ResNet (He et al., 2016) with a source head and a class head.
+
+  Official code: `dis_models/preact_resnet.py` (`PreActResNet18`, the CIFAR-10 D of the official
+  `finetune.py` and `acc_under_attack.py`): 3x3 conv 3 -> first width, pre-activation basic
+  blocks (leaky ReLU 0.2, strided convs to downsample), no activation after the last block,
+  average pooling, linear class head and linear source head. It has no BatchNorm; `normalization`
+  is 'none' (official) or 'spectral_norm'. The defaults are PreActResNet18 (width 64, two blocks
+  per stage of 64, 128, 256, 512 channels). Inputs are used as they come ([-1, 1], as in the
+  official scripts; the model has no normalisation layer of its own). The official code pools
+  with `avg_pool2d(out, 4)` on the 4x4 map of a 32 px image, i.e. global average pooling, which
+  is what this does at every image size.
+
+  Attributes:
+    num_classes: size of the class head.
+    width: channels are `width * channel_multipliers` (the official code's 64 is hard-coded).
+    channel_multipliers: output channels of each block, in units of `width`; the first conv
+      outputs `width * channel_multipliers[0]`.
+    downsample: per block, whether it halves the resolution (stride 2).
+    normalization: 'none' or 'spectral_norm' (on every conv and linear layer).
+  """
+  channel_multipliers: Sequence[int] = (1, 1, 2, 2, 4, 4, 8, 8)
+  downsample: Sequence[bool] = (False, False, True, False, True, False, True, False)
+  normalization: str = 'none'
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> Tuple[jax.Array, jax.Array]:
+    """Scores images.
+
+    Args:
+      x: (B, H, W, 3) float32 images in [-1, 1].
+      train: spectral norm updates its power iteration vectors when True (needs
+        `mutable=['batch_stats']`); no state changes when False.
+
+    Returns:
+      source_logits: (B,) float32 logit of "real".
+      class_logits: (B, num_classes) float32.
+    """
+    if self.normalization == 'batch_norm':
+      raise ValueError("the pre-activation ResNet discriminator has no BatchNorm: use "
+                       "normalization='none' (official) or 'spectral_norm'")
+    blocks = self.blocks()
+    h = self.conv(x, blocks[0][0], 3, train, 'conv_in', kernel_init=torch_default_init())
+    for i, (features, down) in enumerate(blocks):
+      h = PreActBlock(features=features, downsample=down, normalization=self.normalization,
+                      name=f'block{i + 1}')(h, train=train)
+    h = jnp.mean(h, axis=(1, 2))
+    return self.heads(h, train, torch_default_init())
+
+
+DISCRIMINATORS = {'resnet': Discriminator, 'preact_resnet': PreActResNetDiscriminator}
+
+
+def create_models(model_config,
+                  axis_name: Optional[str] = None) -> Tuple[Generator, _DiscriminatorBase]:
   """Builds (generator, discriminator) from `config.model`.
 
+  The discriminator is `DISCRIMINATORS[model.discriminator_architecture]` (`Discriminator` or
+  `PreActResNetDiscriminator`); both are called as `D.apply(variables, x, train=...)` and return
+  (source_logits (B,), class_logits (B, num_classes)).
+
   Raises:
-    ValueError: for an unknown normalisation or an image size the generator cannot produce.
+    ValueError: for an unknown normalisation or discriminator architecture, or an image size the
+      generator cannot produce.
   """
   if model_config.normalization not in NORMALIZATIONS:
     raise ValueError(f'model.normalization must be one of {NORMALIZATIONS}, '
                      f'got {model_config.normalization!r}')
+  if model_config.discriminator_architecture not in DISCRIMINATORS:
+    raise ValueError('model.discriminator_architecture must be one of '
+                     f'{tuple(DISCRIMINATORS)}, got {model_config.discriminator_architecture!r}')
   size = model_config.bottom_width * 2**model_config.num_upsample
   if size != model_config.image_size:
     raise ValueError(f'model.bottom_width * 2**model.num_upsample = {size} must equal '
@@ -335,8 +477,9 @@ def create_models(model_config, axis_name: Optional[str] = None) -> Tuple[Genera
       channel_multipliers=tuple(model_config.generator_channel_multipliers),
       num_upsample=model_config.num_upsample, bn_momentum=model_config.bn_momentum,
       conditional_bn_momentum=model_config.conditional_bn_momentum, axis_name=axis_name)
-  discriminator = Discriminator(
+  discriminator = DISCRIMINATORS[model_config.discriminator_architecture](
       num_classes=model_config.num_classes, width=model_config.discriminator_width,
+      channel_multipliers=tuple(model_config.discriminator_channel_multipliers),
       downsample=tuple(model_config.discriminator_downsample),
       normalization=model_config.normalization, bn_momentum=model_config.bn_momentum,
       axis_name=axis_name)

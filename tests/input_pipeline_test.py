@@ -131,15 +131,28 @@ def test_batch_indices_are_a_function_of_seed_and_step():
 def test_augment_range_crop_and_flip():
   images = np.full((64, 32, 32, 3), 255, np.uint8)
   images[:, :, :16] = 0
-  x = input_pipeline.augment(jnp.asarray(images), jax.random.PRNGKey(0), crop_padding=4,
-                             random_flip=True, dequantization_noise=1 / 128)
+  config = default.get_config().dataset
+  x = input_pipeline.augment(jnp.asarray(images), jax.random.PRNGKey(0), config,
+                             dequantization_noise=1 / 128)
   assert x.shape == (64, 32, 32, 3) and x.dtype == jnp.float32
   assert float(x.min()) >= -1.0 and float(x.max()) < 1.0 + 1 / 128
-  plain = input_pipeline.augment(jnp.asarray(images), jax.random.PRNGKey(0), crop_padding=0,
-                                 random_flip=False, dequantization_noise=0.0)
-  np.testing.assert_array_equal(plain, input_pipeline.to_float(images))
   left_dark = np.asarray(x[:, 10, 0, 0] < 0)
   assert 0 < left_dark.sum() < 64  # Some flipped, some not.
+  config.crop_padding, config.random_flip = 0, False
+  plain = input_pipeline.augment(jnp.asarray(images), jax.random.PRNGKey(0), config,
+                                 dequantization_noise=0.0)
+  np.testing.assert_array_equal(plain, input_pipeline.to_float(images))
+
+
+def test_augment_only_scales_host_augmented_images():
+  """'random_resized_crop': crop and flip happened on host; the device adds only the noise."""
+  images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), np.uint8)
+  config = default.get_config().dataset
+  config.augmentation = 'random_resized_crop'
+  x = input_pipeline.augment(jnp.asarray(images), jax.random.PRNGKey(0), config,
+                             dequantization_noise=1 / 128)
+  noise = np.asarray(x - input_pipeline.to_float(images))
+  assert 0 <= noise.min() and noise.max() < 1 / 128 and noise.std() > 1e-3
 
 
 def test_host_batch_is_the_batches_of_step_s(image_folder):
@@ -161,6 +174,19 @@ def test_host_batch_is_the_batches_of_step_s(image_folder):
     input_pipeline.host_batch(images, labels, 0, seed=3, batch_size=41)
 
 
+def test_training_data_holds_exact_size_data_in_memory(tiny_config):
+  tiny_config.seed = 3
+  data = input_pipeline.training_data(tiny_config, batch_size=8, batches_per_step=3)
+  images, labels = input_pipeline.load_split(tiny_config.dataset, 'train', image_size=32,
+                                             num_classes=10)
+  assert data.num_examples == 40
+  for got, expected in zip(data.host_batch(2), input_pipeline.host_batch(
+      images, labels, 2, seed=3, batch_size=8, batches_per_step=3)):
+    np.testing.assert_array_equal(got, expected)
+  with pytest.raises(ValueError, match='fewer than one batch'):
+    input_pipeline.training_data(tiny_config, batch_size=41)
+
+
 def test_load_subset_is_a_fixed_function_of_the_seed(tiny_config):
   images, labels = input_pipeline.load_subset(tiny_config, 'test', 5)
   assert images.shape == (5, 32, 32, 3) and labels.shape == (5,)
@@ -171,3 +197,231 @@ def test_load_subset_is_a_fixed_function_of_the_seed(tiny_config):
   tiny_config.seed = 1
   other, _ = input_pipeline.load_subset(tiny_config, 'test', 5)
   assert not np.array_equal(images, other)
+
+
+# The streaming path ('random_resized_crop'): images of any size, decoded and augmented on host.
+
+
+def write_images(root, images):
+  """Writes {relative path: (H, W, 3) or (H, W) uint8 array} (PNG is lossless, JPEG is not)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for name, pixels in images.items():
+    path = os.path.join(root, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(pixels).save(path)
+  return str(root)
+
+
+def streaming_config(root, *, image_size=32, num_classes=2, **dataset):
+  config = default.get_config()
+  config.dataset.image_folder = str(root)
+  config.dataset.augmentation = 'random_resized_crop'
+  config.dataset.update(dataset)
+  config.model.image_size, config.model.num_classes = image_size, num_classes
+  return config
+
+
+def constant(value, height, width):
+  return np.full((height, width, 3), value, np.uint8)
+
+
+@pytest.fixture(scope='module')
+def mixed_folder(tmp_path_factory):
+  """2 classes (brightness 40 and 200), 6 training images of different sizes, one grayscale."""
+  root = tmp_path_factory.mktemp('mixed')
+  sizes = [(40, 50), (64, 64), (50, 40), (37, 90), (64, 48), (33, 33)]
+  images = {f'train/{c}/{i}.{"png" if i % 2 else "jpg"}': constant(value, *sizes[(i + c) % 6])
+            for c, value in enumerate((40, 200)) for i in range(6)}
+  images['train/0/5.png'] = np.full((45, 70), 40, np.uint8)  # Grayscale.
+  images.update({f'test/{c}/0.png': constant(value, 48, 40)
+                 for c, value in enumerate((40, 200))})
+  return write_images(root, images)
+
+
+def test_streaming_reads_images_of_any_size_and_grayscale(mixed_folder):
+  config = streaming_config(mixed_folder)
+  data = input_pipeline.training_data(config, batch_size=4, batches_per_step=2)
+  assert data.num_examples == 12
+  images, labels = data.host_batch(0)
+  assert images.shape == (2, 4, 32, 32, 3) and images.dtype == np.uint8
+  assert labels.shape == (2, 4) and labels.dtype == np.int32
+  # Each image is one colour, that of its class: labels go with their images.
+  np.testing.assert_allclose(images.mean((2, 3, 4)), np.where(labels == 1, 200, 40), atol=3)
+  everything, all_labels = input_pipeline.load_split(config.dataset, 'train', image_size=32,
+                                                     num_classes=2)
+  assert everything.shape == (12, 32, 32, 3)
+  np.testing.assert_array_equal(all_labels, np.repeat([0, 1], 6))
+  np.testing.assert_array_equal(everything[5], constant(40, 32, 32))  # The grayscale one.
+  test_images, test_labels = input_pipeline.load_subset(config, 'test', None)
+  assert test_images.shape == (2, 32, 32, 3) and sorted(test_labels) == [0, 1]
+
+
+def gradient_image(height, width):
+  """Red = row index, green = column index: a crop shows where it was taken."""
+  rows, cols = np.mgrid[:height, :width]
+  return np.stack([rows, cols, np.zeros_like(rows)], -1).astype(np.uint8)
+
+
+def crop_window(image):
+  """(first, side) in input pixels along each axis, from the ramps of a resized gradient crop.
+
+  The centre of output pixel i of n comes from input coordinate first - 0.5 + (i + 0.5) side / n
+  (a linear ramp survives antialiased resizing away from the borders).
+  """
+  n = image.shape[0]
+  i = np.arange(2, n - 2)
+  windows = []
+  for profile in (image[:, :, 0].mean(1), image[:, :, 1].mean(0)):  # Red by row, green by column.
+    slope, intercept = np.polyfit(i, profile[i], 1)
+    side = abs(slope) * n
+    start = intercept if slope > 0 else intercept + slope * (n - 1)
+    windows.append((start + 0.5 - side / (2 * n), side, slope < 0))
+  return windows
+
+
+def test_random_resized_crop_keeps_the_crop_scale_of_the_area():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  crop = lambda image, seed: input_pipeline.random_resized_crop(
+      tf.constant(image), tf.constant([7, seed], tf.int64), image_size=32,
+      crop_scale=(0.8, 0.9), random_flip=True).numpy()
+  square = gradient_image(200, 200)
+  flips, tops = [], []
+  for seed in range(24):
+    out = crop(square, seed)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    (top, height, row_flip), (left, width, flip) = crop_window(out)
+    assert not row_flip and abs(height - width) < 1  # Square, flipped only left-right.
+    assert 0.8 - 0.01 < height * width / 200**2 < 0.9 + 0.01
+    assert -0.5 < top and top + height < 200.5 and -0.5 < left and left + width < 200.5
+    flips.append(flip)
+    tops.append(round(top))
+  assert 0 < sum(flips) < 24 and len(set(tops)) > 3  # Random flips and places.
+  np.testing.assert_array_equal(crop(square, 3), crop(square, 3))  # A function of the seed.
+  # No square of 80% of the area fits in 100 x 160: the centre square, as torchvision does.
+  (top, height, _), (left, width, _) = crop_window(crop(gradient_image(100, 160), 0))
+  np.testing.assert_allclose([top, height, left, width], [0, 100, 30, 100], atol=0.5)
+
+
+def test_streaming_batch_of_step_s_is_the_same_after_a_resume(mixed_folder):
+  config = streaming_config(mixed_folder, crop_scale=(0.5, 0.6))
+  kwargs = dict(batch_size=4, batches_per_step=2)  # 3 batches an epoch: steps cross epochs.
+  data = input_pipeline.training_data(config, **kwargs)
+  straight = [data.host_batch(step) for step in range(4)]
+  resumed = input_pipeline.training_data(config, **kwargs)
+  for step in (3, 3, 1, 2):  # A fresh pipeline at 3, the same call again, then backwards.
+    for got, expected in zip(resumed.host_batch(step), straight[step]):
+      np.testing.assert_array_equal(got, expected)
+  examples = input_pipeline.split_examples(config.dataset, 'train', num_classes=2)
+  np.testing.assert_array_equal(straight[3][1], examples.labels[input_pipeline.step_indices(
+      config.seed, 3, num_examples=12, **kwargs)])
+  assert not np.array_equal(straight[0][0], straight[1][0])
+  config.seed = 1
+  assert not np.array_equal(input_pipeline.training_data(config, **kwargs).host_batch(3)[0],
+                            straight[3][0])
+
+
+def test_eval_resizes_the_short_side_and_crops_the_centre(tmp_path):
+  landscape = np.arange(6 * 10 * 3, dtype=np.uint8).reshape(6, 10, 3)
+  portrait = np.ascontiguousarray(landscape.transpose(1, 0, 2))
+  root = write_images(tmp_path, {'test/a/0.png': landscape, 'test/a/1.png': portrait,
+                                 'test/b/0.png': constant(77, 30, 18),
+                                 'test/b/1.png': np.full((9, 6), 130, np.uint8)})
+  images, labels = input_pipeline.load_split(streaming_config(root).dataset, 'test',
+                                             image_size=6, num_classes=2)
+  np.testing.assert_array_equal(labels, [0, 0, 1, 1])
+  np.testing.assert_array_equal(images[0], landscape[:, 2:8])  # Short side 6 already.
+  np.testing.assert_array_equal(images[1], portrait[2:8])
+  np.testing.assert_array_equal(images[2], constant(77, 6, 6))  # Resized to 6 x 10, cropped.
+  np.testing.assert_array_equal(images[3], constant(130, 6, 6))  # Grayscale, cropped.
+
+
+def test_streaming_names_an_unreadable_image(tmp_path):
+  root = write_images(tmp_path, {f'{split}/{c}/{i}.jpg': constant(9, 40, 50)
+                                 for split in ('train', 'test') for c in 'ab' for i in range(2)})
+  with open(os.path.join(root, 'train', 'b', '1.jpg'), 'r+b') as f:
+    f.truncate(200)
+  config = streaming_config(root)
+  message = r"^1 image\(s\) of split 'train' of .* cannot be read or decoded: train/b/1.jpg$"
+  data = input_pipeline.training_data(config, batch_size=4)  # Every step has every image.
+  with pytest.raises(ValueError, match=message):
+    data.host_batch(0)
+  with pytest.raises(ValueError, match=message):
+    input_pipeline.load_subset(config, 'train', None)
+  assert len(input_pipeline.load_subset(config, 'test', None)[0]) == 4
+
+
+SYNSETS = ('n01440764', 'n02085620', 'n02085782', 'n02086240')  # ImageNet classes 0, 151-153.
+
+
+@pytest.fixture(scope='module')
+def synset_folder(tmp_path_factory):
+  """An ImageNet-style folder: one 32x32 image a synset, of brightness 50 x (1 + position)."""
+  return write_images(tmp_path_factory.mktemp('imagenet'), {
+      f'{split}/{name}/{name}_0.JPEG': constant(50 * (i + 1), 32, 32)
+      for split in ('train', 'val') for i, name in enumerate(SYNSETS)})
+
+
+def test_imagenet143_is_classes_151_to_293():
+  classes = input_pipeline.imagenet143_classes()
+  assert len(classes) == 143 and classes[:2] == SYNSETS[1:3] and classes[-1] == 'n02130308'
+
+
+@pytest.mark.parametrize('augmentation', ['random_resized_crop', 'pad_crop'])
+def test_classes_are_selected_by_name_in_the_given_order(synset_folder, augmentation):
+  config = streaming_config(synset_folder, augmentation=augmentation,
+                            classes=('n02085782', 'n02085620'))
+  images, labels = input_pipeline.load_subset(config, 'val', None)
+  assert sorted(labels) == [0, 1]
+  # n02085782 (brightness 150) is class 0, n02085620 (100) class 1; the others are left out.
+  np.testing.assert_allclose(images.mean((1, 2, 3)), np.where(labels == 0, 150, 100), atol=2)
+
+
+def test_missing_or_bad_classes_raise(synset_folder):
+  config = streaming_config(synset_folder, classes='imagenet143', num_classes=143)
+  missing = [name for name in input_pipeline.imagenet143_classes() if name not in SYNSETS]
+  with pytest.raises(ValueError, match=rf"/train' lacks 140 of the 143 classes of "
+                     rf"dataset.classes='imagenet143': {'; '.join(missing[:5])}; "
+                     r"\.\.\. and 135 more$"):
+    input_pipeline.training_data(config, batch_size=1)
+  config.dataset.augmentation = 'pad_crop'  # The in-memory path checks the same.
+  with pytest.raises(ValueError, match='lacks 140 of the 143 classes'):
+    input_pipeline.load_subset(config, 'val', 4)
+  config.dataset.classes = 'imagenet1000'
+  with pytest.raises(ValueError, match="must be None, 'imagenet143' or a tuple"):
+    input_pipeline.load_subset(config, 'val', 4)
+  config.dataset.classes, config.model.num_classes = SYNSETS[:3], 4
+  with pytest.raises(ValueError, match='has 3 classes, but model.num_classes is 4'):
+    input_pipeline.load_subset(config, 'val', 4)
+
+
+@pytest.mark.parametrize('field, value, match', [
+    ('augmentation', 'random_crop', 'dataset.augmentation must be one of'),
+    ('crop_scale', (0.9, 0.8), 'dataset.crop_scale must be'),
+])
+def test_bad_dataset_config_raises(mixed_folder, field, value, match):
+  config = streaming_config(mixed_folder, **{field: value})
+  with pytest.raises(ValueError, match=match):
+    input_pipeline.training_data(config, batch_size=4)
+
+
+def test_tfds_data_set_streams_by_index_with_class_selection(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  features = tfds.features.FeaturesDict({
+      'image': tfds.features.Image(shape=(None, None, 3)),
+      'label': tfds.features.ClassLabel(names=SYNSETS)})
+  examples = [(i, {'image': constant(50 * (i % 4 + 1), 40 + i, 50), 'label': i % 4})
+              for i in range(8)]
+  for name, file_format in (('synsets_ar', 'array_record'), ('synsets_tfr', 'tfrecord')):
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=name, version='1.0.0', features=features, split_datasets={'train': examples},
+        data_dir=str(tmp_path), file_format=file_format)
+  config = streaming_config(None, image_folder=None, name='synsets_ar', data_dir=str(tmp_path),
+                            classes=('n02085782', 'n02085620'))
+  data = input_pipeline.training_data(config, batch_size=2, batches_per_step=2)
+  assert data.num_examples == 4
+  images, labels = data.host_batch(1)
+  assert images.shape == (2, 2, 32, 32, 3)
+  np.testing.assert_allclose(images.mean((2, 3, 4)), np.where(labels == 0, 150, 100), atol=2)
+  config.dataset.name = 'synsets_tfr'
+  with pytest.raises(ValueError, match="stored as tfrecord.*--file_format=array_record"):
+    input_pipeline.training_data(config, batch_size=2)

@@ -4,6 +4,7 @@ The reference comparison needs torch and torch-fidelity (test-only; .ci/run inst
 ROBGAN_REQUIRE_TORCH=1 so that the test fails rather than skips there).
 """
 
+import functools
 import importlib.util
 import math
 import os
@@ -16,6 +17,7 @@ import scipy.linalg
 
 from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluate
+from rob_gan_jax import input_pipeline
 from rob_gan_jax.metrics import convert_inception
 from rob_gan_jax.metrics import fid
 from rob_gan_jax.metrics import inception
@@ -184,3 +186,22 @@ def test_eval_mode_reports_is_and_fid_with_weights(trained_workdir, random_weigh
   assert len(os.listdir(cache)) == 1  # Real statistics of the train split, cached.
   again = evaluate.evaluate(config, trained_workdir)
   assert again['fid'] == pytest.approx(result['fid'])
+
+
+def test_real_statistics_in_chunks_equal_those_of_the_whole_split(tiny_config, random_weights,
+                                                                   tmp_path, monkeypatch):
+  _, npz = random_weights
+  variables = inception.load_variables(npz)
+  d = tiny_config.dataset
+  images, _ = input_pipeline.load_split(d, 'test', image_size=32, num_classes=10)
+  expected = fid.statistics(fid.extract(variables, images, batch_size=8)[0])
+  chunks = functools.partial(input_pipeline.split_chunks, chunk_size=7)  # 20 images: 7, 7, 6.
+  monkeypatch.setattr(input_pipeline, 'split_chunks', chunks)
+  mu, sigma = fid.real_statistics(tiny_config, 'test', variables, npz, str(tmp_path),
+                                  batch_size=8, mesh=None)
+  np.testing.assert_allclose(mu, expected[0], rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(sigma, expected[1], rtol=1e-7, atol=1e-10)
+  # Another view of the same folder (here: resized and centre-cropped) gets its own cache file.
+  tiny_config.dataset.augmentation = 'random_resized_crop'
+  fid.real_statistics(tiny_config, 'test', variables, npz, str(tmp_path), batch_size=8, mesh=None)
+  assert len(os.listdir(tmp_path)) == 2

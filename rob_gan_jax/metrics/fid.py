@@ -11,6 +11,8 @@ The numbers are comparable with pytorch-fid, torch-fidelity and TF-Inception res
 the official Rob-GAN code's IS, which used torchvision's ImageNet Inception-v3.
 """
 
+import hashlib
+import json
 import os
 import re
 from typing import Callable, Dict, Optional, Tuple
@@ -117,21 +119,30 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
                     batch_size: int, mesh) -> Tuple[np.ndarray, np.ndarray]:
   """(mu, sigma) of a whole split's pool features, cached in `cache_dir`.
 
-  The cache file is keyed by data set (TFDS name or image folder), split and weights file, and is
-  written atomically.
+  The split is gone through in chunks (`input_pipeline.split_chunks`), accumulating the features'
+  sum and sum of outer products in float64, so ImageNet-size splits need no more host memory than
+  a chunk. The cache file is keyed by data set (TFDS name or image folder), split, the images as
+  the network sees them (`dataset.classes`, `dataset.augmentation`, `model.image_size`) and the
+  weights file, and is written atomically.
   """
-  source = config.dataset.image_folder or config.dataset.name
-  key = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.abspath(source) if config.dataset.image_folder
+  d = config.dataset
+  source = d.image_folder or d.name
+  key = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.abspath(source) if d.image_folder
                else source).strip('_')
-  path = os.path.join(cache_dir, f'{key}-{split}-{inception.sha256(weights_path)[:12]}.npz')
+  view = hashlib.sha256(json.dumps([d.classes, d.augmentation, config.model.image_size]).encode())
+  path = os.path.join(cache_dir, f'{key}-{split}-{view.hexdigest()[:8]}-'
+                      f'{inception.sha256(weights_path)[:12]}.npz')
   if os.path.exists(path):
     with np.load(path) as data:
       return data['mu'], data['sigma']
-  images, _ = input_pipeline.load_split(config.dataset, split, image_size=config.model.image_size,
-                                        num_classes=config.model.num_classes)
-  logging.info('Computing Inception statistics of %s/%s (%d images) into %s', source, split,
-               len(images), path)
-  mu, sigma = statistics(extract(variables, images, batch_size=batch_size, mesh=mesh)[0])
+  logging.info('Computing Inception statistics of %s/%s into %s', source, split, path)
+  n, total, outer = 0, 0.0, 0.0
+  for images in input_pipeline.split_chunks(d, split, image_size=config.model.image_size,
+                                            num_classes=config.model.num_classes):
+    pool = extract(variables, images, batch_size=batch_size, mesh=mesh)[0].astype(np.float64)
+    n, total, outer = n + len(pool), total + pool.sum(0), outer + pool.T @ pool
+  mu = total / n
+  sigma = (outer - n * np.outer(mu, mu)) / (n - 1)
   os.makedirs(cache_dir, exist_ok=True)
   np.savez(path + '.tmp.npz', mu=mu, sigma=sigma)
   os.replace(path + '.tmp.npz', path)

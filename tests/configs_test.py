@@ -1,0 +1,99 @@
+"""The paper's settings (configs/*.py) end to end at tiny widths.
+
+The 64-px ImageNet-143 config and the PreActResNet18 one run every mode (train, finetune, eval);
+the 128-px configs, whose models are the same code at other sizes, co-train one step (keeping
+the suite short).
+"""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import main
+from configs import cifar10_preact
+from configs import imagenet143_64
+from configs import imagenet143_128
+from configs import imagenet_128
+from rob_gan_jax import checkpoints
+from rob_gan_jax import input_pipeline
+from rob_gan_jax import models
+from tests import conftest
+
+
+def shrink(config):
+  """Tiny widths, batch 8, 2 D updates per G update, 1 step of each mode, 8 eval examples."""
+  m = config.model
+  m.z_dim, m.generator_width, m.discriminator_width = 8, 1, 2
+  config.attack.num_steps = 1
+  config.train.update(batch_size=8, n_dis=2, num_steps=1, log_every_steps=1,
+                      checkpoint_every_steps=1, eval_every_steps=1, eval_num_examples=8,
+                      sample_every_steps=1, samples_per_class=1)
+  config.finetune.update(batch_size=8, num_steps=1, log_every_steps=1, checkpoint_every_steps=1,
+                         eval_num_examples=8)
+  config.finetune.attack.num_steps = 1
+  config.eval.update(epsilons=(0.0, 0.02), num_examples=8, train_num_examples=8, batch_size=8)
+  config.eval.attack.num_steps = 1
+  return config
+
+
+@pytest.fixture(scope='module')
+def synset_folder(tmp_path_factory):
+  """An ImageNet-style folder: the 143 dog and cat synsets plus two others, one train and one
+  validation image each, of assorted sizes."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('imagenet')
+  rng = np.random.default_rng(0)
+  synsets = ('n01440764', 'n15075141') + input_pipeline.imagenet143_classes()
+  for split in ('train', 'validation'):
+    for i, synset in enumerate(synsets):
+      os.makedirs(root / split / synset)
+      size = (40 + i % 30, 50 + i % 20, 3)
+      Image.fromarray(rng.integers(0, 256, size, np.uint8)).save(
+          root / split / synset / f'{synset}_{i}.JPEG')
+  return str(root)
+
+
+def run_modes(config, workdir, modes=('train', 'finetune', 'eval')):
+  """Runs `modes` with main.run; returns the latest stage's weights."""
+  for mode in modes:
+    main.run(config, workdir, mode)
+  assert checkpoints.load_weights(workdir, 'cotrain').step == 1
+  if 'finetune' in modes:
+    assert checkpoints.load_weights(workdir, 'finetune').step == 1
+  if 'eval' in modes:
+    assert os.path.exists(os.path.join(workdir, 'eval', 'robustness.json'))
+  weights = checkpoints.load_weights(workdir)
+  generator, _ = models.create_models(config.model)
+  size = config.model.image_size
+  assert models.sample(generator, weights.generator, np.arange(2), seed=0).shape == (
+      2, size, size, 3)
+  return weights
+
+
+def test_imagenet143_64_trains_finetunes_and_evaluates(synset_folder, tmp_path):
+  config = shrink(imagenet143_64.get_config())
+  config.dataset.image_folder = synset_folder
+  run_modes(config, str(tmp_path))
+
+
+def test_imagenet143_128_trains(synset_folder, tmp_path):
+  config = shrink(imagenet143_128.get_config())
+  config.dataset.image_folder = synset_folder
+  run_modes(config, str(tmp_path), modes=('train',))
+
+
+def test_imagenet_128_trains(tmp_path):
+  config = shrink(imagenet_128.get_config())
+  config.model.num_classes = 10  # 1000 classes in the real data; 10 folders here.
+  config.dataset.image_folder = conftest.write_image_folder(
+      tmp_path / 'data', per_class={'train': 1, 'validation': 1}, size=48)
+  run_modes(config, str(tmp_path / 'run'), modes=('train',))
+
+
+def test_cifar10_preact_trains_finetunes_and_evaluates(image_folder, tmp_path):
+  config = shrink(cifar10_preact.get_config())
+  config.dataset.image_folder = image_folder
+  weights = run_modes(config, str(tmp_path))
+  assert not jax.tree.leaves(weights.discriminator['batch_stats'])  # No BatchNorm.
