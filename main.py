@@ -24,8 +24,9 @@ config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries and samples.')
 flags.DEFINE_enum('mode', 'train', ['train', 'finetune', 'eval'],
-                  'train: step-1 co-training (method robgan) or Madry training (method madry); '
-                  'finetune: step 2; eval: robustness of D\'s classifier.')
+                  'train: step-1 co-training (method robgan), Madry training (method madry) or '
+                  'GAN training (method asgan); finetune: step 2 of Rob-GAN; eval: robustness '
+                  'of D (its classifier, or its source head for an unconditional GAN) and IS/FID.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -36,10 +37,10 @@ def run(config, workdir: str, mode: str):
       return finetune.train_classifier(config, workdir)
     return cotrain.train_and_evaluate(config, workdir)
   if mode == 'finetune':
-    if config.method != 'robgan':
-      raise ValueError(f'--mode=finetune is step 2 of Rob-GAN; method {config.method!r} trains '
-                       'its classifier with --mode=train')
-    return finetune.train_classifier(config, workdir)
+    if config.method == 'madry':
+      raise ValueError("--mode=finetune is step 2 of Rob-GAN; method 'madry' trains its "
+                       'classifier with --mode=train')
+    return finetune.train_classifier(config, workdir)  # Refuses an unconditional GAN.
   return evaluate.evaluate(config, workdir)
 
 

@@ -1,7 +1,8 @@
-"""Times Rob-GAN step-1 updates of a config's models on random inputs.
+"""Times co-training (Rob-GAN step 1, AS-GAN) updates of a config's models on random inputs.
 
     python benchmarks/step_time.py --batch-sizes 64,16 [--repeats 5]
     python benchmarks/step_time.py --config configs/imagenet143_64.py --batch-sizes 16
+    python benchmarks/step_time.py --config configs/cifar10_asgan.py:cpu --batch-sizes 64
 
 Measures one D update (G forward, 5-step PGD on real images, D forward/backward on adversarial
 real and fake batches, Adam), one G update, and one full iteration (n_dis D updates + 1 G update,
@@ -45,11 +46,12 @@ def median_time(fn, state, args, repeats):
 
 
 def load_config(path: str):
-  """`get_config()` of a config file."""
+  """`get_config()` of a config file, or `get_config(arg)` of `file.py:arg` as main.py reads it."""
+  path, _, arg = path.partition(':')
   spec = importlib.util.spec_from_file_location('benchmarked_config', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def benchmark(config_path: str, batch_size: int, repeats: int):
@@ -64,7 +66,7 @@ def benchmark(config_path: str, batch_size: int, repeats: int):
   key = jax.random.PRNGKey(0)
   size = m.image_size
   x = jax.random.uniform(key, (batch_size, size, size, 3), minval=-1, maxval=1)
-  y = jnp.arange(batch_size, dtype=jnp.int32) % m.num_classes
+  y = jnp.arange(batch_size, dtype=jnp.int32) % max(m.num_classes, 1)
   z = jax.random.normal(key, (batch_size, m.z_dim))
 
   def per_device(fn, n_batch_args):
@@ -72,12 +74,12 @@ def benchmark(config_path: str, batch_size: int, repeats: int):
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()),
                                  check_vma=False), donate_argnums=0)
 
-  keep = config.train.keep_all_bn_updates
-  d_step = per_device(functools.partial(
-      cotrain.discriminator_step, generator=generator, discriminator=discriminator,
-      attack_config=config.attack, loss_type=config.train.loss, keep_all_bn_updates=keep), 5)
-  g_step = per_device(functools.partial(cotrain.generator_step, generator=generator,
-                                        discriminator=discriminator, keep_all_bn_updates=keep), 2)
+  common = dict(generator=generator, discriminator=discriminator,
+                gan_loss=config.train.gan_loss,
+                keep_all_bn_updates=config.train.keep_all_bn_updates)
+  d_step = per_device(functools.partial(cotrain.discriminator_step, attack_config=config.attack,
+                                        loss_type=config.train.loss, **common), 5)
+  g_step = per_device(functools.partial(cotrain.generator_step, **common), 2)
   attack_keys = jax.random.split(key, batch_size)
   d_time, state = median_time(d_step, state, (x, y, z, y, attack_keys), repeats)
   g_time, state = median_time(g_step, state, (z, y), repeats)
@@ -85,7 +87,7 @@ def benchmark(config_path: str, batch_size: int, repeats: int):
   images = np.random.default_rng(0).integers(0, 256, (n_dis, batch_size, size, size, 3),
                                              np.uint8)
   labels = np.arange(n_dis * batch_size, dtype=np.int32).reshape(n_dis, batch_size)
-  labels %= m.num_classes
+  labels %= max(m.num_classes, 1)
   batch = jax.device_put((images, labels), NamedSharding(mesh, P(None, parallel.AXIS)))
   train_step = cotrain.make_train_step(config, generator, discriminator, mesh)
   iteration_time, _ = median_time(train_step, state, batch, max(1, repeats // 2))

@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   # 'robgan': --mode=train is step 1 (co-training), --mode=finetune step 2.
   # 'madry': --mode=train is Madry adversarial training of D as a classifier only (no G).
+  # 'asgan': --mode=train trains an unconditional GAN (model.num_classes=0) whose D is
+  # adversarially trained on real images (AS-GAN, arXiv 1912.09670); attack.num_steps=0 is the
+  # vanilla GAN. It has no classifier, so no --mode=finetune.
   config.method = 'robgan'
   # Settings that may differ from the workdir's config.json when a run is resumed, besides run
   # length, logging and evaluation (checkpoints.RESUMABLE_CHANGES): field names or sections,
@@ -33,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Official `resnet_32` (nz=128, ngf=ndf=64, start_width=4, bn=True).
   config.model = ml_collections.ConfigDict(dict(
+      # 0: unconditional, G(z) with plain BatchNorm and D with the source head only (AS-GAN).
       num_classes=10,
       image_size=32,
       z_dim=128,
@@ -40,10 +44,17 @@ def get_config() -> ml_collections.ConfigDict:
       generator_channel_multipliers=(16, 8, 4, 2, 1),
       bottom_width=4,
       num_upsample=3,
+      # 'resnet': SN-GAN ResNet G (official gen_models/resnet*.py; class-conditional BatchNorm,
+      # plain BatchNorm when num_classes=0); 'resnet_unsup': official gen_models/resnet_32_unsup.py
+      # (unconditional, 3x3 shortcut convs); 'cnn': DCGAN-style official gen_models/cnn_32.py
+      # (unconditional, transposed convs). The last two need num_classes=0.
+      generator_architecture='resnet',
       # 'resnet': SN-GAN ResNet D (official dis_models/resnet*.py: optimized first block, ReLU,
       # avg-pool downsampling, global sum pooling); 'preact_resnet': pre-activation ResNet D
       # (official dis_models/preact_resnet.py: leaky ReLU 0.2, strided convs, global average
-      # pooling, no BatchNorm, so normalization must be 'none' or 'spectral_norm').
+      # pooling, no BatchNorm, so normalization must be 'none' or 'spectral_norm'); 'cnn':
+      # DCGAN-style official dis_models/cnn_32.py (leaky ReLU 0.2, 4x4 strided convs, linear
+      # source head on the flattened map).
       discriminator_architecture='resnet',
       discriminator_width=64,  # ndf.
       # Output channels of each D block, in units of discriminator_width (one entry per block).
@@ -92,6 +103,8 @@ def get_config() -> ml_collections.ConfigDict:
       # 'random_resized_crop' (official ImageNet): images of any size streamed from files;
       # RandomResizedCrop(image_size, scale=crop_scale, ratio=(1, 1)) and flip on host workers;
       # evaluation resizes the short side to image_size and centre-crops.
+      # 'centre_crop' (CelebA, LSUN): streamed like random_resized_crop, but training images are
+      # transformed as evaluation ones (short side resized, centre crop), then flipped on host.
       augmentation='pad_crop',
       crop_scale=(0.8, 0.9),  # random_resized_crop: range of the fraction of the area kept.
       crop_padding=4,  # pad_crop only.
@@ -101,6 +114,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.train = ml_collections.ConfigDict(dict(
       loss='split',  # 'split' (paper eq. 9) | 'acgan' (eq. 8).
+      # Source loss: 'non_saturating' (official) | 'hinge' (SN-GAN, BigGAN) | 'minimax'.
+      gan_loss='non_saturating',
       batch_size=64,  # Global batch of every D and G update.
       n_dis=5,  # D updates per G update.
       num_steps=31_250,  # G updates (200 epochs of D updates at batch 64, n_dis 5).

@@ -4,13 +4,22 @@
         --config.dataset.image_folder=../shared/data/cifar10-jpeg
     python main.py ... --mode=finetune   # 4 updates
     python main.py ... --mode=eval       # 2 radii, 16 test and 16 training examples
+    python main.py --config=configs/tiny.py:asgan ...   # configs/cifar10_asgan.py, tiny
+
+The argument after the colon names the config made tiny: none for configs/default.py (Rob-GAN),
+'asgan' for configs/cifar10_asgan.py (AS-GAN, unconditional).
 """
 
+from configs import cifar10_asgan
 from configs import default
 
+BASES = {'': default, 'asgan': cifar10_asgan}
 
-def get_config():
-  config = default.get_config()
+
+def get_config(base: str = ''):
+  if base not in BASES:
+    raise ValueError(f'configs/tiny.py:<base> must be one of {tuple(BASES)}, got {base!r}')
+  config = BASES[base].get_config()
   config.model.z_dim = 8
   config.model.generator_width = 2
   config.model.discriminator_width = 4

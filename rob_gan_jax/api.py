@@ -9,6 +9,11 @@
     curve = model.accuracy_curve(test_images, test_labels, epsilons=[0, 0.02, 0.04, 0.08])
     curve.per_radius, curve.cumulative
 
+An unconditional model (AS-GAN, `model.num_classes=0`) samples with `model.sample(num_samples=16)`;
+it has no classifier, so `classify`/`predict` raise, while `score` gives D's source logits and
+`attack`/`accuracy_curve` act on the source head (PGD pushing real images towards "fake"; correct
+= still called real), as `--mode=eval` measures it.
+
 Images are NHWC float32 in [-1, 1] (uint8 in [0, 255] is accepted too); attack radii are in the
 [-1, 1] scale, so 8/255 in [0, 1] units is epsilon = 0.0627. The attack's defaults are those of
 `--mode=eval` (`eval.attack` of the run's config: PGD-20, step size eps / 5). G samples as
@@ -37,9 +42,11 @@ def _as_float(images) -> jax.Array:
   return input_pipeline.to_float(images) if images.dtype == jnp.uint8 else images
 
 
-_class_logits = jax.jit(attacks.class_logits, static_argnums=0)
-_pgd_class = jax.jit(attacks.pgd_class, static_argnums=0,
-                     static_argnames=('num_steps', 'random_start'))
+_logits = jax.jit(lambda discriminator, variables, x: discriminator.apply(variables, x,
+                                                                          train=False),
+                  static_argnums=0)
+_pgd_head = jax.jit(attacks.pgd_head, static_argnums=0,
+                    static_argnames=('head', 'num_steps', 'random_start'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,44 +71,74 @@ class Model:
   generator_variables: Optional[Any]
   discriminator_variables: Any
 
-  def sample(self, labels, *, seed: int = 0) -> jax.Array:
-    """Generates one image per label (`models.sample`).
+  @property
+  def head(self) -> str:
+    """The head of D that `attack` and `accuracy_curve` act on: 'class', or 'source' for an
+    unconditional model."""
+    return robustness.head_of(self.config.model)
+
+  def sample(self, labels=None, *, num_samples: Optional[int] = None,
+             seed: int = 0) -> jax.Array:
+    """Generates one image per label, or `num_samples` images of an unconditional G.
 
     With the default `eval.sample_with_running_stats=False` (the official code's way) G's
     BatchNorm uses the statistics of this batch, so an image depends on the other labels and
     latents of the call; with True, G's running statistics.
 
     Args:
-      labels: (B,) int labels in [0, num_classes).
+      labels: (B,) int labels in [0, num_classes) for a class-conditional G; None for an
+        unconditional one.
+      num_samples: B, for an unconditional G.
       seed: seed of the latents z ~ N(0, I).
 
     Returns:
       (B, S, S, 3) float32 images in [-1, 1].
 
     Raises:
-      ValueError: the checkpoint has no generator (Madry baseline).
+      ValueError: the checkpoint has no generator (Madry baseline); labels missing for a
+        class-conditional G, or given (or num_samples missing) for an unconditional one.
     """
     if self.generator is None:
       raise ValueError(f'a {self.stage!r} checkpoint has no generator')
+    if self.config.model.num_classes:
+      if labels is None or num_samples is not None:
+        raise ValueError('a class-conditional generator samples one image per label: pass '
+                         'labels, not num_samples')
+    else:
+      if labels is not None or num_samples is None:
+        raise ValueError('an unconditional generator takes no labels: pass num_samples')
+      labels = jnp.zeros((num_samples,), jnp.int32)
     return models.sample(self.generator, self.generator_variables, labels, seed=seed,
                          running_stats=self.config.eval.sample_with_running_stats)
 
+  def score(self, images) -> jax.Array:
+    """(B, H, W, 3) images in [-1, 1] (or uint8) -> (B,) float32 source logits ("real" > 0)."""
+    return _logits(self.discriminator, self.discriminator_variables, _as_float(images))[0]
+
   def classify(self, images) -> jax.Array:
-    """(B, H, W, 3) images in [-1, 1] (or uint8) -> (B, num_classes) float32 class logits."""
-    return _class_logits(self.discriminator, self.discriminator_variables, _as_float(images))
+    """(B, H, W, 3) images in [-1, 1] (or uint8) -> (B, num_classes) float32 class logits.
+
+    Raises:
+      ValueError: an unconditional model, whose D has no class head.
+    """
+    if not self.config.model.num_classes:
+      raise ValueError('an unconditional model has no classifier; `score` gives its source '
+                       'logits')
+    return _logits(self.discriminator, self.discriminator_variables, _as_float(images))[1]
 
   def predict(self, images) -> jax.Array:
     """(B, H, W, 3) images -> (B,) int32 predicted labels."""
     return jnp.argmax(self.classify(images), axis=-1)
 
-  def attack(self, images, labels, *, epsilon: float, step_size: Optional[float] = None,
+  def attack(self, images, labels=None, *, epsilon: float, step_size: Optional[float] = None,
              num_steps: Optional[int] = None, random_start: bool = False,
              seed: int = 0) -> jax.Array:
-    """L-inf PGD on the class cross-entropy of D's classifier (paper Table 1's attack).
+    """L-inf PGD on the class cross-entropy of D's classifier (paper Table 1's attack), or for
+    an unconditional model on D's source loss of calling the images real (towards "fake").
 
     Args:
       images: (B, H, W, 3) float32 in [-1, 1] (or uint8).
-      labels: (B,) int true labels.
+      labels: (B,) int true labels; None (ignored) for an unconditional model.
       epsilon: L-inf radius in the [-1, 1] scale (8/255 in [0, 1] units = 0.0627).
       step_size: PGD step; default as `--mode=eval`: epsilon * the step_size / epsilon ratio of
         `eval.attack` (epsilon / 5 by default).
@@ -113,27 +150,34 @@ class Model:
       (B, H, W, 3) float32 adversarial images in [-1, 1].
 
     Raises:
-      ValueError: epsilon < 0, step_size <= 0 or num_steps < 0.
+      ValueError: epsilon < 0, step_size <= 0 or num_steps < 0; no labels for a
+        class-conditional model.
     """
+    images = _as_float(images)
+    if labels is None:
+      if self.head == 'class':
+        raise ValueError('the attack on a classifier needs the true labels')
+      labels = jnp.zeros(images.shape[:1], jnp.int32)
     step_size_factor, default_steps = self._eval_attack()
     if step_size is None:
       step_size = epsilon * step_size_factor if epsilon > 0 else 1.0
     num_steps = default_steps if num_steps is None else num_steps
     attacks.check_attack_args(epsilon=epsilon, step_size=step_size, num_steps=num_steps)
-    return _pgd_class(self.discriminator, self.discriminator_variables, _as_float(images),
-                      jnp.asarray(labels, jnp.int32), epsilon=jnp.float32(epsilon),
-                      step_size=jnp.float32(step_size), num_steps=num_steps,
-                      random_start=random_start,
-                      keys=jax.random.split(jax.random.PRNGKey(seed), len(labels)))
+    return _pgd_head(self.discriminator, self.discriminator_variables, images,
+                     jnp.asarray(labels, jnp.int32), head=self.head,
+                     epsilon=jnp.float32(epsilon), step_size=jnp.float32(step_size),
+                     num_steps=num_steps, random_start=random_start,
+                     keys=jax.random.split(jax.random.PRNGKey(seed), len(labels)))
 
   def accuracy_curve(self, images, labels, epsilons: Sequence[float], *,
                      num_steps: Optional[int] = None, num_restarts: int = 1,
                      seed: int = 0) -> robustness.AccuracyCurve:
-    """Accuracy under PGD at each radius, as `--mode=eval` measures it (paper Table 1).
+    """Accuracy under PGD at each radius, as `--mode=eval` measures it (paper Table 1); for an
+    unconditional model the source accuracy (real images still called real).
 
     Args:
       images: (N, H, W, 3) uint8 images.
-      labels: (N,) int labels.
+      labels: (N,) int labels (any, e.g. those of `load_data`, for an unconditional model).
       epsilons: radii in the [-1, 1] scale.
       num_steps: PGD steps; default `eval.attack.num_steps`. The step size is eps times the
         ratio of `eval.attack`.
@@ -150,7 +194,7 @@ class Model:
         self.discriminator, self.discriminator_variables, np.asarray(images),
         np.asarray(labels), epsilons=epsilons, step_size_factor=step_size_factor,
         num_steps=default_steps if num_steps is None else num_steps,
-        num_restarts=num_restarts, key=jax.random.PRNGKey(seed))
+        num_restarts=num_restarts, key=jax.random.PRNGKey(seed), head=self.head)
 
   def load_data(self, split: str, num_examples: Optional[int] = None
                 ) -> Tuple[np.ndarray, np.ndarray]:

@@ -5,9 +5,11 @@ by Rob-GAN (Liu & Hsieh, CVPR 2019, Sec. 4): repeated sign-gradient ascent steps
 each followed by projection onto the L-inf ball of radius `epsilon` around the clean input and
 clipping to the pixel range [-1, 1]. Official code: `miscs/pgd.py` (`attack_Linf_PGD`).
 
-`pgd_class` is the attack on D's classifier alone (PGD on the class cross-entropy with D in
-inference mode): fine-tuning (official `attack_label_Linf_PGD`), the Madry baseline, evaluation
-(official `acc_under_attack.py`) and the notebook API all use it.
+`pgd_head` attacks one head of D in inference mode: the classifier (PGD on the class
+cross-entropy; official `attack_label_Linf_PGD`), which fine-tuning, the Madry baseline,
+evaluation (official `acc_under_attack.py`) and the notebook API use, or the source head of an
+unconditional D (PGD pushing real images towards "fake"; official `attack_Linf_PGD_bin`), whose
+accuracy evaluation reports for AS-GAN.
 
 `epsilon` and `step_size` are in the [-1, 1] pixel scale: 8/255 in [0, 1] units is 16/255 =
 0.0627 here.
@@ -18,10 +20,10 @@ from typing import Callable, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-from rob_gan_jax import losses
+import optax
 
 PIXEL_MIN, PIXEL_MAX = -1.0, 1.0
+HEADS = ('class', 'source')
 
 
 def check_attack_args(*, epsilon, step_size, num_steps, prefix: str = '') -> None:
@@ -110,28 +112,77 @@ def class_logits(discriminator: nn.Module, variables, x: jax.Array) -> jax.Array
   return discriminator.apply(variables, x, train=False)[1]
 
 
-def pgd_class(discriminator: nn.Module, variables, x: jax.Array, y: jax.Array, *, epsilon,
-              step_size, num_steps: int, random_start: bool = False,
-              keys: Optional[jax.Array] = None) -> jax.Array:
-  """`pgd_linf` on the class cross-entropy of D's classifier, D in inference mode.
+def _check_head(head: str) -> None:
+  if head not in HEADS:
+    raise ValueError(f'head must be one of {HEADS}, got {head!r}')
 
-  Official code: `miscs/pgd.py` (`attack_label_Linf_PGD`), used by `finetune.py` and
-  `acc_under_attack.py`.
+
+def head_loss(discriminator: nn.Module, variables, x: jax.Array, y: jax.Array, *,
+              head: str) -> jax.Array:
+  """Per-example loss of one head of D in inference mode, the quantity its attack maximises.
+
+  'class': softmax cross-entropy of the class logits against y. 'source': binary cross-entropy
+  of the source logit against "real" (D's loss for calling a real image real; y is unused), whose
+  sign gradient is that of -logit, so an attack on it pushes the image towards "fake".
 
   Args:
-    discriminator: the D module; its class head is the classifier.
+    discriminator, variables: D and its {'params', 'batch_stats'}.
+    x: (B, H, W, 3) float32 images in [-1, 1].
+    y: (B,) int32 labels ('class' only).
+    head: 'class' or 'source'.
+
+  Returns:
+    (B,) float32.
+
+  Raises:
+    ValueError: unknown head.
+  """
+  _check_head(head)
+  source, classes = discriminator.apply(variables, x, train=False)
+  if head == 'class':
+    return optax.softmax_cross_entropy_with_integer_labels(classes, y)
+  return optax.sigmoid_binary_cross_entropy(source, jnp.ones_like(source))
+
+
+def head_correct(discriminator: nn.Module, variables, x: jax.Array, y: jax.Array, *,
+                 head: str) -> jax.Array:
+  """(B,) bool: 'class': D's classifier predicts y; 'source': D calls the (real) image real
+  (source logit > 0). D in inference mode; x (B, H, W, 3) float32 in [-1, 1].
+
+  Raises:
+    ValueError: unknown head.
+  """
+  _check_head(head)
+  source, classes = discriminator.apply(variables, x, train=False)
+  if head == 'class':
+    return jnp.argmax(classes, axis=-1) == y
+  return source > 0
+
+
+def pgd_head(discriminator: nn.Module, variables, x: jax.Array, y: jax.Array, *, head: str,
+             epsilon, step_size, num_steps: int, random_start: bool = False,
+             keys: Optional[jax.Array] = None) -> jax.Array:
+  """`pgd_linf` on `head_loss` of one head of D, D in inference mode.
+
+  Official code: `miscs/pgd.py`, `attack_label_Linf_PGD` ('class', used by `finetune.py` and
+  `acc_under_attack.py`) and `attack_Linf_PGD_bin` ('source', of the removed
+  `train_cifar_nosup.py`).
+
+  Args:
+    discriminator: the D module.
     variables: D's {'params', 'batch_stats'}.
     x: (B, H, W, 3) float32 clean images in [-1, 1].
-    y: (B,) int32 true labels.
+    y: (B,) int32 true labels ('class' only; any int32 array for 'source').
+    head: 'class' or 'source'.
     epsilon, step_size, num_steps, random_start, keys: as in `pgd_linf`.
 
   Returns:
     (B, H, W, 3) float32 adversarial images in [-1, 1], ||x_adv - x||_inf <= epsilon.
 
   Raises:
-    ValueError: as `pgd_linf`.
+    ValueError: as `pgd_linf`, or an unknown head.
   """
-  loss_fn = lambda x, y: losses.class_loss(logits=class_logits(discriminator, variables, x),
-                                           labels=y)
+  _check_head(head)
+  loss_fn = lambda x, y: jnp.mean(head_loss(discriminator, variables, x, y, head=head))
   return pgd_linf(loss_fn, x, y, epsilon=epsilon, step_size=step_size, num_steps=num_steps,
                   random_start=random_start, keys=keys)

@@ -1,10 +1,10 @@
 """Workdir layout, the run's config.json, the workdir lock, and checkpoints.
 
-Layout of a workdir (one method per workdir: `config.method` 'robgan' or 'madry'):
+Layout of a workdir (one method per workdir: `config.method` 'robgan', 'madry' or 'asgan'):
   config.json                  the config of the run (see `check_and_write_config`)
   config_history.json          settings changed on resume, with the steps they changed at
   .train.lock, .eval.lock      held by the run using the workdir (`lock_workdir`)
-  checkpoints/<step>/          stage 'cotrain' (Rob-GAN step 1): the whole GANState
+  checkpoints/<step>/          stage 'cotrain' (Rob-GAN step 1, AS-GAN): the whole GANState
   finetune/checkpoints/<step>/ stage 'finetune' (Rob-GAN step 2): ClassifierState
   madry/checkpoints/<step>/    stage 'madry' (the Madry baseline): ClassifierState
   .../checkpoints/corrupt-<step>/  a damaged checkpoint, moved aside when a run resumed
@@ -406,8 +406,8 @@ def restore_latest(checkpoint_manager: ocp.CheckpointManager, target):
 def resolve_stage(workdir: str, method: str, stage: str = 'latest') -> str:
   """Which checkpoint `stage` means in a workdir of `method`: 'cotrain', 'finetune' or 'madry'.
 
-  'latest' is the fine-tuned D if step 2 has a checkpoint, else the co-trained one; a Madry
-  workdir has the one stage 'madry'.
+  'latest' is the fine-tuned D if step 2 has a checkpoint, else the co-trained one (an AS-GAN
+  workdir has only that); a Madry workdir has the one stage 'madry'.
 
   Raises:
     ValueError: unknown stage, or a stage the method does not have.

@@ -1,7 +1,25 @@
-"""Rob-GAN step 1: co-training of the generator, the discriminator and the PGD attacker.
+"""Co-training of the generator, the discriminator and the PGD attacker: Rob-GAN and AS-GAN.
 
-Paper: Liu & Hsieh, "Rob-GAN: Generator, Discriminator and Adversarial Attacker" (CVPR 2019),
-Sec. 4 and Algorithm 1. Official code: `train.py` of github.com/xuanqing94/RobGAN.
+Rob-GAN step 1 (`method='robgan'`): Liu & Hsieh, "Rob-GAN: Generator, Discriminator and
+Adversarial Attacker" (CVPR 2019), Sec. 4 and Algorithm 1; official code `train.py` of
+github.com/xuanqing94/RobGAN. G(z, y) is class-conditional, D has a source and a class head.
+
+AS-GAN (`method='asgan'`): Liu, Xu, Li, Pei, Shi, Zhao, "Adversarial symmetric GANs: bridging
+adversarial samples and adversarial networks" (Neural Networks 2021, arXiv 1912.09670). An
+unconditional GAN (`model.num_classes=0`: G(z), D with the source head only) whose D is also
+trained adversarially on real images: before each D update the real batch is perturbed by PGD to
+maximise D's loss on it (towards "fake"). The official Rob-GAN repository had the same idea in
+its removed `train_cifar_nosup.py` (`attack_Linf_PGD_bin`); its notes record one- and three-step
+attacks at eps 0.01 with step 0.0078, which are our defaults (configs/cifar10_asgan.py: one
+step, the cheap setting). The attack settings of the AS-GAN paper were not available to us; it
+reports about 25 % more compute than the vanilla GAN, which one step matches.
+`attack.num_steps=0` is the vanilla GAN: the same step with the real images untouched.
+
+The D loss is that of `config.train.gan_loss` ('non_saturating', the official code's; 'hinge';
+'minimax'), with the class terms of `losses` when D has a class head. Whatever the GAN loss, the
+attack ascends D's non-saturating real loss (the official code's loss; for the source head alone
+its sign gradient is that of -logit, so it also moves the images a hinge D is confident about,
+where the hinge loss is flat).
 
 One training step is one iteration in the SN-GAN sense: `n_dis` discriminator updates, each on a
 new batch of real images attacked by PGD and a new batch of generated images, then one generator
@@ -41,6 +59,7 @@ from rob_gan_jax import state as state_lib
 from rob_gan_jax.metrics import fid
 
 AXIS = parallel.AXIS
+METHODS = ('robgan', 'asgan')
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -49,24 +68,61 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   attacks.check_attack_config(config.attack, 'attack')
   attacks.check_attack_config(config.eval.attack, 'eval.attack')
   loop.check_loop_config(config.train, 'train')
-  if config.method != 'robgan':
-    raise ValueError(f'co-training is step 1 of method robgan, got method {config.method!r}')
+  if config.method not in METHODS:
+    raise ValueError(f'co-training is method robgan (step 1) or asgan, got method '
+                     f'{config.method!r}')
+  conditional = config.model.num_classes > 0
+  if conditional != (config.method == 'robgan'):
+    needed = 'model.num_classes >= 1' if config.method == 'robgan' else 'model.num_classes=0'
+    raise ValueError(f'method {config.method!r} needs {needed} (Rob-GAN is class-conditional, '
+                     f'AS-GAN unconditional), got model.num_classes={config.model.num_classes}')
   if config.train.loss not in losses.LOSS_TYPES:
     raise ValueError(f'train.loss must be one of {losses.LOSS_TYPES}, got {config.train.loss!r}')
+  losses.check_gan_loss(config.train.gan_loss)
   for name in ('n_dis', 'num_steps', 'eval_every_steps', 'sample_every_steps'):
     if config.train[name] < 1:
       raise ValueError(f'train.{name} must be >= 1, got {config.train[name]}')
 
 
+def attack_real_images(discriminator: nn.Module, variables, x_real: jax.Array, y_real: jax.Array,
+                       attack_keys: jax.Array, *, attack_config) -> jax.Array:
+  """The co-training attack: PGD on real images maximising D's real-image loss.
+
+  The loss is `losses.discriminator_real_loss` with the non-saturating source term, D in
+  inference mode (official `attack_Linf_PGD`, and `attack_Linf_PGD_bin` for a D without a class
+  head: AS-GAN), whatever `train.gan_loss` D is trained with.
+
+  Args:
+    discriminator: the D module.
+    variables: D's {'params', 'batch_stats'}.
+    x_real: (b, H, W, 3) float32 real images in [-1, 1].
+    y_real: (b,) int32 labels (unused without a class head).
+    attack_keys: (b,) PRNG keys of the random start (used only if `attack_config.random_start`).
+    attack_config: `config.attack`; num_steps 0 returns x_real (AC-GAN, or the vanilla GAN).
+
+  Returns:
+    (b, H, W, 3) float32 x_adv in [-1, 1] with ||x_adv - x_real||_inf <= attack_config.epsilon.
+  """
+  def attack_loss(x, y):
+    source, classes = discriminator.apply(variables, x, train=False)
+    return losses.discriminator_real_loss(source_logits=source, class_logits=classes, labels=y)
+
+  return attacks.pgd_linf(
+      attack_loss, x_real, y_real, epsilon=attack_config.epsilon,
+      step_size=attack_config.step_size, num_steps=attack_config.num_steps,
+      random_start=attack_config.random_start, keys=attack_keys)
+
+
 def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, attack_keys, *,
                        generator: nn.Module, discriminator: nn.Module, attack_config,
-                       loss_type: str,
+                       loss_type: str, gan_loss: str,
                        keep_all_bn_updates: bool) -> Tuple[state_lib.GANState,
                                                            Dict[str, jax.Array]]:
   """One D update (per-device code inside shard_map over axis 'batch').
 
-  Real images are attacked by PGD on D's real-image loss (D in inference mode), then D minimises
-  `discriminator_real_loss(D(x_adv)) + discriminator_fake_loss(D(G(z, y_fake)))` (paper eqs. 8/9).
+  Real images are attacked by PGD on D's non-saturating real-image loss (D in inference mode),
+  then D minimises `discriminator_real_loss(D(x_adv)) + discriminator_fake_loss(D(G(z, y_fake)))`
+  with `gan_loss` (paper eqs. 8/9; for an unconditional D the source terms alone, AS-GAN).
   D sees the adversarial and the fake batch in separate training-mode passes, as the official
   code does, so each has its own BatchNorm statistics and each updates D's running statistics.
   G runs in training mode (batch statistics), as in the official code; its parameters do not
@@ -75,14 +131,16 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
   Args:
     state: GANState (replicated).
     x_real: (b, H, W, 3) float32 augmented real images in [-1, 1] (this device's part).
-    y_real: (b,) int32 labels.
-    z: (b, z_dim) float32 latents; y_fake: (b,) int32 labels for G.
+    y_real: (b,) int32 labels (unused by an unconditional D).
+    z: (b, z_dim) float32 latents; y_fake: (b,) int32 labels for G (zeros, unused, when
+      unconditional).
     attack_keys: (b,) PRNG keys (raw: (b, 2) uint32), one per example, for the attack's random
       start (used only if enabled); drawn for the global batch, so the start does not depend on
       the device count.
     generator, discriminator: modules built with axis_name='batch'.
     attack_config: `config.attack`.
     loss_type: 'split' (eq. 9) or 'acgan' (eq. 8).
+    gan_loss: the source loss, one of `losses.GAN_LOSSES`.
     keep_all_bn_updates: keep the update of G's BatchNorm statistics by its pass
       (`config.train.keep_all_bn_updates`).
 
@@ -95,14 +153,8 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
   if keep_all_bn_updates:
     g = g.replace(batch_stats=g_updates['batch_stats'])
 
-  def attack_loss(x, y):
-    source, classes = discriminator.apply(d.variables, x, train=False)
-    return losses.discriminator_real_loss(source_logits=source, class_logits=classes, labels=y)
-
-  x_adv = attacks.pgd_linf(
-      attack_loss, x_real, y_real, epsilon=attack_config.epsilon,
-      step_size=attack_config.step_size, num_steps=attack_config.num_steps,
-      random_start=attack_config.random_start, keys=attack_keys)
+  x_adv = attack_real_images(discriminator, d.variables, x_real, y_real, attack_keys,
+                             attack_config=attack_config)
 
   def loss_fn(params):
     (src_real, cls_real), updates = discriminator.apply(
@@ -111,17 +163,19 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
     (src_fake, cls_fake), updates = discriminator.apply(
         {'params': params, **updates}, x_fake, train=True, mutable=['batch_stats'])
     loss_real = losses.discriminator_real_loss(source_logits=src_real, class_logits=cls_real,
-                                               labels=y_real)
+                                               labels=y_real, gan_loss=gan_loss)
     loss_fake = losses.discriminator_fake_loss(source_logits=src_fake, class_logits=cls_fake,
-                                               labels=y_fake, loss_type=loss_type)
+                                               labels=y_fake, loss_type=loss_type,
+                                               gan_loss=gan_loss)
     metrics = {
         'd_loss': loss_real + loss_fake,
         'd_loss_real': loss_real,
         'd_loss_fake': loss_fake,
         'd_source_accuracy_real': jnp.mean(src_real > 0),
         'd_source_accuracy_fake': jnp.mean(src_fake < 0),
-        'd_class_accuracy_real': jnp.mean(jnp.argmax(cls_real, -1) == y_real),
     }
+    if cls_real.shape[-1]:
+      metrics['d_class_accuracy_real'] = jnp.mean(jnp.argmax(cls_real, -1) == y_real)
     return loss_real + loss_fake, (updates['batch_stats'], metrics)
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
@@ -131,19 +185,21 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
 
 
 def generator_step(state: state_lib.GANState, z, y_fake, *, generator: nn.Module,
-                   discriminator: nn.Module,
+                   discriminator: nn.Module, gan_loss: str,
                    keep_all_bn_updates: bool) -> Tuple[state_lib.GANState, Dict[str, jax.Array]]:
   """One G update (per-device code inside shard_map over axis 'batch').
 
-  G minimises `generator_loss(D(G(z, y)))`: fool the source head and be classified as y. D runs
+  G minimises `generator_loss(D(G(z, y)))` with `gan_loss`: fool the source head (and, with a
+  class head, be classified as y). D runs
   in training mode (batch statistics) as in the official code, and only its input gradient is
   computed; its parameters do not change, its running statistics are updated when
   `keep_all_bn_updates` (official `train.py`).
 
   Args:
     state: GANState (replicated).
-    z: (b, z_dim) float32 latents; y_fake: (b,) int32 labels.
+    z: (b, z_dim) float32 latents; y_fake: (b,) int32 labels (zeros when unconditional).
     generator, discriminator: modules built with axis_name='batch'.
+    gan_loss: the source loss, one of `losses.GAN_LOSSES`.
     keep_all_bn_updates: keep the update of D's BatchNorm statistics (and spectral-norm vectors)
       by its pass (`config.train.keep_all_bn_updates`).
 
@@ -157,7 +213,8 @@ def generator_step(state: state_lib.GANState, z, y_fake, *, generator: nn.Module
                                         y_fake, train=True, mutable=['batch_stats'])
     (source, classes), d_updates = discriminator.apply(d.variables, x_fake, train=True,
                                                        mutable=['batch_stats'])
-    loss = losses.generator_loss(source_logits=source, class_logits=classes, labels=y_fake)
+    loss = losses.generator_loss(source_logits=source, class_logits=classes, labels=y_fake,
+                                 gan_loss=gan_loss)
     return loss, (g_updates['batch_stats'], d_updates['batch_stats'], {'g_loss': loss})
 
   grads, (batch_stats, d_batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(g.params)
@@ -170,7 +227,7 @@ def generator_step(state: state_lib.GANState, z, y_fake, *, generator: nn.Module
 
 def train_iteration(state: state_lib.GANState, batch, *, generator, discriminator,
                     config) -> Tuple[state_lib.GANState, Dict[str, jax.Array]]:
-  """`n_dis` D steps (a `lax.scan`) then one G step; per-device code.
+  """`n_dis` D steps then one G step; per-device code.
 
   Args:
     batch: dict of this device's data, leading axis n_dis (+1 for z and y_fake, whose last
@@ -178,17 +235,22 @@ def train_iteration(state: state_lib.GANState, batch, *, generator, discriminato
       'z' (n_dis + 1, b, z_dim), 'y_fake' (n_dis + 1, b), 'attack_keys' (n_dis, b) PRNG keys
       (raw: (n_dis, b, 2) uint32), one per example of each D step.
   """
-  n_dis, keep = config.train.n_dis, config.train.keep_all_bn_updates
+  t = config.train
+  n_dis, common = t.n_dis, dict(gan_loss=t.gan_loss, keep_all_bn_updates=t.keep_all_bn_updates)
   d_step = functools.partial(discriminator_step, generator=generator,
                              discriminator=discriminator, attack_config=config.attack,
-                             loss_type=config.train.loss, keep_all_bn_updates=keep)
-  state, d_metrics = jax.lax.scan(
-      lambda s, xs: d_step(s, *xs), state,
-      (batch['images'], batch['labels'], batch['z'][:n_dis], batch['y_fake'][:n_dis],
-       batch['attack_keys']), unroll=True)  # XLA:CPU runs a `while` body ~3x slower; see pgd_linf.
+                             loss_type=t.loss, **common)
+  # A Python loop, unrolled at trace time: XLA:CPU runs convolutions inside a `while` body ~3x
+  # slower (see pgd_linf), and a `lax.scan(..., unroll=True)` made the cnn_32 iteration 20x slower
+  # than its D and G steps on their own (16 s vs 0.8 s at batch 64, ngf = ndf = 32).
+  d_metrics = []
+  for i in range(n_dis):
+    state, metrics = d_step(state, batch['images'][i], batch['labels'][i], batch['z'][i],
+                            batch['y_fake'][i], batch['attack_keys'][i])
+    d_metrics.append(metrics)
+  d_metrics = jax.tree.map(lambda *m: jnp.stack(m), *d_metrics)
   state, g_metrics = generator_step(state, batch['z'][n_dis], batch['y_fake'][n_dis],
-                                    generator=generator, discriminator=discriminator,
-                                    keep_all_bn_updates=keep)
+                                    generator=generator, discriminator=discriminator, **common)
   metrics = {**jax.tree.map(jnp.mean, d_metrics), **g_metrics}
   return state.replace(step=state.step + 1), metrics
 
@@ -200,6 +262,7 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
   `images` (n_dis, B, H, W, 3) uint8 and `labels` (n_dis, B) int32 are the global batches of the
   step's D updates. Augmentation (`input_pipeline.augment`), latents, fake labels and the
   attack's per-example keys are drawn from `fold_in(state.key, state.step)` on the global batch
+  (fake labels are zeros for an unconditional G)
   before it is split over devices, so a step gives the same result on any number of devices.
   The state argument is donated.
   """
@@ -222,7 +285,7 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
         'images': x.reshape(images.shape),
         'labels': labels,
         'z': jax.random.normal(z_key, (n_dis + 1, batch_size, m.z_dim)),
-        'y_fake': jax.random.randint(y_key, (n_dis + 1, batch_size), 0, m.num_classes),
+        'y_fake': jax.random.randint(y_key, (n_dis + 1, batch_size), 0, max(m.num_classes, 1)),
         'attack_keys': jax.random.split(attack_key, (n_dis, batch_size)),
     }
     return sharded(state, batch)
@@ -231,14 +294,15 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.GANState:
-  """Runs (or resumes) step-1 co-training in `workdir`.
+  """Runs (or resumes) Rob-GAN step-1 co-training or AS-GAN training in `workdir`.
 
   Writes `config.json`, TensorBoard summaries, `samples/step_*.png` and Orbax checkpoints under
   `checkpoints/`; starts from the latest checkpoint if there is one. Every
-  `train.eval_every_steps` it logs the clean and PGD accuracy (`eval.attack`) of D's classifier
-  on `train.eval_num_examples` test examples, every `train.sample_every_steps` the fixed-noise
-  sample grid (one row per class; G with the grid's batch statistics, or its running ones with
-  `eval.sample_with_running_stats`), and every `train.inception_every_steps` (when > 0 and
+  `train.eval_every_steps` it logs the clean and PGD accuracy (`eval.attack`) on
+  `train.eval_num_examples` test examples of D's classifier, or for an unconditional D of its
+  source head (real test images called real), every `train.sample_every_steps` the fixed-noise
+  sample grid (`visualize.sample_grid_images`; G with the grid's batch statistics, or its running
+  ones with `eval.sample_with_running_stats`), and every `train.inception_every_steps` (when > 0 and
   `eval.inception_weights` is set) IS and FID, whose samples are made the same way.
 
   Args:
@@ -273,14 +337,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       writer.write_scalars(step, robustness.clean_and_pgd_accuracy(
           discriminator, state.discriminator.variables, test_images, test_labels,
           attack_config=config.eval.attack, key=jax.random.PRNGKey(step),
-          batch_size=config.eval.batch_size, mesh=mesh))
+          batch_size=config.eval.batch_size, mesh=mesh, head=robustness.head_of(m)))
 
-    grid_labels = jnp.repeat(jnp.arange(m.num_classes), t.samples_per_class)
     running_stats = config.eval.sample_with_running_stats
     def sample_grid(step, state, writer):
-      images = models.sample(generator, state.generator.variables, grid_labels,
-                             seed=config.seed + 1, running_stats=running_stats)
-      visualize.write_sample_grid(writer, workdir, step, images, rows=m.num_classes)
+      images, rows = visualize.sample_grid_images(generator, state.generator.variables, config)
+      visualize.write_sample_grid(writer, workdir, step, images, rows=rows)
 
     def inception_metrics(step, state, writer):
       sample_fn = functools.partial(models.sample, generator, state.generator.variables,

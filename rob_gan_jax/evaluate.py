@@ -1,4 +1,9 @@
-"""`--mode=eval`: robustness of D's classifier, as in paper Table 1 and Figs. 1, 5 and 8.
+"""`--mode=eval`: robustness of D, as in paper Table 1 and Figs. 1, 5 and 8, and G's samples.
+
+For a class-conditional model the robustness is that of D's classifier; for an unconditional one
+(AS-GAN, `model.num_classes=0`) that of its source head: the fraction of real images D still
+calls real under PGD pushing them towards "fake" (`robustness.head_of`), with the same radii,
+attack, restarts and keys (`result['head']` says which).
 
 For the checkpoint chosen by `eval.stage` it measures, with PGD on the class cross-entropy
 (`eval.attack.num_steps` steps of eps * step_size / epsilon of `eval.attack`, `eval.num_restarts`
@@ -15,7 +20,8 @@ restarts):
   statistics, or its running ones with `eval.sample_with_running_stats`.
 
 It checks first that `eval/` in the workdir can be written, then computes, logs a Markdown table
-and writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png` and `eval/local_lipschitz.png`.
+and writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png`, `eval/local_lipschitz.png` and,
+when the checkpoint has a G, the fixed-noise sample grid `eval/samples.png`.
 The official evaluation script attacks the CIFAR-10 training split; we report the test split as
 the main figure and the training split beside it.
 """
@@ -69,8 +75,9 @@ def check_writable(directory: str) -> None:
 
 def markdown_table(result: Dict[str, Any]) -> str:
   """The accuracy-vs-epsilon table of `result` in Markdown: per radius and cumulative."""
-  lines = ['| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | test accuracy | '
-           'test, cumulative | train accuracy | train, cumulative |',
+  what = 'accuracy' if result['head'] == 'class' else 'source accuracy'
+  lines = [f'| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | test {what} | '
+           f'test, cumulative | train {what} | train, cumulative |',
            '|---|---|---|---|---|---|']
   columns = ('test_accuracy', 'test_accuracy_cumulative', 'train_accuracy',
              'train_accuracy_cumulative')
@@ -79,6 +86,9 @@ def markdown_table(result: Dict[str, Any]) -> str:
     lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | {cells} |')
   lines.append('\nPer radius: each radius attacked on its own (official acc_under_attack.py); '
                'cumulative: robust at every radius <= epsilon.')
+  if result['head'] == 'source':
+    lines.append('Source accuracy: the fraction of real images D calls real, under PGD that '
+                 'pushes them towards fake.')
   lines.append(f'Local Lipschitz value: train {result["llv_train"]:.4f}, '
                f'test {result["llv_test"]:.4f}')
   if 'fid' in result:
@@ -96,7 +106,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     workdir: a workdir with a co-training, fine-tuning or Madry checkpoint.
 
   Returns:
-    The dict written to eval/robustness.json: 'stage', 'step', 'epsilons', 'test_accuracy' and
+    The dict written to eval/robustness.json: 'stage', 'step', 'head' ('class', or 'source' for
+    an unconditional model), 'epsilons', 'test_accuracy' and
     'train_accuracy' (per radius), 'test_accuracy_cumulative' and 'train_accuracy_cumulative',
     'llv_train', 'llv_test', the attack settings and sample sizes, and with Inception weights
     'inception_score', 'inception_score_std', 'fid', 'inception_num_samples'.
@@ -127,7 +138,8 @@ def _evaluate(config, workdir: str, weights: checkpoints.Weights,
   mesh = parallel.make_mesh()
   logging.info('Evaluating stage %s (step %d) on %d test and %d train examples.', weights.stage,
                weights.step, len(test_labels), len(train_labels))
-  common = dict(batch_size=e.batch_size, mesh=mesh)
+  head = robustness.head_of(config.model)
+  common = dict(batch_size=e.batch_size, mesh=mesh, head=head)
   curve = lambda images, labels: robustness.accuracy_curve(
       discriminator, weights.discriminator, images, labels, epsilons=list(e.epsilons),
       step_size_factor=robustness.step_size_factor(e.attack), num_steps=e.attack.num_steps,
@@ -139,6 +151,7 @@ def _evaluate(config, workdir: str, weights: checkpoints.Weights,
   result = {
       'stage': weights.stage,
       'step': weights.step,
+      'head': head,
       'split': e.split,
       'epsilons': [float(eps) for eps in e.epsilons],
       'test_accuracy': test_curve.per_radius,
@@ -153,6 +166,10 @@ def _evaluate(config, workdir: str, weights: checkpoints.Weights,
                  'step_size_factor': robustness.step_size_factor(e.attack),
                  'random_start': e.attack.random_start, 'num_restarts': e.num_restarts},
   }
+  if weights.generator is not None:
+    images, rows = visualize.sample_grid_images(generator, weights.generator, config)
+    visualize.save_png(visualize.image_grid(images, rows=rows),
+                       os.path.join(directory, 'samples.png'), scale=2)
   if not e.inception_weights:
     logging.warning(fid.SKIPPED)
   elif weights.generator is None:

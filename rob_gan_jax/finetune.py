@@ -50,6 +50,11 @@ METHODS = ('robgan', 'madry')
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError, before any compute, for classifier-training settings that cannot work."""
   f = config.finetune
+  if config.method == 'asgan' or config.model.num_classes == 0:
+    raise ValueError(f'method {config.method!r} with model.num_classes='
+                     f'{config.model.num_classes} is an unconditional GAN: its discriminator '
+                     'has no classifier to fine-tune or to train (--mode=finetune and the Madry '
+                     'baseline need method robgan or madry with model.num_classes >= 1)')
   if config.method not in METHODS:
     raise ValueError(f'method must be one of {METHODS}, got {config.method!r}')
   input_pipeline.check_dataset_config(config.dataset)
@@ -101,8 +106,8 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
   f = finetune_config
   d = state.discriminator
   a = f.attack
-  attack = lambda x, y, keys: attacks.pgd_class(
-      discriminator, d.variables, x, y, epsilon=a.epsilon, step_size=a.step_size,
+  attack = lambda x, y, keys: attacks.pgd_head(
+      discriminator, d.variables, x, y, head='class', epsilon=a.epsilon, step_size=a.step_size,
       num_steps=a.num_steps, random_start=a.random_start, keys=keys)
   x_real_adv = attack(x_real, y_real, real_keys)
   use_fake = f.fake_weight > 0

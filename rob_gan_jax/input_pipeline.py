@@ -1,7 +1,7 @@
 """Input pipeline: the training batches of a step and fixed evaluation subsets, in two paths.
 
-`config.dataset.augmentation` picks the path; both follow the official code (`train.py` and
-`finetune.py`, `make_dataset`):
+`config.dataset.augmentation` picks the path and the training augmentation; 'pad_crop' and
+'random_resized_crop' follow the official code (`train.py` and `finetune.py`, `make_dataset`):
 
 - 'pad_crop' (official CIFAR-10): a whole split of images of exactly model.image_size is read
   once through TFDS and held in memory as uint8; the training augmentation (random crop after
@@ -13,20 +13,28 @@
   uint8 batches, which the device only scales to [-1, 1]. Evaluation images (`load_subset`,
   `load_split`, hence FID real statistics) have their short side resized to image_size and are
   centre-cropped.
+- 'centre_crop' (the usual CelebA / LSUN GAN preprocessing): the streaming path of
+  'random_resized_crop', but training images get the evaluation transform (short side resized
+  to image_size, centre crop) and the horizontal flip (`centre_crop_and_flip`).
 
-In both paths the training step reads `host_batch(step)` of the object `training_data` returns.
+In every path the training step reads `host_batch(step)` of the object `training_data` returns.
 Resumption is exact: the examples of step s are a function of (seed, s) (`batch_indices`: a fresh
 permutation each epoch, a function of (seed, epoch)), and so is their augmentation: on device
 from a key derived from (seed, step), on host from stateless TF random ops seeded by
 (seed, example number), where the example number is the step's first example number plus the
 position in the step. A run resumed at step s therefore sees exactly the batches an
-uninterrupted one would. In the training step of both paths, scaling to [-1, 1] is followed by
+uninterrupted one would. In the training step of every path, scaling to [-1, 1] is followed by
 uniform noise in [0, dequantization_noise) (SN-GAN) during co-training, not during fine-tuning,
 as in the official code.
 
 `dataset.classes` selects classes by folder or label name, e.g. ImageNet-143 ('imagenet143'):
 ImageNet classes 151-293, the dogs and cats of SN-GAN projection's `imagenet_dog_and_cat.py`
 (github.com/pfnet-research/sngan_projection), labelled 0-142 in synset order.
+
+Unconditional GANs (AS-GAN: CIFAR without labels, CelebA, LSUN) have `model.num_classes == 0`:
+every image of a split is used, labelled 0 (int32), whatever its class folder or TFDS label;
+the data need not have labels (a TFDS data set without a 'label' feature, e.g. celeb_a or
+lsun/bedroom, or an image folder `split/<any folders>/*.jpg`), and `dataset.classes` must be None.
 """
 
 import dataclasses
@@ -41,7 +49,8 @@ import numpy as np
 
 PAD_CROP = 'pad_crop'
 RANDOM_RESIZED_CROP = 'random_resized_crop'
-AUGMENTATIONS = (PAD_CROP, RANDOM_RESIZED_CROP)
+CENTRE_CROP = 'centre_crop'
+AUGMENTATIONS = (PAD_CROP, RANDOM_RESIZED_CROP, CENTRE_CROP)
 IMAGENET143 = 'imagenet143'
 # The image files an image folder holds, as `tfds.ImageFolder` reads them (any letter case).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -54,7 +63,8 @@ def _missing_data_message(dataset_config, reason: str) -> str:
           'it (set --config.dataset.data_dir to use a TFDS data directory other than the '
           'default);\n'
           '  2. an image folder laid out as {train,test}/<class>/*.jpg (class folders sorted in '
-          'label order): --config.dataset.image_folder=/path/to/folder.')
+          'label order; for an unconditional GAN, model.num_classes=0, any folders, e.g. '
+          'train/all/*.jpg): --config.dataset.image_folder=/path/to/folder.')
 
 
 def _listed(items, limit: int = 5) -> str:
@@ -87,8 +97,8 @@ def _check_class_folders(root: str) -> None:
 def check_dataset_config(dataset_config) -> None:
   """Raises ValueError for an unknown `augmentation` or a `crop_scale` outside 0 < lo <= hi <= 1."""
   if dataset_config.augmentation not in AUGMENTATIONS:
-    raise ValueError(f'dataset.augmentation must be one of {AUGMENTATIONS}, got '
-                     f'{dataset_config.augmentation!r}')
+    raise ValueError(f'dataset.augmentation must be one of {", ".join(map(repr, AUGMENTATIONS))}, '
+                     f'got {dataset_config.augmentation!r}')
   low, high = dataset_config.crop_scale
   if not 0 < low <= high <= 1:
     raise ValueError('dataset.crop_scale must be (low, high) with 0 < low <= high <= 1, got '
@@ -132,8 +142,54 @@ def _selected_classes(dataset_config, available: Sequence[str], where: str) -> T
   return names
 
 
-def _relabel(labels: np.ndarray, available: Sequence[str], selected: Sequence[str]) -> np.ndarray:
-  """Labels indexing `available` -> labels indexing `selected` (int32; -1: not selected)."""
+def _model_classes(dataset_config, available: Optional[Sequence[str]], num_classes: int,
+                   where: str) -> Optional[Tuple[str, ...]]:
+  """The classes of the model's labels, in label order; None for an unconditional model.
+
+  Args:
+    dataset_config: `config.dataset` (`classes`).
+    available: the class names of the data, in their label order (None: the data have no
+      labels, allowed only when unconditional).
+    num_classes: `model.num_classes`; 0: unconditional, every example is used and labelled 0.
+    where: the data, for messages.
+
+  Raises:
+    ValueError: `dataset.classes` set for an unconditional model; as `_selected_classes`; the
+      number of selected classes is not num_classes.
+  """
+  if num_classes == 0:
+    if dataset_config.classes is not None:
+      raise ValueError('dataset.classes must be None for an unconditional GAN '
+                       f'(model.num_classes=0), got {dataset_config.classes!r}')
+    return None
+  selected = _selected_classes(dataset_config, available, where)
+  _check_num_classes(selected, num_classes, where)
+  return selected
+
+
+def _tfds_class_names(builder, num_classes: int, name: str) -> Optional[Sequence[str]]:
+  """The names of a TFDS data set's 'label' feature; None (labels unused) if unconditional.
+
+  Raises:
+    ValueError: a conditional model (num_classes > 0) and a data set without a 'label' feature.
+  """
+  if num_classes == 0:
+    return None
+  if 'label' not in builder.info.features:
+    raise ValueError(f'TFDS data set {name!r} has no \'label\' feature (it has '
+                     f'{sorted(builder.info.features)}); set model.num_classes=0 for an '
+                     'unconditional GAN')
+  return builder.info.features['label'].names
+
+
+def _relabel(labels: np.ndarray, available: Optional[Sequence[str]],
+             selected: Optional[Sequence[str]]) -> np.ndarray:
+  """Labels indexing `available` -> labels indexing `selected` (int32; -1: not selected).
+
+  `selected` None (unconditional): every label becomes 0.
+  """
+  if selected is None:
+    return np.zeros(len(labels), np.int32)
   table = np.full(len(available), -1, np.int32)
   position = {name: i for i, name in enumerate(available)}
   table[[position[name] for name in selected]] = np.arange(len(selected))
@@ -146,9 +202,14 @@ def _check_num_classes(selected: Sequence[str], num_classes: int, where: str) ->
                      f'{num_classes}')
 
 
-def _warn_empty_classes(labels: np.ndarray, classes: Sequence[str], split: str, where: str,
-                        root: Optional[str]) -> None:
-  """Logs a warning naming the classes (for an image folder, the folders) without examples."""
+def _warn_empty_classes(labels: np.ndarray, classes: Optional[Sequence[str]], split: str,
+                        where: str, root: Optional[str]) -> None:
+  """Logs a warning naming the classes (for an image folder, the folders) without examples.
+
+  `classes` None (unconditional): nothing to warn of.
+  """
+  if classes is None:
+    return
   empty = [os.path.join(root, split, classes[c]) if root else classes[c]
            for c in np.flatnonzero(np.bincount(labels, minlength=len(classes)) == 0)]
   if empty:
@@ -157,13 +218,20 @@ def _warn_empty_classes(labels: np.ndarray, classes: Sequence[str], split: str, 
                     ', '.join(empty))
 
 
-def _builder(dataset_config):
-  """The TFDS builder of the data and the feature that names an example (file name or TFDS id)."""
+def _builder(dataset_config, num_classes: int):
+  """The TFDS builder of the data and the feature that names an example.
+
+  The name is the file name (image folder), the TFDS 'id' feature (e.g. cifar10), or, for data
+  sets without one (lsun, celeb_a, mnist), the 'tfds_id' ('<file>__<index>') that `_as_dataset`
+  adds. For a conditional model (num_classes > 0) the splits of an image folder must have the same
+  class folders; an unconditional one ignores the folders.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   root = dataset_config.image_folder
   if root:
     _check_folder(dataset_config)
-    _check_class_folders(root)
+    if num_classes:
+      _check_class_folders(root)
     return tfds.ImageFolder(root), 'image/filename'
   builder = tfds.builder(dataset_config.name, data_dir=dataset_config.data_dir)
   if not builder.is_prepared():
@@ -173,7 +241,14 @@ def _builder(dataset_config):
       raise FileNotFoundError(_missing_data_message(
           dataset_config, f'TFDS data set {dataset_config.name!r} is not prepared in '
           f'{builder.data_dir} and could not be downloaded ({type(e).__name__}: {e}).')) from e
-  return builder, 'id'
+  return builder, 'id' if 'id' in builder.info.features else 'tfds_id'
+
+
+def _as_dataset(builder, split: str, **kwargs):
+  """`builder.as_dataset` of `split` in file order, with each example's 'tfds_id'."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return builder.as_dataset(split=split, shuffle_files=False,
+                            read_config=tfds.ReadConfig(add_tfds_id=True), **kwargs)
 
 
 def _check_folder(dataset_config) -> None:
@@ -193,8 +268,7 @@ def _bad_images(builder, split: str, key: str, root: Optional[str], shape) -> li
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   decode = builder.info.features['image'].decode_example
-  undecoded = builder.as_dataset(split=split, shuffle_files=False,
-                                 decoders={'image': tfds.decode.SkipDecoding()})
+  undecoded = _as_dataset(builder, split, decoders={'image': tfds.decode.SkipDecoding()})
   bad = []
   for ex in undecoded:
     name = ex[key].numpy().decode()
@@ -215,17 +289,20 @@ def _load_exact_size_split(dataset_config, split: str, *, image_size: int,
   """`load_split` for 'pad_crop': every image of the split, read through TFDS, must be S x S x 3."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  builder, key = _builder(dataset_config)
+  builder, key = _builder(dataset_config, num_classes)
   root = dataset_config.image_folder
   where = root or dataset_config.name
   _check_split(split, builder.info.splits, where)
-  available = builder.info.features['label'].names
-  selected = _selected_classes(dataset_config, available, where)
-  _check_num_classes(selected, num_classes, where)
+  available = _tfds_class_names(builder, num_classes, where)
+  selected = _model_classes(dataset_config, available, num_classes, where)
   shape = (image_size, image_size, 3)
-  ds = builder.as_dataset(split=split, shuffle_files=False).map(
-      lambda ex: {'image': tf.ensure_shape(ex['image'], shape), 'label': ex['label'],
-                  'key': ex[key]})
+  conditional = selected is not None
+
+  def example(ex):  # Unconditional: the labels, if any, are not read (`_relabel` makes them 0).
+    label = ex['label'] if conditional else tf.constant(0, tf.int64)
+    return {'image': tf.ensure_shape(ex['image'], shape), 'label': label, 'key': ex[key]}
+
+  ds = _as_dataset(builder, split).map(example)
   images, labels, keys = [], [], []
   try:
     for batch in tfds.as_numpy(ds.batch(1024)):
@@ -254,7 +331,7 @@ class Examples:
 
   Attributes:
     where: the split, for messages (e.g. "split 'train' of '/data/imagenet'").
-    labels: (N,) int32 labels in 0 .. num_classes - 1.
+    labels: (N,) int32 labels in 0 .. num_classes - 1 (unconditional: zeros).
     names: `names(i)` -> the name of example i in messages (file path relative to the image
       folder, or '<split>[<TFDS index>]').
     read: TF-traceable `read(i)`: int64 scalar index -> tf.string scalar, the encoded image.
@@ -266,25 +343,31 @@ class Examples:
 
 
 def _folder_examples(dataset_config, split: str, num_classes: int) -> Examples:
-  """The files of `image_folder/split/<class>/` with the extensions of IMAGE_EXTENSIONS."""
+  """The files of `image_folder/split/<class>/` with the extensions of IMAGE_EXTENSIONS.
+
+  Unconditional (num_classes == 0): the files of every subfolder of the split, labelled 0.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   _check_folder(dataset_config)
   root = dataset_config.image_folder
   _check_split(split, _subfolders(root), root)
-  if dataset_config.classes is None:  # Labels follow the sorted folders: all splits must agree.
+  # A conditional model's labels follow the sorted class folders: all splits must agree.
+  if num_classes and dataset_config.classes is None:
     _check_class_folders(root)
   split_dir = os.path.join(root, split)
-  selected = _selected_classes(dataset_config, _subfolders(split_dir), split_dir)
-  _check_num_classes(selected, num_classes, split_dir)
-  paths, labels = [], []
-  for label, name in enumerate(selected):
+  available = _subfolders(split_dir)
+  selected = _model_classes(dataset_config, available, num_classes, split_dir)
+  folders = available if selected is None else selected
+  paths, folder_numbers = [], []
+  for number, name in enumerate(folders):
     folder = os.path.join(split_dir, name)
     files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
     paths += [os.path.join(folder, f) for f in files]
-    labels += [label] * len(files)
-  labels = np.asarray(labels, np.int32)
+    folder_numbers += [number] * len(files)
+  labels = _relabel(np.asarray(folder_numbers, np.int64), folders, selected)
   if not paths:
-    raise ValueError(f'split {split!r} of {root!r} is empty')
+    raise ValueError(f'split {split!r} of {root!r} is empty (the images must be in its '
+                     f'subfolders, {split}/<class>/*.jpg)')
   _warn_empty_classes(labels, selected, split, root, root)
   path_tensor = tf.constant(paths)
   return Examples(where=f'split {split!r} of {root!r}', labels=labels,
@@ -292,30 +375,37 @@ def _folder_examples(dataset_config, split: str, num_classes: int) -> Examples:
                   read=lambda i: tf.io.read_file(tf.gather(path_tensor, i)))
 
 
+def _tfds_labels(source, name: str, split: str) -> np.ndarray:
+  """The 'label' feature of every example of a TFDS data source, (N,) int64 (reads the split)."""
+  logging.info('Reading the labels of the %d examples of %s %s.', len(source), name, split)
+  chunks = (source.__getitems__(range(i, min(i + 4096, len(source))))
+            for i in range(0, len(source), 4096))
+  return np.fromiter((ex['label'] for chunk in chunks for ex in chunk), np.int64, len(source))
+
+
 def _tfds_examples(dataset_config, split: str, num_classes: int) -> Examples:
-  """The examples of a TFDS split stored as array_record (random access by index)."""
+  """The examples of a TFDS split stored as array_record (random access by index).
+
+  Unconditional (num_classes == 0): every example, labelled 0; the labels are not read.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  builder, _ = _builder(dataset_config)
+  builder, _ = _builder(dataset_config, num_classes)
   name = dataset_config.name
   _check_split(split, builder.info.splits, name)
-  available = builder.info.features['label'].names
-  selected = _selected_classes(dataset_config, available, name)
-  _check_num_classes(selected, num_classes, name)
+  available = _tfds_class_names(builder, num_classes, name)
+  selected = _model_classes(dataset_config, available, num_classes, name)
   try:
     source = builder.as_data_source(split, decoders={'image': tfds.decode.SkipDecoding()})
   except NotImplementedError as e:
     raise ValueError(
-        f'dataset.augmentation={RANDOM_RESIZED_CROP!r} reads examples by index, which TFDS '
-        f'offers for data stored as array_record, but {name!r} in {builder.data_dir} is stored '
-        f'as {builder.info.file_format.value}. Prepare it with `tfds build {name} '
+        f'dataset.augmentation={dataset_config.augmentation!r} reads examples by index, which '
+        f'TFDS offers for data stored as array_record, but {name!r} in {builder.data_dir} is '
+        f'stored as {builder.info.file_format.value}. Prepare it with `tfds build {name} '
         '--file_format=array_record` (or `download_and_prepare(file_format=\'array_record\')`) '
         'in another data_dir, or use --config.dataset.image_folder.') from e
-  logging.info('Reading the labels of the %d examples of %s %s.', len(source), name, split)
-  chunks = (source.__getitems__(range(i, min(i + 4096, len(source))))
-            for i in range(0, len(source), 4096))
-  labels = _relabel(np.fromiter((ex['label'] for chunk in chunks for ex in chunk), np.int64,
-                                len(source)), available, selected)
+  raw = _tfds_labels(source, name, split) if selected is not None else np.zeros(len(source))
+  labels = _relabel(raw, available, selected)  # Unconditional: zeros, the labels are not read.
   keys = np.flatnonzero(labels >= 0)
   if not len(keys):
     raise ValueError(f'split {split!r} of {name!r} has no examples of the selected classes')
@@ -337,21 +427,25 @@ def split_examples(dataset_config, split: str, *, num_classes: int) -> Examples:
   sorted by class (label order) then file name; a TFDS data set's are those of its array_record
   files in index order. Only the classes of `dataset.classes` are kept, relabelled 0, 1, ... in
   that order. Logs a warning naming the selected classes of which the split has no examples.
+  Unconditional (num_classes == 0): every example (the files of every subfolder), labelled 0.
 
   Args:
     dataset_config: `config.dataset`: `image_folder` if set, else the TFDS data set `name` in
       `data_dir` (downloaded if missing and possible); `classes`.
     split: split name, e.g. 'train'.
-    num_classes: required number of (selected) classes.
+    num_classes: required number of (selected) classes; 0: unconditional.
 
   Returns:
-    `Examples`. For TFDS, reading the labels reads the split once (logged).
+    `Examples`. For TFDS and a conditional model, reading the labels reads the split once
+    (logged).
 
   Raises:
     FileNotFoundError: the data are missing (the message says how to provide them).
     ValueError: unknown split; wrong number of classes; `dataset.classes` names classes the data
-      lack (the message names them); with `classes` None, an image folder whose splits have
-      different class folders; a TFDS data set not stored as array_record; no examples.
+      lack (the message names them), or is set for an unconditional model; a conditional model
+      and a TFDS data set without a 'label' feature; for a conditional model with `classes`
+      None, an image folder whose splits have different class folders; a TFDS data set not
+      stored as array_record; no examples.
   """
   if dataset_config.image_folder:
     return _folder_examples(dataset_config, split, num_classes)
@@ -368,6 +462,18 @@ def _decode(encoded):
 def _to_uint8(image):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return tf.saturate_cast(tf.round(image), tf.uint8)
+
+
+def _example_seeds(seed):
+  """(2,) int64 stateless seed of an example -> the seeds of its crop and of its flip."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+
+
+def _flip(image, flip_seed, random_flip: bool):
+  """`image` flipped left-right with probability 1/2 (stateless, `flip_seed`) if `random_flip`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.image.stateless_random_flip_left_right(image, flip_seed) if random_flip else image
 
 
 def random_resized_crop(image, seed, *, image_size: int, crop_scale: Tuple[float, float],
@@ -394,7 +500,7 @@ def random_resized_crop(image, seed, *, image_size: int, crop_scale: Tuple[float
     (image_size, image_size, 3) uint8 tf.Tensor.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  crop_seed, flip_seed = _example_seeds(seed)
   shape = tf.shape(image)
   begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
       shape, tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=crop_seed, min_object_covered=0.0,
@@ -406,9 +512,7 @@ def random_resized_crop(image, seed, *, image_size: int, crop_scale: Tuple[float
   begin = tf.where(whole, tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, 0]), begin)
   size = tf.where(whole, tf.stack([side, side, -1]), size)
   x = tf.image.resize(tf.slice(image, begin, size), [image_size, image_size], antialias=True)
-  if random_flip:
-    x = tf.image.stateless_random_flip_left_right(x, flip_seed)
-  return _to_uint8(x)
+  return _to_uint8(_flip(x, flip_seed, random_flip))
 
 
 def resize_and_centre_crop(image, image_size: int):
@@ -430,6 +534,36 @@ def resize_and_centre_crop(image, image_size: int):
                        image_size)
   x = tf.image.resize(image, resized, antialias=True)
   return _to_uint8(tf.image.resize_with_crop_or_pad(x, image_size, image_size))
+
+
+def centre_crop_and_flip(image, seed, *, image_size: int, random_flip: bool):
+  """'centre_crop' training augmentation, on host: `resize_and_centre_crop` and a random flip.
+
+  The usual CelebA / LSUN GAN preprocessing: the evaluation transform (short side resized to
+  image_size, centre crop), then a horizontal flip with probability 1/2, seeded as
+  `random_resized_crop`'s flip is (an example flipped by one is flipped by the other).
+
+  Args:
+    image: (H, W, 3) uint8 tf.Tensor.
+    seed: (2,) int64 tf.Tensor, the stateless seed of this example.
+    image_size: output height and width.
+    random_flip: flip horizontally with probability 1/2.
+
+  Returns:
+    (image_size, image_size, 3) uint8 tf.Tensor.
+  """
+  _, flip_seed = _example_seeds(seed)
+  return _flip(resize_and_centre_crop(image, image_size), flip_seed, random_flip)
+
+
+def _host_augmentation(dataset_config, image_size: int) -> Callable:
+  """The streaming path's training augmentation: `augment(image, seed)` -> uint8 image."""
+  if dataset_config.augmentation == CENTRE_CROP:
+    return functools.partial(centre_crop_and_flip, image_size=image_size,
+                             random_flip=dataset_config.random_flip)
+  return functools.partial(random_resized_crop, image_size=image_size,
+                           crop_scale=tuple(dataset_config.crop_scale),
+                           random_flip=dataset_config.random_flip)
 
 
 def _unreadable(examples: Examples, indices: np.ndarray, error: Exception) -> Exception:
@@ -475,8 +609,9 @@ def load_examples(examples: Examples, indices: np.ndarray, *, image_size: int) -
 
 
 def _streams(dataset_config) -> bool:
+  """Whether the data are streamed ('random_resized_crop', 'centre_crop'), not held in memory."""
   check_dataset_config(dataset_config)
-  return dataset_config.augmentation == RANDOM_RESIZED_CROP
+  return dataset_config.augmentation != PAD_CROP
 
 
 def load_split(dataset_config, split: str, *, image_size: int,
@@ -484,11 +619,12 @@ def load_split(dataset_config, split: str, *, image_size: int,
   """Reads a whole split into memory, in a canonical order, as evaluation sees it.
 
   'pad_crop': every image must be exactly image_size x image_size (any TFDS data set or image
-  folder, read through TFDS, sorted by file name or TFDS id). 'random_resized_crop': images of
-  any size, short side resized to image_size and centre-cropped (`split_examples` order). Only
-  the classes of `dataset.classes` are kept, relabelled 0, 1, ... in that order. Logs a warning
-  (absl) naming the classes, for an image folder the class folders, of which the split has no
-  examples.
+  folder, read through TFDS, sorted by file name or TFDS id, see `_builder`).
+  'random_resized_crop' and 'centre_crop' (streaming): images of any size, short side resized to
+  image_size and centre-cropped (`split_examples` order). Only the classes of `dataset.classes`
+  are kept, relabelled 0, 1, ... in that order. Logs a warning (absl) naming the classes, for an
+  image folder the class folders, of which the split has no examples. Unconditional
+  (num_classes == 0): every image of the split, labelled 0 (see the module docstring).
 
   Args:
     dataset_config: `config.dataset`; `image_folder` (if set) is read, otherwise the TFDS data
@@ -496,20 +632,21 @@ def load_split(dataset_config, split: str, *, image_size: int,
       `classes`.
     split: split name, e.g. 'train' or 'test'.
     image_size: height and width (required of the files for 'pad_crop').
-    num_classes: required number of (selected) classes.
+    num_classes: required number of (selected) classes; 0: unconditional.
 
   Returns:
     images: (N, image_size, image_size, 3) uint8.
-    labels: (N,) int32.
+    labels: (N,) int32 (unconditional: zeros).
 
   Raises:
     FileNotFoundError: the data are missing (the message says how to provide them).
     ValueError: bad `augmentation` or `crop_scale`, unknown split, wrong number of classes,
       classes of `dataset.classes` the data lack (named), an image folder whose splits have
-      different class folders (named), images that cannot be decoded or, for 'pad_crop', are
-      not image_size x image_size x 3 (the message names up to 5 files or TFDS ids and counts
-      them all), an empty split; for 'random_resized_crop' a TFDS data set not stored as
-      array_record.
+      different class folders (named; conditional only), `dataset.classes` set for an
+      unconditional model, a conditional model on a TFDS data set without a 'label' feature,
+      images that cannot be decoded or, for 'pad_crop', are not image_size x image_size x 3 (the
+      message names up to 5 files or TFDS ids and counts them all), an empty split; on the
+      streaming path a TFDS data set not stored as array_record.
   """
   if not _streams(dataset_config):
     return _load_exact_size_split(dataset_config, split, image_size=image_size,
@@ -523,8 +660,9 @@ def split_chunks(dataset_config, split: str, *, image_size: int, num_classes: in
                  chunk_size: int = 10_000) -> Iterator[np.ndarray]:
   """The images of a whole split, as `load_split` gives them, in chunks of `chunk_size`.
 
-  On the streaming path ('random_resized_crop') only one chunk is decoded at a time, so a split
-  larger than host memory (ImageNet) can be gone through; 'pad_crop' splits are read whole.
+  On the streaming path ('random_resized_crop', 'centre_crop') only one chunk is decoded at a
+  time, so a split larger than host memory (ImageNet, LSUN) can be gone through; 'pad_crop'
+  splits are read whole.
 
   Yields:
     (n <= chunk_size, image_size, image_size, 3) uint8 arrays, in `load_split`'s order.
@@ -667,25 +805,26 @@ class InMemoryTrainingData:
 
 
 class StreamedTrainingData:
-  """'random_resized_crop': batches decoded and augmented by tf.data workers while training.
+  """The streaming path: batches decoded and augmented by tf.data workers while training.
 
-  The pipeline maps the examples of `step_indices` through `random_resized_crop` in parallel
-  (in order), seeding each example by (seed, example number), example number = step * k * B +
-  position in the step, and prefetches the next steps' batches in the background. Calls for
-  consecutive steps read on; a call for any other step starts a new pipeline there, so the
-  batch of a step does not depend on where the run started.
+  The pipeline maps the examples of `step_indices` through `augment` (`random_resized_crop` or
+  `centre_crop_and_flip`) in parallel (in order), seeding each example by (seed, example
+  number), example number = step * k * B + position in the step, and prefetches the next
+  steps' batches in the background. Calls for consecutive steps read on; a call for any other
+  step starts a new pipeline there, so the batch of a step does not depend on where the run
+  started.
 
   Attributes:
     num_examples: size of the training split.
   """
 
   def __init__(self, examples: Examples, *, seed: int, batch_size: int, batches_per_step: int,
-               image_size: int, crop_scale: Tuple[float, float], random_flip: bool):
+               augment: Callable):
+    """`augment(image, seed)`: (H, W, 3) uint8 and (2,) int64 stateless seed -> (S, S, 3) uint8."""
     self.num_examples = len(examples.labels)
     self._examples = examples
     self._seed, self._batch_size, self._k = seed, batch_size, batches_per_step
-    self._augment = functools.partial(random_resized_crop, image_size=image_size,
-                                      crop_scale=tuple(crop_scale), random_flip=random_flip)
+    self._augment = augment
     self._iterator, self._next_step = None, None
     self._indices(0)  # Raises now if the split has fewer examples than a batch.
 
@@ -739,8 +878,9 @@ class StreamedTrainingData:
 def training_data(config, *, batch_size: int, batches_per_step: int = 1) -> TrainingData:
   """The training batches of a stage, from `config.dataset.train_split`.
 
-  'pad_crop': `InMemoryTrainingData` (`load_split`); 'random_resized_crop':
-  `StreamedTrainingData` (`split_examples`). Either way `host_batch(step)` gives the global
+  'pad_crop': `InMemoryTrainingData` (`load_split`); 'random_resized_crop' and 'centre_crop':
+  `StreamedTrainingData` (`split_examples`; `random_resized_crop` or `centre_crop_and_flip` on
+  host). Either way `host_batch(step)` gives the global
   batches of a step, a function of (config.seed, step), for `loop.run`, and the jitted step
   finishes them with `augment(images, key, config.dataset, ...)`.
 
@@ -765,8 +905,8 @@ def training_data(config, *, batch_size: int, batches_per_step: int = 1) -> Trai
     return data
   return StreamedTrainingData(
       split_examples(d, d.train_split, num_classes=m.num_classes), seed=config.seed,
-      batch_size=batch_size, batches_per_step=batches_per_step, image_size=m.image_size,
-      crop_scale=d.crop_scale, random_flip=d.random_flip)
+      batch_size=batch_size, batches_per_step=batches_per_step,
+      augment=_host_augmentation(d, m.image_size))
 
 
 def to_float(images: jax.Array) -> jax.Array:
@@ -786,8 +926,8 @@ def augment(images: jax.Array, key: jax.Array, dataset_config, *,
 
   'pad_crop' (official CIFAR-10): random image_size crop after `dataset_config.crop_padding`
   zero padding (black pixels; 0 disables), horizontal flip with probability 1/2 if
-  `random_flip`. 'random_resized_crop': the host already cropped and flipped the images
-  (`StreamedTrainingData`), so they are only scaled. Then, in both, uniform noise.
+  `random_flip`. 'random_resized_crop', 'centre_crop': the host already cropped and flipped the
+  images (`StreamedTrainingData`), so they are only scaled. Then, in all, uniform noise.
 
   Args:
     images: (B, H, W, 3) uint8.

@@ -1,7 +1,10 @@
-"""Robustness of D's classifier: accuracy under L-inf PGD and local Lipschitz value.
+"""Robustness of D: accuracy under L-inf PGD and local Lipschitz value.
 
 Paper Table 1 and Fig. 5: the attack maximises the class cross-entropy of D's class head
-(`attacks.pgd_class`; official `acc_under_attack.py`, step size eps / 5). An example counts as
+(`attacks.pgd_head(head='class')`; official `acc_under_attack.py`, step size eps / 5). For an
+unconditional D (AS-GAN), every function here takes `head='source'`: the attack maximises D's
+loss for calling the real image real (pushing it towards "fake"), and an example is correct when
+D still calls it real (source logit > 0), the robustness AS-GAN argues about. An example counts as
 robust at a radius only if it is classified correctly after every one of `num_restarts` attacks
 (the first from the clean image, the others from random points of the eps-ball). An accuracy
 curve attacks each radius on its own, as the official script does (the per-radius accuracy), and
@@ -21,30 +24,35 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from rob_gan_jax import attacks
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import parallel
 
 
-@functools.partial(jax.jit, static_argnames=('discriminator', 'num_steps', 'random_start'))
+@functools.partial(jax.jit,
+                   static_argnames=('discriminator', 'num_steps', 'random_start', 'head'))
 def _correct_under_attack(discriminator, variables, x, y, epsilon, step_size, key, *,
-                          num_steps, random_start):
-  x_adv = attacks.pgd_class(discriminator, variables, input_pipeline.to_float(x), y,
-                            epsilon=epsilon, step_size=step_size, num_steps=num_steps,
-                            random_start=random_start, keys=jax.random.split(key, y.shape[0]))
-  return jnp.argmax(attacks.class_logits(discriminator, variables, x_adv), axis=-1) == y
+                          num_steps, random_start, head):
+  x_adv = attacks.pgd_head(discriminator, variables, input_pipeline.to_float(x), y, head=head,
+                           epsilon=epsilon, step_size=step_size, num_steps=num_steps,
+                           random_start=random_start, keys=jax.random.split(key, y.shape[0]))
+  return attacks.head_correct(discriminator, variables, x_adv, y, head=head)
 
 
-@functools.partial(jax.jit, static_argnames=('discriminator',))
-def _input_gradient_norm(discriminator, variables, x, y):
+@functools.partial(jax.jit, static_argnames=('discriminator', 'head'))
+def _input_gradient_norm(discriminator, variables, x, y, *, head):
   # Examples do not interact in inference mode, so the gradient of the summed loss holds each
   # example's own gradient.
-  loss = lambda x: jnp.sum(optax.softmax_cross_entropy_with_integer_labels(
-      attacks.class_logits(discriminator, variables, x), y))
+  loss = lambda x: jnp.sum(attacks.head_loss(discriminator, variables, x, y, head=head))
   grads = jax.grad(loss)(input_pipeline.to_float(x))
   return jnp.sqrt(jnp.sum(grads**2, axis=(1, 2, 3)))
+
+
+def head_of(model_config) -> str:
+  """The head of D whose robustness is measured: 'class' for a class-conditional model, 'source'
+  for an unconditional one (`model.num_classes=0`)."""
+  return 'class' if model_config.num_classes else 'source'
 
 
 def _replicate(variables, mesh: Optional[jax.sharding.Mesh]):
@@ -68,8 +76,12 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
                          labels: np.ndarray, *, epsilon: float, step_size: float,
                          num_steps: int, num_restarts: int = 1, random_start: bool = False,
                          key: jax.Array, batch_size: int = 500,
-                         mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
-  """Which examples D's classifier still gets right under L-inf PGD on the class cross-entropy.
+                         mesh: Optional[jax.sharding.Mesh] = None,
+                         head: str = 'class') -> np.ndarray:
+  """Which examples D still gets right under L-inf PGD on the loss of `head`.
+
+  'class': D's classifier predicts the label, under PGD on the class cross-entropy. 'source': D
+  calls the real image real, under PGD on its loss for doing so (`attacks.head_loss`).
 
   The first attack starts at the clean image (at a random point of the eps-ball with
   `random_start`); each further restart starts at a random point. An example counts as correct
@@ -77,10 +89,10 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
   `num_steps = 0`) gives clean correctness.
 
   Args:
-    discriminator: the D module; its class head is the classifier.
+    discriminator: the D module.
     variables: D's {'params', 'batch_stats'}.
-    images: (N, H, W, 3) uint8.
-    labels: (N,) int.
+    images: (N, H, W, 3) uint8 (real images for 'source').
+    labels: (N,) int (any values for 'source').
     epsilon: L-inf radius in the [-1, 1] pixel scale.
     step_size: PGD step in the same scale (ignored when epsilon is 0).
     num_steps: PGD steps.
@@ -91,12 +103,14 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
       repeats those of a run with fewer).
     batch_size: examples per compiled call (the last batch is padded).
     mesh: if given, each batch is split over its 'batch' axis (data parallel).
+    head: 'class' or 'source' (`attacks.HEADS`).
 
   Returns:
     (N,) bool.
 
   Raises:
-    ValueError: epsilon < 0, step_size <= 0, num_steps < 0 or num_restarts < 1.
+    ValueError: epsilon < 0, step_size <= 0, num_steps < 0, num_restarts < 1 or an unknown
+      head.
   """
   if num_restarts < 1:
     raise ValueError(f'num_restarts must be >= 1, got {num_restarts}')
@@ -111,7 +125,7 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
       ok = ok & _correct_under_attack(
           discriminator, variables, x, y, jnp.float32(epsilon), jnp.float32(step_size),
           jax.random.fold_in(jax.random.fold_in(key, start), restart),
-          num_steps=num_steps, random_start=random_start or restart > 0)
+          num_steps=num_steps, random_start=random_start or restart > 0, head=head)
     return ok
 
   return parallel.map_batches(fn, images, labels, batch_size, mesh)
@@ -142,8 +156,8 @@ class AccuracyCurve(NamedTuple):
 def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labels: np.ndarray,
                    *, epsilons: Sequence[float], step_size_factor: float, num_steps: int,
                    num_restarts: int = 1, random_start: bool = False, key: jax.Array,
-                   batch_size: int = 500,
-                   mesh: Optional[jax.sharding.Mesh] = None) -> AccuracyCurve:
+                   batch_size: int = 500, mesh: Optional[jax.sharding.Mesh] = None,
+                   head: str = 'class') -> AccuracyCurve:
   """Accuracy under PGD at each radius (paper Table 1 and Fig. 5), step size eps * factor.
 
   Each distinct radius is attacked once (`correct_under_attack`, with all its arguments); the
@@ -151,11 +165,11 @@ def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labe
   correctness.
 
   Args:
-    discriminator, variables: D and its {'params', 'batch_stats'}; its class head is attacked.
+    discriminator, variables: D and its {'params', 'batch_stats'}; `head` is attacked.
     images: (N, H, W, 3) uint8; labels: (N,) int.
     epsilons: radii in the [-1, 1] pixel scale, in any order (0 gives clean accuracy).
     step_size_factor: the PGD step at radius eps is eps * step_size_factor.
-    num_steps, num_restarts, random_start, key, batch_size, mesh: as in
+    num_steps, num_restarts, random_start, key, batch_size, mesh, head: as in
       `correct_under_attack`.
 
   Returns:
@@ -170,7 +184,7 @@ def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labe
   correct = np.stack([correct_under_attack(
       discriminator, variables, images, labels, epsilon=eps, step_size=eps * step_size_factor,
       num_steps=num_steps, num_restarts=num_restarts, random_start=random_start, key=key,
-      batch_size=batch_size, mesh=mesh) for eps in radii])  # (radii, N) bool.
+      batch_size=batch_size, mesh=mesh, head=head) for eps in radii])  # (radii, N) bool.
   per_radius = np.mean(correct, axis=1)
   cumulative = np.mean(np.logical_and.accumulate(correct, axis=0), axis=1)
   index = [radii.index(eps) for eps in epsilons]
@@ -191,11 +205,14 @@ def check_eval_args(*, epsilons, step_size_factor, num_steps, num_restarts) -> N
 
 def local_lipschitz_value(discriminator: nn.Module, variables, images: np.ndarray,
                           labels: np.ndarray, *, batch_size: int = 500,
-                          mesh: Optional[jax.sharding.Mesh] = None) -> float:
+                          mesh: Optional[jax.sharding.Mesh] = None,
+                          head: str = 'class') -> float:
   """Mean over examples of ||d CE(f(x), y) / d x||_2, paper Fig. 1 (right) and Fig. 8.
 
+  With head='source', the loss is D's source loss of calling x real (`attacks.head_loss`).
+
   Args:
-    discriminator, variables: D and its variables; f is its class head in inference mode.
+    discriminator, variables: D and its variables; f is its `head` in inference mode.
     images: (N, H, W, 3) uint8; the gradient is taken in the [-1, 1] pixel scale.
     labels: (N,) int.
 
@@ -203,18 +220,18 @@ def local_lipschitz_value(discriminator: nn.Module, variables, images: np.ndarra
     The mean L2 norm of the input gradient of the class cross-entropy.
   """
   variables = _replicate(variables, mesh)
-  fn = lambda x, y, start: _input_gradient_norm(discriminator, variables, x, y)
+  fn = lambda x, y, start: _input_gradient_norm(discriminator, variables, x, y, head=head)
   return float(np.mean(parallel.map_batches(fn, images, labels, batch_size, mesh)))
 
 
 def clean_and_pgd_accuracy(discriminator: nn.Module, variables, images: np.ndarray,
                            labels: np.ndarray, *, attack_config, key: jax.Array,
-                           batch_size: int = 500,
-                           mesh: Optional[jax.sharding.Mesh] = None) -> Dict[str, float]:
+                           batch_size: int = 500, mesh: Optional[jax.sharding.Mesh] = None,
+                           head: str = 'class') -> Dict[str, float]:
   """Clean accuracy and accuracy under one PGD attack, the figures logged while training.
 
   Args:
-    discriminator, variables: D and its variables.
+    discriminator, variables: D and its variables; `head` ('class' or 'source') is measured.
     images: (N, H, W, 3) uint8; labels: (N,) int.
     attack_config: an attack sub-config (`config.eval.attack`).
     key: PRNG key of a random start.
@@ -222,7 +239,7 @@ def clean_and_pgd_accuracy(discriminator: nn.Module, variables, images: np.ndarr
   Returns:
     {'test_accuracy_clean', 'test_accuracy_pgd'} in [0, 1].
   """
-  kwargs = dict(key=key, batch_size=batch_size, mesh=mesh)
+  kwargs = dict(key=key, batch_size=batch_size, mesh=mesh, head=head)
   a = attack_config
   return {
       'test_accuracy_clean': accuracy_under_attack(

@@ -1,11 +1,12 @@
 """Pictures: image grids, PNG files, and the robustness plots of `--mode=eval`."""
 
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from rob_gan_jax import input_pipeline
+from rob_gan_jax import models
 
 
 def image_grid(images, rows: int, padding: int = 2) -> np.ndarray:
@@ -28,6 +29,23 @@ def save_png(image: np.ndarray, path: str, scale: Optional[int] = None) -> None:
   if scale:
     pil = pil.resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
   pil.save(path)
+
+
+def sample_grid_images(generator, variables, config) -> Tuple[Any, int]:
+  """The fixed-noise sample grid of a run: (images (N, S, S, 3) float32 in [-1, 1], rows).
+
+  A class-conditional G makes one row per class of `train.samples_per_class` images; an
+  unconditional G 10 rows of as many. Latents come from `config.seed + 1`; G uses the grid's
+  batch statistics, or its running ones with `eval.sample_with_running_stats`.
+  """
+  num_classes, per_row = config.model.num_classes, config.train.samples_per_class
+  if num_classes:
+    labels, rows = np.repeat(np.arange(num_classes), per_row), num_classes
+  else:
+    labels, rows = np.zeros(10 * per_row, np.int32), 10
+  images = models.sample(generator, variables, labels, seed=config.seed + 1,
+                         running_stats=config.eval.sample_with_running_stats)
+  return images, rows
 
 
 def write_sample_grid(writer, directory: str, step: int, images, rows: int) -> None:
@@ -61,7 +79,8 @@ def plot_robustness(result: Dict[str, Any], directory: str) -> None:
     ax.plot(result['epsilons'], result[f'{split}_accuracy_cumulative'], f'{marker}--',
             color=color, fillstyle='none', label=f'{split}, cumulative')
   ax.set_xlabel('L-inf epsilon ([-1, 1] pixel scale)')
-  ax.set_ylabel('accuracy under PGD')
+  ax.set_ylabel('accuracy under PGD' if result['head'] == 'class'
+                else 'source accuracy (real called real) under PGD')
   ax.set_title(f'D classifier, stage {result["stage"]}, step {result["step"]}')
   ax.grid(alpha=0.3)
   ax.legend()

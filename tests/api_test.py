@@ -28,10 +28,10 @@ def test_api_attack_defaults_are_the_eval_attack(trained_workdir):
   images, labels = model.load_data('test', 6)
   assert images.shape == (6, 32, 32, 3) and images.dtype == np.uint8
   a = model.config.eval.attack  # 2 steps of eps / 5 in the tiny config.
-  expected = attacks.pgd_class(model.discriminator, model.discriminator_variables,
-                               images.astype(np.float32) / 127.5 - 1, jnp.asarray(labels),
-                               epsilon=0.05, step_size=0.05 * a.step_size / a.epsilon,
-                               num_steps=a.num_steps)
+  expected = attacks.pgd_head(model.discriminator, model.discriminator_variables,
+                              images.astype(np.float32) / 127.5 - 1, jnp.asarray(labels),
+                              head='class', epsilon=0.05,
+                              step_size=0.05 * a.step_size / a.epsilon, num_steps=a.num_steps)
   np.testing.assert_allclose(model.attack(images, labels, epsilon=0.05), expected, atol=1e-6)
 
 
@@ -55,3 +55,22 @@ def test_api_accuracy_curve_reports_per_radius_and_cumulative(trained_workdir):
   clean = float(np.mean(np.asarray(model.predict(images)) == labels))
   assert curve.per_radius[1] == curve.cumulative[1] == clean
   assert curve.cumulative[0] <= min(curve.per_radius)
+
+
+def test_api_samples_and_attacks_an_unconditional_model(trained_asgan_workdir):
+  model = api.load(trained_asgan_workdir)
+  assert model.stage == 'cotrain' and model.head == 'source'
+  images = model.sample(num_samples=4, seed=1)
+  assert images.shape == (4, 32, 32, 3)
+  assert float(jnp.max(jnp.abs(images))) <= 1
+  with pytest.raises(ValueError, match='num_samples'):
+    model.sample(jnp.arange(4))
+  with pytest.raises(ValueError, match='no classifier'):
+    model.classify(images)
+  real, _ = model.load_data('test', 8)
+  x = real.astype(np.float32) / 127.5 - 1
+  x_adv = model.attack(real, epsilon=0.03, num_steps=3)
+  assert float(jnp.max(jnp.abs(x_adv - x))) <= 0.03 + 1e-6
+  assert float(jnp.mean(model.score(x_adv))) < float(jnp.mean(model.score(real)))  # To "fake".
+  curve = model.accuracy_curve(*model.load_data('test', 8), epsilons=[0.0, 0.03])
+  assert curve.per_radius[1] <= curve.per_radius[0]

@@ -2,7 +2,7 @@
 
 The 64-px ImageNet-143 config and the PreActResNet18 one run every mode (train, finetune, eval);
 the 128-px configs, whose models are the same code at other sizes, co-train one step (keeping
-the suite short).
+the suite short). Each AS-GAN config trains, resumes, evaluates and refuses --mode=finetune.
 """
 
 import os
@@ -12,10 +12,14 @@ import numpy as np
 import pytest
 
 import main
+from configs import celeba64_asgan
+from configs import cifar100_asgan
+from configs import cifar10_asgan
 from configs import cifar10_preact
 from configs import imagenet143_64
 from configs import imagenet143_128
 from configs import imagenet_128
+from configs import lsun_bedroom64_asgan
 from rob_gan_jax import checkpoints
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
@@ -97,3 +101,43 @@ def test_cifar10_preact_trains_finetunes_and_evaluates(image_folder, tmp_path):
   config.dataset.image_folder = image_folder
   weights = run_modes(config, str(tmp_path))
   assert not jax.tree.leaves(weights.discriminator['batch_stats'])  # No BatchNorm.
+
+
+@pytest.fixture(scope='module')
+def unlabelled_folder(tmp_path_factory):
+  """A CelebA/LSUN-like folder without classes: `<split>/all/*.jpg`, non-square images."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('faces')
+  rng = np.random.default_rng(1)
+  for split in ('train', 'test', 'validation'):
+    os.makedirs(root / split / 'all')
+    for i in range(10):
+      Image.fromarray(rng.integers(0, 256, (80 + i, 66, 3), np.uint8)).save(
+          root / split / 'all' / f'{i:06d}.jpg')
+  return str(root)
+
+
+@pytest.mark.parametrize('module', [cifar10_asgan, cifar100_asgan, celeba64_asgan,
+                                    lsun_bedroom64_asgan], ids=lambda m: m.__name__)
+def test_asgan_config_trains_resumes_and_evaluates(module, image_folder, unlabelled_folder,
+                                                   tmp_path):
+  config = shrink(module.get_config())
+  size = config.model.image_size
+  config.dataset.image_folder = image_folder if size == 32 else unlabelled_folder
+  workdir = str(tmp_path)
+  main.run(config, workdir, 'train')
+  config.train.num_steps = 2
+  main.run(config, workdir, 'train')  # Resumes from step 1.
+  assert checkpoints.load_weights(workdir).step == 2
+  with pytest.raises(ValueError, match='unconditional GAN'):
+    main.run(config, workdir, 'finetune')
+  if size == 32:  # The 64-px models are the same code; their eval would only cost compile time.
+    result = main.run(config, workdir, 'eval')
+    assert result['head'] == 'source' and result['stage'] == 'cotrain'
+    assert all(0 <= a <= 1 for a in result['test_accuracy'])
+    assert os.path.exists(os.path.join(workdir, 'eval', 'samples.png'))
+  weights = checkpoints.load_weights(workdir)
+  generator, _ = models.create_models(config.model)
+  assert models.sample(generator, weights.generator, np.zeros(3), seed=0).shape == (
+      3, size, size, 3)
+

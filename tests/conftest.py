@@ -50,6 +50,15 @@ def tiny_config(image_folder):
   return config
 
 
+@pytest.fixture
+def tiny_asgan_config(image_folder):
+  """configs/tiny.py:asgan (unconditional AS-GAN) on the test image folder."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config('asgan')
+  config.dataset.image_folder = image_folder
+  return config
+
+
 @pytest.fixture(scope='session')
 def trained_workdir(image_folder, tmp_path_factory):
   """A workdir with 2 co-training steps and 2 fine-tuning steps of the tiny config."""
@@ -62,4 +71,17 @@ def trained_workdir(image_folder, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('trained'))
   cotrain.train_and_evaluate(config, workdir)
   finetune.train_classifier(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope='session')
+def trained_asgan_workdir(image_folder, tmp_path_factory):
+  """A workdir with 2 AS-GAN training steps of configs/tiny.py:asgan."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from rob_gan_jax import cotrain  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config('asgan')
+  config.dataset.image_folder = image_folder
+  config.train.num_steps = 2
+  workdir = str(tmp_path_factory.mktemp('trained_asgan'))
+  cotrain.train_and_evaluate(config, workdir)
   return workdir

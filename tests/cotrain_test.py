@@ -27,11 +27,14 @@ def run_per_device(fn, mesh, state, *batch):
   return jax.jit(sharded)(state, *batch)
 
 
-@pytest.mark.parametrize('step, random_start', [('discriminator', False),
-                                                ('discriminator', True), ('generator', False)])
-def test_step_on_4_devices_equals_1_device(tiny_config, step, random_start):
+@pytest.mark.parametrize('method, step, random_start', [
+    ('robgan', 'discriminator', False), ('robgan', 'discriminator', True),
+    ('robgan', 'generator', False), ('asgan', 'discriminator', False),
+    ('asgan', 'generator', False)])
+def test_step_on_4_devices_equals_1_device(tiny_config, tiny_asgan_config, method, step,
+                                           random_start):
   assert jax.device_count() == 4
-  config = tiny_config
+  config = tiny_config if method == 'robgan' else tiny_asgan_config
   config.attack.random_start = random_start
   # With tiny's 8-channel D, some BatchNorm channels have a near-zero batch variance, which
   # amplifies float rounding (different for 8 or 2 examples a device) to percent-level gradient
@@ -48,16 +51,16 @@ def test_step_on_4_devices_equals_1_device(tiny_config, step, random_start):
   x = jax.random.uniform(key, (b, 32, 32, 3), minval=-1, maxval=1)
   y = jnp.arange(b) % 10
   z = jax.random.normal(key, (b, config.model.z_dim))
-  keep = config.train.keep_all_bn_updates
+  common = dict(generator=generator, discriminator=discriminator,
+                gan_loss=config.train.gan_loss,
+                keep_all_bn_updates=config.train.keep_all_bn_updates)
   if step == 'discriminator':
-    fn = functools.partial(cotrain.discriminator_step, generator=generator,
-                           discriminator=discriminator, attack_config=config.attack,
-                           loss_type='split', keep_all_bn_updates=keep)
+    fn = functools.partial(cotrain.discriminator_step, attack_config=config.attack,
+                           loss_type='split', **common)
     # Per-example keys of the random start, split like the batch.
     batch = (x, y, z, y[::-1], jax.random.split(key, b))
   else:
-    fn = functools.partial(cotrain.generator_step, generator=generator,
-                           discriminator=discriminator, keep_all_bn_updates=keep)
+    fn = functools.partial(cotrain.generator_step, **common)
     batch = (z, y)
   results = [run_per_device(fn, parallel.make_mesh(jax.devices()[:n]), state, *batch)
              for n in (1, 4)]
@@ -122,11 +125,12 @@ def test_running_statistics_after_one_step_by_hand(tiny_config, keep):
   mesh = parallel.make_mesh(jax.devices()[:1])
   d_state, _ = run_per_device(functools.partial(
       cotrain.discriminator_step, generator=generator, discriminator=discriminator,
-      attack_config=config.attack, loss_type='split', keep_all_bn_updates=keep),
+      attack_config=config.attack, loss_type='split', gan_loss='non_saturating',
+      keep_all_bn_updates=keep),
       mesh, state, x, y, z, y[::-1], jax.random.split(key, 8))
   g_state, _ = run_per_device(functools.partial(
       cotrain.generator_step, generator=generator, discriminator=discriminator,
-      keep_all_bn_updates=keep), mesh, state, z, y)
+      gan_loss='non_saturating', keep_all_bn_updates=keep), mesh, state, z, y)
 
   # G's pass in the D step, on (z, y[::-1]).
   g_outputs = layer_outputs(generator, state.generator.variables, z, y[::-1])
@@ -221,10 +225,13 @@ def test_config_files_are_locked():
     ('train.loss', 'hinge', 'train.loss'),
     ('train.batch_size', 6, 'divide'),
     ('train.n_dis', 0, 'n_dis'),
+    ('train.gan_loss', 'wasserstein', 'train.gan_loss'),
+    ('model.num_classes', 0, "method 'robgan' needs model.num_classes >= 1"),
+    ('method', 'madry', 'co-training is method robgan'),
 ])
 def test_bad_configs_raise_before_compute(tiny_config, tmp_path, field, value, match):
-  group, name = field.split('.')
-  tiny_config[group][name] = value
+  *groups, name = field.split('.')
+  (tiny_config[groups[0]] if groups else tiny_config)[name] = value
   with pytest.raises(ValueError, match=match):
     cotrain.train_and_evaluate(tiny_config, str(tmp_path))
   assert not os.path.exists(tmp_path / 'checkpoints')
@@ -234,3 +241,52 @@ def test_missing_dataset_raises(tiny_config, tmp_path):
   tiny_config.dataset.image_folder = str(tmp_path / 'missing')
   with pytest.raises(FileNotFoundError, match='image_folder'):
     cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'run'))
+
+
+def test_asgan_attack_raises_the_real_loss_and_stays_in_the_ball(tiny_asgan_config):
+  config = tiny_asgan_config
+  config.attack.update(epsilon=0.05, step_size=0.02, num_steps=3)
+  generator, discriminator = models.create_models(config.model)
+  state = state_lib.create_gan_state(config, generator, discriminator, num_train_examples=40)
+  d = state.discriminator.variables
+  x = jax.random.uniform(jax.random.PRNGKey(1), (8, 32, 32, 3), minval=-1, maxval=1)
+  y = jnp.zeros((8,), jnp.int32)
+  x_adv = cotrain.attack_real_images(discriminator, d, x, y, jax.random.split(
+      jax.random.PRNGKey(2), 8), attack_config=config.attack)
+  real_loss = lambda x: optax.sigmoid_binary_cross_entropy(
+      discriminator.apply(d, x, train=False)[0], 1.0)  # D's loss for calling x real, by example.
+  assert np.all(real_loss(x_adv) > real_loss(x))
+  assert float(jnp.max(jnp.abs(x_adv - x))) <= 0.05 + 1e-6
+  assert float(jnp.min(x_adv)) >= -1 and float(jnp.max(x_adv)) <= 1
+
+
+def test_vanilla_gan_step_is_the_plain_gan_step(tiny_asgan_config):
+  """AS-GAN with 0 attack steps is a plain GAN D step: D's hinge loss (SN-GAN's; the other GAN
+  losses are tested by hand in losses_test) on the untouched real batch plus on G's batch, each
+  in its own training-mode pass, one Adam update."""
+  gan_loss = 'hinge'
+  config = tiny_asgan_config
+  config.attack.num_steps = 0
+  generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
+  state = state_lib.create_gan_state(config, generator, discriminator, num_train_examples=40)
+  key = jax.random.PRNGKey(3)
+  x = jax.random.uniform(key, (8, 32, 32, 3), minval=-1, maxval=1)
+  z = jax.random.normal(key, (8, config.model.z_dim))
+  zeros = jnp.zeros((8,), jnp.int32)
+  step = functools.partial(cotrain.discriminator_step, generator=generator,
+                           discriminator=discriminator, attack_config=config.attack,
+                           loss_type='split', gan_loss=gan_loss, keep_all_bn_updates=True)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  new_state, _ = run_per_device(step, mesh, state, x, zeros, z, zeros, jax.random.split(key, 8))
+
+  plain_d = discriminator.clone(axis_name=None)
+  x_fake = generator.clone(axis_name=None).apply(state.generator.variables, z, train=True,
+                                                  mutable=['batch_stats'])[0]
+  def plain_loss(params):
+    real = plain_d.apply({'params': params}, x, train=True)[0]
+    fake = plain_d.apply({'params': params}, x_fake, train=True)[0]
+    return jnp.mean(jax.nn.relu(1 - real)) + jnp.mean(jax.nn.relu(1 + fake))
+  d = state.discriminator
+  expected = d.apply_gradients(grads=jax.grad(plain_loss)(d.params))
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6),
+               new_state.discriminator.params, expected.params)

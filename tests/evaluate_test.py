@@ -75,7 +75,8 @@ def test_eval_without_checkpoint_or_with_other_architecture_raises(trained_workd
 def test_markdown_table_shows_per_radius_and_cumulative_accuracy():
   result = {'epsilons': [0.0, 0.04], 'test_accuracy': [0.8, 0.5],
             'test_accuracy_cumulative': [0.8, 0.375], 'train_accuracy': [0.9, 0.625],
-            'train_accuracy_cumulative': [0.9, 0.5], 'llv_train': 0.25, 'llv_test': 0.5}
+            'train_accuracy_cumulative': [0.9, 0.5], 'llv_train': 0.25, 'llv_test': 0.5,
+            'head': 'class'}
   lines = evaluate.markdown_table(result).splitlines()
   assert 'test accuracy | test, cumulative | train accuracy | train, cumulative' in lines[0]
   assert lines[2] == '| 0.000 | 0.0 | 0.8000 | 0.8000 | 0.9000 | 0.9000 |'

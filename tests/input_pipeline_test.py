@@ -425,3 +425,121 @@ def test_tfds_data_set_streams_by_index_with_class_selection(tmp_path):
   config.dataset.name = 'synsets_tfr'
   with pytest.raises(ValueError, match="stored as tfrecord.*--file_format=array_record"):
     input_pipeline.training_data(config, batch_size=2)
+
+
+# Unconditional GANs (model.num_classes == 0): every image, labelled 0; 'centre_crop'.
+
+
+@pytest.fixture(scope='module')
+def unlabelled_folder(tmp_path_factory):
+  """train/all/ (5 images, CelebA-like: one folder) and test/{a,b}/ (2 each): folders differ."""
+  root = tmp_path_factory.mktemp('unlabelled') / 'images'
+  conftest.write_image_folder(root, per_class={'train': 5}, classes=('all',))
+  return conftest.write_image_folder(root, per_class={'test': 2}, classes=('a', 'b'), seed=1)
+
+
+def test_unconditional_folder_uses_every_image_labelled_0(unlabelled_folder):
+  results = {}
+  for augmentation in ('pad_crop', 'random_resized_crop'):  # In memory and streamed.
+    config = streaming_config(unlabelled_folder, num_classes=0, augmentation=augmentation)
+    images, labels = input_pipeline.load_split(config.dataset, 'train', image_size=32,
+                                               num_classes=0)
+    assert images.shape == (5, 32, 32, 3) and labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, np.zeros(5))
+    results[augmentation] = images
+    _, test_labels = input_pipeline.load_subset(config, 'test', None)  # Two folders: both read.
+    np.testing.assert_array_equal(test_labels, np.zeros(4))
+    data = input_pipeline.training_data(config, batch_size=2, batches_per_step=2)
+    batch_images, batch_labels = data.host_batch(1)
+    assert data.num_examples == 5 and batch_images.shape == (2, 2, 32, 32, 3)
+    assert batch_labels.dtype == np.int32 and not batch_labels.any()
+  # 32 x 32 files: the streaming path's evaluation images are the files, as in memory.
+  np.testing.assert_array_equal(results['pad_crop'], results['random_resized_crop'])
+
+
+@pytest.mark.parametrize('augmentation', ['pad_crop', 'centre_crop'])
+def test_unconditional_model_rejects_dataset_classes(unlabelled_folder, augmentation):
+  config = streaming_config(unlabelled_folder, num_classes=0, augmentation=augmentation,
+                            classes=('all',))
+  with pytest.raises(ValueError, match=r'dataset.classes must be None for an unconditional GAN '
+                     r"\(model.num_classes=0\), got \('all',\)"):
+    input_pipeline.training_data(config, batch_size=2)
+
+
+def test_centre_crop_and_flip_flips_as_random_resized_crop_does():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  image = tf.constant(np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8))
+  outputs = []
+  for number in range(16):
+    seed = tf.constant([5, number], tf.int64)
+    # A crop of the whole of an image of the output size only flips it, or not.
+    expected = input_pipeline.random_resized_crop(image, seed, image_size=8,
+                                                  crop_scale=(1.0, 1.0), random_flip=True)
+    got = input_pipeline.centre_crop_and_flip(image, seed, image_size=8, random_flip=True)
+    np.testing.assert_array_equal(got, expected)
+    outputs.append(np.array_equal(got, image))
+  assert 0 < sum(outputs) < 16  # Some flipped, some not.
+
+
+def test_centre_crop_trains_on_the_flipped_centre_crop(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  files = {f'train/all/{i}.png': rng.integers(0, 256, (40, 48, 3), np.uint8) for i in range(6)}
+  config = streaming_config(write_images(tmp_path, files), image_size=16, num_classes=0,
+                            augmentation='centre_crop', crop_scale=(0.1, 0.2))
+  centre = [input_pipeline.resize_and_centre_crop(tf.constant(files[f'train/all/{i}.png']),
+                                                  16).numpy() for i in range(6)]
+  kwargs = dict(batch_size=4, batches_per_step=2)
+  images, labels = input_pipeline.training_data(config, **kwargs).host_batch(1)
+  assert images.shape == (2, 4, 16, 16, 3) and images.dtype == np.uint8
+  assert labels.shape == (2, 4) and not labels.any()
+  indices = input_pipeline.step_indices(config.seed, 1, num_examples=6, **kwargs)
+  flipped = []
+  for image, i in zip(images.reshape(8, 16, 16, 3), indices.ravel()):
+    flipped.append(np.array_equal(image, centre[i][:, ::-1]))
+    assert flipped[-1] or np.array_equal(image, centre[i])
+  assert 0 < sum(flipped) < 8
+  for got, expected in zip(input_pipeline.training_data(config, **kwargs).host_batch(1),
+                           (images, labels)):  # A function of (seed, step).
+    np.testing.assert_array_equal(got, expected)
+  config.dataset.random_flip = False
+  images, _ = input_pipeline.training_data(config, **kwargs).host_batch(1)
+  np.testing.assert_array_equal(images.reshape(8, 16, 16, 3), np.stack(centre)[indices.ravel()])
+
+
+def test_unconditional_tfds_data_sets_with_and_without_labels(tmp_path):
+  """TFDS data sets with labels (cifar10) and without (celeb_a, lsun), in memory and streamed."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  image = tfds.features.Image(shape=(None, None, 3))
+  label = tfds.features.ClassLabel(names=('a', 'b'))
+  file_formats = {'pad_crop': 'tfrecord', 'centre_crop': 'array_record'}  # What each path reads.
+  for name, features in (('unlabelled', {'image': image}),
+                         ('labelled', {'image': image, 'label': label})):
+    examples = [(i, {'image': constant(40 * (i + 1), 32, 32), 'label': i % 2}) for i in range(5)]
+    for file_format in file_formats.values():
+      tfds.dataset_builders.store_as_tfds_dataset(
+          name=f'{name}_{file_format}', version='1.0.0',
+          features=tfds.features.FeaturesDict(features), data_dir=str(tmp_path),
+          split_datasets={'train': [(i, {k: ex[k] for k in features}) for i, ex in examples]},
+          file_format=file_format)
+  for name in ('unlabelled', 'labelled'):
+    for augmentation, file_format in file_formats.items():
+      config = streaming_config(None, image_folder=None, name=f'{name}_{file_format}',
+                                data_dir=str(tmp_path), augmentation=augmentation, num_classes=0)
+      images, labels = input_pipeline.load_split(config.dataset, 'train', image_size=32,
+                                                 num_classes=0)
+      np.testing.assert_array_equal(labels, np.zeros(5))
+      np.testing.assert_allclose(np.sort(images.mean((1, 2, 3))), 40 * np.arange(1, 6), atol=1)
+      _, batch_labels = input_pipeline.training_data(config, batch_size=2).host_batch(0)
+      assert batch_labels.shape == (1, 2) and not batch_labels.any()
+  # Without an 'id' feature (lsun, celeb_a), images are named by TFDS's '<file>__<index>'.
+  config.dataset.name, config.dataset.augmentation = 'unlabelled_tfrecord', 'pad_crop'
+  with pytest.raises(ValueError, match=r'^5 image.*: unlabelled_tfrecord-train.tfrecord-00000-of-'
+                     r'00001__0 has shape \(32, 32, 3\), expected \(16, 16, 3\);'):
+    input_pipeline.load_split(config.dataset, 'train', image_size=16, num_classes=0)
+  for augmentation, file_format in file_formats.items():  # A conditional model needs labels.
+    config.dataset.name, config.dataset.augmentation = f'unlabelled_{file_format}', augmentation
+    config.model.num_classes = 2
+    with pytest.raises(ValueError, match=f"'unlabelled_{file_format}' has no 'label' feature .*; "
+                       'set model.num_classes=0 for an unconditional GAN$'):
+      input_pipeline.training_data(config, batch_size=2)

@@ -62,3 +62,32 @@ def test_finetune_loss_eq10():
   np.testing.assert_allclose(
       losses.finetune_loss(real_logits=CLASSES, real_labels=LABELS, fake_logits=fake_logits,
                            fake_labels=jnp.array([1]), fake_weight=0.0), CE, rtol=1e-5)
+
+
+NO_CLASSES = jnp.zeros((2, 0))  # The class logits of an unconditional D.
+HINGE_REAL = (max(0, 1 - 0.5) + max(0, 1 + 1.0)) / 2  # 0.5 * (0.5 + 2.0)
+HINGE_FAKE = (max(0, 1 + 0.5) + max(0, 1 - 1.0)) / 2  # 0.5 * (1.5 + 0.0)
+
+
+@pytest.mark.parametrize('gan_loss, d_real, d_fake, g', [
+    ('non_saturating', BCE_REAL, BCE_FAKE, BCE_REAL),
+    ('minimax', BCE_REAL, BCE_FAKE, -BCE_FAKE),
+    ('hinge', HINGE_REAL, HINGE_FAKE, -(0.5 - 1.0) / 2),
+])
+def test_gan_losses_of_an_unconditional_discriminator(gan_loss, d_real, d_fake, g):
+  kwargs = dict(source_logits=SOURCE, class_logits=NO_CLASSES, labels=LABELS, gan_loss=gan_loss)
+  assert float(losses.discriminator_real_loss(**kwargs)) == pytest.approx(d_real, rel=1e-5)
+  for loss_type in losses.LOSS_TYPES:
+    assert float(losses.discriminator_fake_loss(**kwargs, loss_type=loss_type)) == (
+        pytest.approx(d_fake, rel=1e-5))
+  assert float(losses.generator_loss(**kwargs)) == pytest.approx(g, rel=1e-5)
+
+
+def test_hinge_loss_with_a_class_head():
+  kwargs = dict(source_logits=SOURCE, class_logits=CLASSES, labels=LABELS, gan_loss='hinge')
+  assert float(losses.discriminator_real_loss(**kwargs)) == pytest.approx(
+      0.5 * HINGE_REAL + 0.5 * CE, rel=1e-5)
+  assert float(losses.discriminator_fake_loss(**kwargs, loss_type='acgan')) == pytest.approx(
+      0.5 * HINGE_FAKE + 0.5 * CE, rel=1e-5)
+  with pytest.raises(ValueError, match='train.gan_loss'):
+    losses.generator_loss(**{**kwargs, 'gan_loss': 'wasserstein'})

@@ -1,12 +1,20 @@
 """Tests of rob_gan_jax.models."""
 
+import functools
+import importlib.util
+import os
+import re
+
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import cifar10
+from configs import cifar10_asgan
 from configs import cifar10_preact
+from configs import default
 from configs import imagenet143_64
 from configs import imagenet143_128
 from configs import imagenet_128
@@ -25,6 +33,17 @@ OFFICIAL_MODELS = {
     'resnet': (imagenet_128, {}, 41_996_931, 30_049_897),
     'resnet_no_bn': (imagenet_128, {'normalization': 'none'}, 41_996_931, 30_035_817),
     'preact_resnet18': (cifar10_preact, {}, 12_272_515, 11_164_875),
+    # Unconditional (AS-GAN). cnn_32: gen_models/ and dis_models/cnn_32.py (bn=False).
+    'cnn_32': (cifar10_asgan, {}, 3_828_739, 5_860_865),
+    # gen_models/resnet_32_unsup.py, with the cnn_32 D.
+    'resnet_32_unsup': (cifar10_asgan, dict(generator_architecture='resnet_unsup',
+                                            generator_channel_multipliers=(4, 4, 4, 4)),
+                        5_849_603, 5_860_865),
+    # resnet_32 G and D (bn=True) built with n_classes=0. G: 12,272,515 - 18 x 2,880 = 12,220,675,
+    # the blocks' class-conditional BatchNorms (gamma and beta, 10 x C each) becoming affine ones
+    # (2 x C each) over C = 1024 + 512 + 512 + 256 + 256 + 128 + 128 + 64 = 2,880 channels.
+    # D: 1,056,395 - 1,290 = 1,055,105, without the class head Linear(128, 10).
+    'resnet_32_nosup': (default, dict(num_classes=0), 12_220_675, 1_055_105),
 }
 
 
@@ -161,7 +180,7 @@ def test_preact_block_is_the_official_block(downsample, features):
   np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize('name', ['resnet_64', 'resnet', 'preact_resnet18'])
+@pytest.mark.parametrize('name', ['resnet_64', 'resnet', 'preact_resnet18', 'cnn_32'])
 def test_spectral_norm_switch_on_the_larger_discriminators(name):
   key = jax.random.PRNGKey(0)
   size = official_config(name).image_size
@@ -292,3 +311,238 @@ def test_bad_model_configs_raise():
     discriminator = models.create_models(config)[1]
     with pytest.raises(ValueError, match=match):
       discriminator.init(jax.random.PRNGKey(0), x, train=False)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_unconditional(name):
+  """(G, D, G's variables, D's variables) of OFFICIAL_MODELS[name] at widths 2 and z_dim 8."""
+  generator, discriminator = models.create_models(official_config(
+      name, z_dim=8, generator_width=2, discriminator_width=2))
+  init = lambda model, x: jax.jit(functools.partial(model.init, train=False))(
+      jax.random.PRNGKey(0), x)
+  return (generator, discriminator, init(generator, jnp.zeros((1, 8))),
+          init(discriminator, jnp.zeros((1, 32, 32, 3))))
+
+
+@pytest.mark.parametrize('name', ['cnn_32', 'resnet_32_unsup', 'resnet_32_nosup'])
+def test_unconditional_output_shapes_and_ranges(name):
+  generator, discriminator, g_vars, d_vars = tiny_unconditional(name)
+  # The labels are ignored: `sample` takes them for the batch size only.
+  images = models.sample(generator, g_vars, np.zeros(4), seed=0)
+  np.testing.assert_array_equal(models.sample(generator, g_vars, np.arange(4), seed=0), images)
+  assert images.shape == (4, 32, 32, 3) and images.dtype == jnp.float32
+  assert float(jnp.min(images)) >= -1.0 and float(jnp.max(images)) <= 1.0
+  source, classes = discriminator.apply(d_vars, images, train=False)
+  assert source.shape == (4,) and classes.shape == (4, 0)
+  assert source.dtype == classes.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('architecture', models.DISCRIMINATORS)
+def test_unconditional_discriminators_have_no_class_head(architecture):
+  discriminator = models.create_models(official_config(
+      'resnet_32_nosup', discriminator_architecture=architecture, discriminator_width=2,
+      normalization='spectral_norm'))[1]
+  x = jnp.zeros((2, 32, 32, 3))
+
+  def forward():  # Traced only (jax.eval_shape).
+    variables = discriminator.init(jax.random.PRNGKey(0), x, train=False)
+    return variables, discriminator.apply(variables, x, train=False)
+
+  variables, (source, classes) = jax.eval_shape(forward)
+  assert 'class_head' not in variables['params'] and 'source_head' in variables['params']
+  assert source.shape == (2,) and classes.shape == (2, 0) and classes.dtype == jnp.float32
+
+
+def test_unconditional_resnet_generator_uses_plain_batch_norm():
+  generator = models.create_models(official_config('resnet_32_nosup', generator_width=2))[0]
+  variables = jax.eval_shape(lambda: generator.init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 128)), train=False))
+  block = variables['params']['block1']
+  assert jax.tree.map(jnp.shape, {k: block[k] for k in ('bn1', 'bn2')}) == {
+      'bn1': {'scale': (32,), 'bias': (32,)}, 'bn2': {'scale': (16,), 'bias': (16,)}}
+  assert set(variables['batch_stats']['block1']) == {'bn1', 'bn2'}
+
+
+def test_unconditional_initialisers():
+  def conv_kernels(params):
+    return np.concatenate([np.ravel(v) for path, v in flax.traverse_util.flatten_dict(
+        params).items() if path[-1] == 'kernel' and 'conv' in path[-2]])
+
+  _, _, g_vars, d_vars = tiny_unconditional('cnn_32')
+  g, d = g_vars['params'], d_vars['params']
+  u = tiny_unconditional('resnet_32_unsup')[2]['params']
+  # Convolutions: the official weights_init, N(0, 0.02) (for resnet_32_unsup its evident intent).
+  for kernels in (conv_kernels(g), conv_kernels(d), conv_kernels(u)):
+    assert np.std(kernels) == pytest.approx(0.02, rel=0.1) and abs(np.mean(kernels)) < 2e-3
+  # resnet_32_unsup's linear: N(0, sqrt(1 / z_dim)), z_dim = 8.
+  assert np.std(u['linear']['kernel']) == pytest.approx(8**-0.5, rel=0.1)
+  # cnn_32's linears: PyTorch's default U(+-1/sqrt(fan_in)).
+  for kernel, fan_in in ((g['linear']['kernel'], 8), (d['source_head']['kernel'], 4 * 4 * 16)):
+    assert 0.95 < np.max(np.abs(kernel)) * np.sqrt(fan_in) <= 1.0
+  assert not np.any(g['deconv1']['bias']) and np.all(g['bn1']['scale'] == 1.0)
+
+
+def test_cnn_models_at_64_pixels():
+  config = official_config('cnn_32', z_dim=8, generator_width=2, discriminator_width=2,
+                           image_size=64, num_upsample=4,
+                           generator_channel_multipliers=(16, 8, 4, 2, 1),
+                           discriminator_channel_multipliers=(1, 2, 4, 8, 16),
+                           discriminator_downsample=(True, True, True, True, False))
+  generator, discriminator = models.create_models(config)
+
+  def forward():  # Traced only (jax.eval_shape).
+    z = jnp.zeros((2, config.z_dim))
+    g_vars = generator.init(jax.random.PRNGKey(0), z, train=False)
+    images = generator.apply(g_vars, z, train=False)
+    d_vars = discriminator.init(jax.random.PRNGKey(1), images, train=False)
+    return g_vars, images, d_vars, discriminator.apply(d_vars, images, train=False)
+
+  g_vars, images, d_vars, (source, classes) = jax.eval_shape(forward)
+  assert images.shape == (2, 64, 64, 3) and images.dtype == jnp.float32
+  assert g_vars['params']['deconv4']['kernel'].shape == (4, 4, 2, 4)
+  assert source.shape == (2,) and classes.shape == (2, 0)
+  # The last (4 x 4 x 16 width) map is flattened into the source head.
+  assert d_vars['params']['source_head']['kernel'].shape == (4 * 4 * 32, 1)
+
+
+def test_bad_unconditional_configs_raise():
+  for changes, match in ((dict(generator_architecture='dcgan'), 'generator_architecture'),
+                         (dict(num_classes=-1), 'num_classes'),
+                         (dict(num_classes=10), 'unconditional')):
+    with pytest.raises(ValueError, match=match):
+      models.create_models(official_config('cnn_32', **changes))
+  key, z = jax.random.PRNGKey(0), jnp.zeros((1, 8))
+  for name, changes in (('cnn_32', dict(num_upsample=2, image_size=16)),
+                        ('resnet_32_unsup', dict(generator_channel_multipliers=(4, 4, 4)))):
+    generator = models.create_models(official_config(name, z_dim=8, **changes))[0]
+    with pytest.raises(ValueError, match='num_upsample'):
+      generator.init(key, z, train=False)
+  with pytest.raises(ValueError, match='needs labels'):  # Class-conditional.
+    models.create_models(tiny.get_config().model)[0].init(key, z, train=False)
+  discriminator = models.create_models(official_config(
+      'cnn_32', discriminator_downsample=(True, True, True, True)))[1]
+  with pytest.raises(ValueError, match='last CNN discriminator block'):
+    discriminator.init(key, jnp.zeros((1, 32, 32, 3)), train=False)
+
+
+REFERENCE = os.environ.get('ROBGAN_REFERENCE', os.path.join(
+    os.path.dirname(__file__), '..', '..', 'shared', 'reference', 'robgan-official'))
+
+
+def official_module(path):
+  """Imports the official PyTorch file `path` of the reference code, or skips."""
+  pytest.importorskip('torch')
+  file = os.path.join(REFERENCE, path)
+  if not os.path.exists(file):
+    pytest.skip(f'no official code at {file} (set ROBGAN_REFERENCE)')
+  spec = importlib.util.spec_from_file_location('official_' + re.sub(r'\W', '_', path), file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def params_from_torch(torch_model, rename):
+  """Flax params from the torch model's layers; `rename` maps a torch layer name to a Flax path.
+
+  Linear (out, in) -> kernel (in, out); Conv2d (out, in, h, w) and ConvTranspose2d
+  (in, out, h, w) -> kernel (h, w, in, out) resp. (h, w, out, in) by the same transposition
+  (the Flax ConvTranspose stores the forward-conv kernel); BatchNorm weight -> scale.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  flat = {}
+  for name, layer in torch_model.named_modules():
+    if isinstance(layer, torch.nn.Linear):
+      weights = {'kernel': layer.weight.detach().numpy().T}
+    elif isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+      weights = {'kernel': layer.weight.detach().numpy().transpose(2, 3, 1, 0)}
+    elif isinstance(layer, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+      weights = {'scale': layer.weight.detach().numpy()}
+    else:
+      continue
+    weights['bias'] = layer.bias.detach().numpy()
+    flat.update({rename(name) + (key,): jnp.asarray(w) for key, w in weights.items()})
+  return flax.traverse_util.unflatten_dict(flat)
+
+
+def rename_cnn_generator(name):
+  return ({'l0': 'linear', 'dc4': 'deconv_out'}.get(name) or name.replace('dc', 'deconv'),)
+
+
+def rename_cnn_discriminator(name):
+  if name == 'l4':
+    return ('source_head',)
+  return (re.sub(r'^c(\d_\d)$', r'conv\1', re.sub(r'^bn(\d_\d)$', r'conv\1_bn', name)),)
+
+
+def rename_unsup_generator(name):
+  top = {'l0': 'linear', 'bn2': 'bn_out', 'c3': 'conv_out'}
+  if name in top:
+    return (top[name],)
+  block, layer = name.split('.')  # r0.c0 -> block1/conv0.
+  return (f'block{int(block[1:]) + 1}',
+          {'c0': 'conv0', 'c1': 'conv1', 'cs': 'conv_shortcut'}.get(layer, layer))
+
+
+def load_cnn_generator(module):
+  return module.Generator(ch=4, dim_z=8)
+
+
+def load_unsup_generator(module):
+  module.upsample = module.UpResBlock.upsample  # Undefined in the official file.
+  return module.ResNetGenerator(ch=4, dim_z=8)
+
+
+# name: (official file, its model at ch=4 and nz=8, Flax names, our config, changes to it).
+OFFICIAL_FORWARD = {
+    'cnn_32_G': ('gen_models/cnn_32.py', load_cnn_generator, rename_cnn_generator, 'cnn_32',
+                 {}),
+    'resnet_32_unsup_G': ('gen_models/resnet_32_unsup.py', load_unsup_generator,
+                          rename_unsup_generator, 'resnet_32_unsup', {}),
+    'cnn_32_D': ('dis_models/cnn_32.py', lambda m: m.Discriminator(ch=4),
+                 rename_cnn_discriminator, 'cnn_32', {}),
+    'cnn_32_D_bn': ('dis_models/cnn_32.py', lambda m: m.Discriminator(ch=4, bn=True),
+                    rename_cnn_discriminator, 'cnn_32', {'normalization': 'batch_norm'}),
+}
+
+
+@pytest.mark.filterwarnings('ignore:.*upsample.* is deprecated:UserWarning')  # Official code.
+@pytest.mark.parametrize('name', OFFICIAL_FORWARD)
+def test_forward_pass_equals_the_official_model(name):
+  path, load, rename, config_name, changes = OFFICIAL_FORWARD[name]
+  torch_model = load(official_module(path))
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  for layer in torch_model.modules():  # Random weights keeping the activations O(1).
+    if isinstance(layer, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+      torch.nn.init.uniform_(layer.weight, 0.5, 1.5)
+      torch.nn.init.uniform_(layer.bias, -0.5, 0.5)
+    elif isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+      torch.nn.init.kaiming_normal_(layer.weight)
+      torch.nn.init.uniform_(layer.bias, -0.1, 0.1)
+  params = params_from_torch(torch_model, rename)
+  # The reference runs in float64 (same weights): PyTorch's float32 CPU results vary from run
+  # to run (threading) by up to 1e-4 here, BatchNorm over a batch of 4 amplifying the rounding.
+  torch_model.double().train()  # Batch statistics in both.
+  generator, discriminator = models.create_models(official_config(
+      config_name, z_dim=8, generator_width=4, discriminator_width=4, **changes))
+  is_generator = name.endswith('_G')
+  model = generator if is_generator else discriminator
+  if is_generator:
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 8))
+    torch_x = np.asarray(x, np.float64)
+  else:
+    x = jax.random.uniform(jax.random.PRNGKey(0), (4, 32, 32, 3), minval=-1.0, maxval=1.0)
+    torch_x = np.asarray(x, np.float64).transpose(0, 3, 1, 2)
+  variables = model.init(jax.random.PRNGKey(1), x, train=False)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, variables['params'])
+  out, _ = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+  with torch.no_grad():
+    expected = torch_model(torch.from_numpy(np.ascontiguousarray(torch_x))).numpy()
+  if is_generator:
+    expected = expected.transpose(0, 2, 3, 1)
+  else:
+    out, classes = out
+    assert classes.shape == (4, 0)
+  assert out.shape == expected.shape
+  assert np.std(expected) > 0.1  # Neither saturated nor constant.
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)

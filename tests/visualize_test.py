@@ -17,7 +17,7 @@ def test_image_grid_layout():
 def test_plot_robustness_writes_both_plots(tmp_path):
   result = {'epsilons': [0.0, 0.02], 'train_accuracy': [0.9, 0.5], 'test_accuracy': [0.8, 0.4],
             'train_accuracy_cumulative': [0.9, 0.45], 'test_accuracy_cumulative': [0.8, 0.3],
-            'llv_train': 0.5, 'llv_test': 0.7, 'stage': 'finetune', 'step': 3}
+            'llv_train': 0.5, 'llv_test': 0.7, 'stage': 'finetune', 'step': 3, 'head': 'class'}
   visualize.plot_robustness(result, str(tmp_path))
   for name in ('accuracy_vs_epsilon.png', 'local_lipschitz.png'):
     assert os.path.getsize(tmp_path / name) > 1000
