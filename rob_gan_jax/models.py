@@ -734,17 +734,8 @@ class CNNDiscriminator(_DiscriminatorBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> Tuple[jax.Array, jax.Array]:
-    """Scores images.
-
-    Args:
-      x: (B, H, W, 3) float32 images in [-1, 1].
-      train: BatchNorm uses (cross-replica) batch statistics and spectral norm updates its power
-        iteration vectors when True (both need `mutable=['batch_stats']`); inference mode when
-        False, which changes no state.
-
-    Returns:
-      source_logits: (B,) float32 logit of "real".
-      class_logits: (B, num_classes) float32 ((B, 0) when num_classes is 0).
+    """Scores (B, H, W, 3) float32 images in [-1, 1], as `Discriminator.__call__` (same `train`
+    and results: source logits (B,), class logits (B, num_classes) or (B, 0)).
 
     Raises:
       ValueError: if channel_multipliers and downsample differ in length or the last block
