@@ -7,6 +7,11 @@
     python main.py --config=configs/cifar10.py --workdir=/tmp/robgan --mode=eval       # Table 1
 
 Any config field can be overridden as --config.<group>.<field>=value; unknown fields are an error.
+
+Multi-process runs (one process per host of a TPU pod slice or GPU cluster, see README): the same
+command in every process with --distributed (Cloud TPU, SLURM and Open MPI give
+`jax.distributed.initialize` its settings), or with --coordinator_address, --num_processes and
+--process_id on a plain cluster.
 """
 
 from absl import app
@@ -27,6 +32,15 @@ flags.DEFINE_enum('mode', 'train', ['train', 'finetune', 'eval'],
                   'train: step-1 co-training (method robgan), Madry training (method madry) or '
                   'GAN training (method asgan); finetune: step 2 of Rob-GAN; eval: robustness '
                   'of D (its classifier, or its source head for an unconditional GAN) and IS/FID.')
+flags.DEFINE_bool('distributed', False,
+                  'Multi-process run: call jax.distributed.initialize(), which detects the '
+                  'processes of a Cloud TPU pod slice, a SLURM job or an Open MPI launch.')
+flags.DEFINE_string('coordinator_address', None,
+                    'host:port of process 0 (implies --distributed), for clusters JAX does not '
+                    'detect; with --num_processes and --process_id.')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (implies --distributed).')
+flags.DEFINE_integer('process_id', None, 'This process, 0 ... num_processes - 1 (implies '
+                     '--distributed).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -44,13 +58,26 @@ def run(config, workdir: str, mode: str):
   return evaluate.evaluate(config, workdir)
 
 
+def initialize_distributed() -> None:
+  """Starts `jax.distributed` if the flags ask for a multi-process run (before any JAX call)."""
+  explicit = dict(coordinator_address=FLAGS.coordinator_address,
+                  num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  if not FLAGS.distributed and all(v is None for v in explicit.values()):
+    return
+  # CPU devices of several processes need a collectives library (GPUs and TPUs have their own).
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(**explicit)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  initialize_distributed()
   # TensorFlow only reads data here; keep it off the accelerators JAX uses.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
-  logging.info('JAX devices: %s', jax.devices())
+  logging.info('Process %d of %d; JAX devices: %s', jax.process_index(), jax.process_count(),
+               jax.devices())
   run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
 
 

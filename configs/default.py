@@ -33,6 +33,10 @@ def get_config() -> ml_collections.ConfigDict:
   # length, logging and evaluation (checkpoints.RESUMABLE_CHANGES): field names or sections,
   # e.g. --config.allow_changes="('optim.learning_rate',)". Changes go to config_history.json.
   config.allow_changes = ()
+  # Whether the PGD steps and the n_dis D updates of a step are unrolled at compile time.
+  # None: unrolled on CPU (XLA:CPU runs convolutions in a loop body ~3x slower), rolled on GPU and
+  # TPU (where unrolling 20 attack steps compiles 20 copies of D). It does not change results.
+  config.unroll = config_dict.placeholder(bool)
 
   # Official `resnet_32` (nz=128, ngf=ndf=64, start_width=4, bn=True).
   config.model = ml_collections.ConfigDict(dict(
@@ -69,6 +73,10 @@ def get_config() -> ml_collections.ConfigDict:
       # (`layers/cat_cond_bn.py` passes its decay=0.9 as `F.batch_norm`'s momentum, so running =
       # 0.1 old + 0.9 batch); 0.9 is the conventional value.
       conditional_bn_momentum=0.1,
+      # Dtype of activations and convolutions: 'float32' or 'bfloat16' (mixed precision).
+      # Parameters, optimizer states, BatchNorm statistics, losses and the attack's projection
+      # and clipping stay float32 either way, so it may change when a run is resumed.
+      dtype='float32',
   ))
 
   # Step-1 attack on real images (official defaults: --adv_steps 5 --epsilon 0.03125, lr 0.0078).

@@ -30,10 +30,13 @@ import zlib
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+
+from rob_gan_jax import parallel
 
 STAGES = ('cotrain', 'finetune', 'madry')
 _STAGE_DIRS = {'cotrain': '', 'finetune': 'finetune', 'madry': 'madry'}
@@ -54,8 +57,14 @@ def _config_json(config) -> str:
 
 
 def model_section(config) -> dict:
-  """`config.model` as plain JSON values (tuples as lists), for comparing architectures."""
-  return json.loads(_config_json(config))['model']
+  """`config.model` as plain JSON values (tuples as lists), for comparing architectures.
+
+  `dtype` is left out: it is how the model computes, not what it is (its parameters are float32
+  either way).
+  """
+  model = json.loads(_config_json(config))['model']
+  model.pop('dtype', None)
+  return model
 
 
 class WorkdirInUseError(RuntimeError):
@@ -69,7 +78,8 @@ def lock_workdir(workdir: str, purpose: str) -> Iterator[None]:
   The lock is `flock` on `workdir/.<purpose>.lock`: the kernel releases it when the process
   ends, however it ends (kill -9 included), so a killed run never leaves it stuck. The file
   records who holds it. Training stages (co-training, fine-tuning, Madry) share the purpose
-  'train', since they write the same config.json; `--mode=eval` uses 'eval'.
+  'train', since they write the same config.json; `--mode=eval` uses 'eval'. In a multi-process
+  run process p > 0 holds `.<purpose>.<p>.lock`, so every process of a second run is refused.
 
   Args:
     workdir: the run's workdir (created if missing).
@@ -82,7 +92,8 @@ def lock_workdir(workdir: str, purpose: str) -> Iterator[None]:
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise NotADirectoryError(f'--workdir {workdir!r} is a file, not a directory')
   os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, f'.{purpose}.lock')
+  process = f'.{jax.process_index()}' if jax.process_index() else ''
+  path = os.path.join(workdir, f'.{purpose}{process}.lock')
   with open(path, 'a+') as f:
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -103,10 +114,11 @@ def lock_workdir(workdir: str, purpose: str) -> Iterator[None]:
 
 
 # Settings that may change when a run is resumed: run length, logging, checkpoint and evaluation
-# frequency, everything of --mode=eval. Any other setting of a stage with checkpoints is fixed,
-# unless named in `config.allow_changes`.
+# frequency, everything of --mode=eval, and how the same computation is compiled (activation
+# dtype, loop unrolling). Any other setting of a stage with checkpoints is fixed, unless named in
+# `config.allow_changes`.
 RESUMABLE_CHANGES = (
-    'allow_changes', 'eval',
+    'allow_changes', 'eval', 'model.dtype', 'unroll',
     *(f'train.{k}' for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
                              'max_to_keep', 'eval_every_steps', 'eval_num_examples',
                              'sample_every_steps', 'samples_per_class', 'inception_every_steps',
@@ -151,7 +163,8 @@ def check_and_write_config(config, workdir: str) -> None:
   `RESUMABLE_CHANGES` (run length, logging, evaluation) may change, and so may those named in
   `config.allow_changes` (fields or whole sections, e.g. ('optim.learning_rate',)). Every change
   that is made is appended to workdir/config_history.json (time, the checkpoints' steps, old and
-  new values), so the settings of the steps already done are not lost.
+  new values), so the settings of the steps already done are not lost. Every process checks;
+  process 0 writes.
 
   Raises:
     ValueError: a fixed setting differs from the saved config.json (the message lists every
@@ -180,11 +193,12 @@ def check_and_write_config(config, workdir: str) -> None:
           f'trained with other settings; these differ from its config.json:\n{lines}\n'
           'Resume with the saved settings, use another --workdir, or, to change them knowingly, '
           f'--config.allow_changes="{tuple(refused)!r}"')
-    if changes and trained:
+    if changes and trained and parallel.is_main_process():
       _append_history(workdir, {'time': time.strftime('%Y-%m-%d %H:%M:%S'), 'checkpoints': trained,
                                 'changes': {k: list(v) for k, v in changes.items()}})
-  os.makedirs(workdir, exist_ok=True)
-  _write_atomically(path, _config_json(config))
+  if parallel.is_main_process():
+    os.makedirs(workdir, exist_ok=True)
+    _write_atomically(path, _config_json(config))
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -347,8 +361,9 @@ def _restore_newest_intact(checkpoint_manager: ocp.CheckpointManager, abstract_f
   """(step, restored) of the newest checkpoint that restores intact, or (None, None) if none.
 
   `abstract_fn` is as in `_restore`. A damaged checkpoint is logged as an
-  error; with `move_corrupt` it is moved out of the way, to `<folder>/corrupt-<step>`, so that
-  the run that resumes from an earlier one can save that step again.
+  error; with `move_corrupt` it is moved out of the way (by process 0, the others waiting for
+  it), to `<folder>/corrupt-<step>`, so that the run that resumes from an earlier one can save
+  that step again.
 
   Raises:
     ValueError: a checkpoint of another structure (not treated as damage).
@@ -363,11 +378,13 @@ def _restore_newest_intact(checkpoint_manager: ocp.CheckpointManager, abstract_f
         target = os.path.join(checkpoint_manager.directory, f'corrupt-{step}')
         while os.path.exists(target):
           target += '+'
-        os.rename(os.path.join(checkpoint_manager.directory, str(step)), target)
+        if parallel.is_main_process():
+          os.rename(os.path.join(checkpoint_manager.directory, str(step)), target)
         e = CorruptCheckpointError(f'{e}; moved to {target}')
       logging.error('%s. Falling back to the previous checkpoint.', e)
       damaged.append(str(e))
   if move_corrupt:
+    multihost_utils.sync_global_devices('rob_gan_jax: corrupt checkpoints moved')
     checkpoint_manager.reload()
   if damaged:
     raise CorruptCheckpointError('no intact checkpoint in '

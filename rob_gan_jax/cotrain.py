@@ -37,7 +37,7 @@ pass. With `keep_all_bn_updates=False` a step keeps only the updates of the net 
 """
 
 import functools
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from absl import logging
 import flax.linen as nn
@@ -85,7 +85,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 def attack_real_images(discriminator: nn.Module, variables, x_real: jax.Array, y_real: jax.Array,
-                       attack_keys: jax.Array, *, attack_config) -> jax.Array:
+                       attack_keys: jax.Array, *, attack_config,
+                       unroll: Optional[bool] = None) -> jax.Array:
   """The co-training attack: PGD on real images maximising D's real-image loss.
 
   The loss is `losses.discriminator_real_loss` with the non-saturating source term, D in
@@ -99,6 +100,7 @@ def attack_real_images(discriminator: nn.Module, variables, x_real: jax.Array, y
     y_real: (b,) int32 labels (unused without a class head).
     attack_keys: (b,) PRNG keys of the random start (used only if `attack_config.random_start`).
     attack_config: `config.attack`; num_steps 0 returns x_real (AC-GAN, or the vanilla GAN).
+    unroll: unroll the PGD steps at compile time (`attacks.pgd_linf`; None: on CPU only).
 
   Returns:
     (b, H, W, 3) float32 x_adv in [-1, 1] with ||x_adv - x_real||_inf <= attack_config.epsilon.
@@ -110,14 +112,14 @@ def attack_real_images(discriminator: nn.Module, variables, x_real: jax.Array, y
   return attacks.pgd_linf(
       attack_loss, x_real, y_real, epsilon=attack_config.epsilon,
       step_size=attack_config.step_size, num_steps=attack_config.num_steps,
-      random_start=attack_config.random_start, keys=attack_keys)
+      random_start=attack_config.random_start, keys=attack_keys, unroll=unroll)
 
 
 def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, attack_keys, *,
                        generator: nn.Module, discriminator: nn.Module, attack_config,
-                       loss_type: str, gan_loss: str,
-                       keep_all_bn_updates: bool) -> Tuple[state_lib.GANState,
-                                                           Dict[str, jax.Array]]:
+                       loss_type: str, gan_loss: str, keep_all_bn_updates: bool,
+                       unroll: Optional[bool] = None) -> Tuple[state_lib.GANState,
+                                                               Dict[str, jax.Array]]:
   """One D update (per-device code inside shard_map over axis 'batch').
 
   Real images are attacked by PGD on D's non-saturating real-image loss (D in inference mode),
@@ -143,6 +145,7 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
     gan_loss: the source loss, one of `losses.GAN_LOSSES`.
     keep_all_bn_updates: keep the update of G's BatchNorm statistics by its pass
       (`config.train.keep_all_bn_updates`).
+    unroll: unroll the attack's steps (`attacks.pgd_linf`; None: on CPU only).
 
   Returns:
     The new state and a dict of scalar metrics averaged over devices.
@@ -154,7 +157,7 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
     g = g.replace(batch_stats=g_updates['batch_stats'])
 
   x_adv = attack_real_images(discriminator, d.variables, x_real, y_real, attack_keys,
-                             attack_config=attack_config)
+                             attack_config=attack_config, unroll=unroll)
 
   def loss_fn(params):
     (src_real, cls_real), updates = discriminator.apply(
@@ -229,6 +232,10 @@ def train_iteration(state: state_lib.GANState, batch, *, generator, discriminato
                     config) -> Tuple[state_lib.GANState, Dict[str, jax.Array]]:
   """`n_dis` D steps then one G step; per-device code.
 
+  The D steps are unrolled at trace time, or with `config.unroll=False` (the default on GPU and
+  TPU, `parallel.unroll_loops`) one compiled D step runs in a `lax.scan`; the results are the
+  same.
+
   Args:
     batch: dict of this device's data, leading axis n_dis (+1 for z and y_fake, whose last
       entry feeds the G step): 'images' (n_dis, b, H, W, 3) float32, 'labels' (n_dis, b),
@@ -237,18 +244,23 @@ def train_iteration(state: state_lib.GANState, batch, *, generator, discriminato
   """
   t = config.train
   n_dis, common = t.n_dis, dict(gan_loss=t.gan_loss, keep_all_bn_updates=t.keep_all_bn_updates)
+  unroll = parallel.unroll_loops(config.unroll)
   d_step = functools.partial(discriminator_step, generator=generator,
                              discriminator=discriminator, attack_config=config.attack,
-                             loss_type=t.loss, **common)
-  # A Python loop, unrolled at trace time: XLA:CPU runs convolutions inside a `while` body ~3x
-  # slower (see pgd_linf), and a `lax.scan(..., unroll=True)` made the cnn_32 iteration 20x slower
-  # than its D and G steps on their own (16 s vs 0.8 s at batch 64, ngf = ndf = 32).
-  d_metrics = []
-  for i in range(n_dis):
-    state, metrics = d_step(state, batch['images'][i], batch['labels'][i], batch['z'][i],
-                            batch['y_fake'][i], batch['attack_keys'][i])
-    d_metrics.append(metrics)
-  d_metrics = jax.tree.map(lambda *m: jnp.stack(m), *d_metrics)
+                             loss_type=t.loss, unroll=unroll, **common)
+  d_batches = (batch['images'], batch['labels'], batch['z'][:n_dis], batch['y_fake'][:n_dis],
+               batch['attack_keys'])
+  if unroll:
+    # A Python loop, unrolled at trace time: XLA:CPU runs convolutions inside a `while` body ~3x
+    # slower (see pgd_linf), and a `lax.scan(..., unroll=True)` made the cnn_32 iteration 20x
+    # slower than its D and G steps on their own (16 s vs 0.8 s at batch 64, ngf = ndf = 32).
+    d_metrics = []
+    for i in range(n_dis):
+      state, metrics = d_step(state, *(x[i] for x in d_batches))
+      d_metrics.append(metrics)
+    d_metrics = jax.tree.map(lambda *m: jnp.stack(m), *d_metrics)
+  else:  # One compiled D step in a loop (accelerators).
+    state, d_metrics = jax.lax.scan(lambda s, b: d_step(s, *b), state, d_batches)
   state, g_metrics = generator_step(state, batch['z'][n_dis], batch['y_fake'][n_dis],
                                     generator=generator, discriminator=discriminator, **common)
   metrics = {**jax.tree.map(jnp.mean, d_metrics), **g_metrics}
@@ -327,8 +339,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   parallel.check_batch_size(t.batch_size, mesh, 'train.batch_size')
   with checkpoints.lock_workdir(workdir, 'train'):
     checkpoints.check_and_write_config(config, workdir)
-    train_data = input_pipeline.training_data(config, batch_size=t.batch_size,
-                                              batches_per_step=t.n_dis)
+    train_data = input_pipeline.training_data(
+        config, batch_size=t.batch_size, batches_per_step=t.n_dis,
+        rows=parallel.process_rows(t.batch_size, mesh))
     test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
                                                           t.eval_num_examples)
     logging.info('Co-training on %d training examples.', train_data.num_examples)
@@ -337,7 +350,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       writer.write_scalars(step, robustness.clean_and_pgd_accuracy(
           discriminator, state.discriminator.variables, test_images, test_labels,
           attack_config=config.eval.attack, key=jax.random.PRNGKey(step),
-          batch_size=config.eval.batch_size, mesh=mesh, head=robustness.head_of(m)))
+          batch_size=config.eval.batch_size, mesh=mesh, head=robustness.head_of(m),
+          unroll=config.unroll))
 
     running_stats = config.eval.sample_with_running_stats
     def sample_grid(step, state, writer):

@@ -20,7 +20,7 @@ restarts):
   statistics, or its running ones with `eval.sample_with_running_stats`.
 
 It checks first that `eval/` in the workdir can be written, then computes, logs a Markdown table
-and writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png`, `eval/local_lipschitz.png` and,
+and (process 0 of a multi-process run) writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png`, `eval/local_lipschitz.png` and,
 when the checkpoint has a G, the fixed-noise sample grid `eval/samples.png`.
 The official evaluation script attacks the CIFAR-10 training split; we report the test split as
 the main figure and the training split beside it.
@@ -59,11 +59,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def check_writable(directory: str) -> None:
   """Creates `directory` if needed and writes and removes a probe file in it.
 
+  Every process checks (each with its own probe file), so that all stop if process 0, which
+  writes the results, could not.
+
   Raises:
     OSError: the directory cannot be created or written (e.g. a read-only workdir, or a file of
       that name); the message names the directory.
   """
-  probe = os.path.join(directory, '.write_probe')
+  probe = os.path.join(directory, f'.write_probe.{jax.process_index()}')
   try:
     os.makedirs(directory, exist_ok=True)
     with open(probe, 'w'):
@@ -144,7 +147,7 @@ def _evaluate(config, workdir: str, weights: checkpoints.Weights,
       discriminator, weights.discriminator, images, labels, epsilons=list(e.epsilons),
       step_size_factor=robustness.step_size_factor(e.attack), num_steps=e.attack.num_steps,
       num_restarts=e.num_restarts, random_start=e.attack.random_start,
-      key=jax.random.PRNGKey(config.seed), **common)
+      key=jax.random.PRNGKey(config.seed), unroll=config.unroll, **common)
   llv = lambda images, labels: robustness.local_lipschitz_value(
       discriminator, weights.discriminator, images, labels, **common)
   test_curve, train_curve = curve(test_images, test_labels), curve(train_images, train_labels)
@@ -168,8 +171,9 @@ def _evaluate(config, workdir: str, weights: checkpoints.Weights,
   }
   if weights.generator is not None:
     images, rows = visualize.sample_grid_images(generator, weights.generator, config)
-    visualize.save_png(visualize.image_grid(images, rows=rows),
-                       os.path.join(directory, 'samples.png'), scale=2)
+    if parallel.is_main_process():
+      visualize.save_png(visualize.image_grid(images, rows=rows),
+                         os.path.join(directory, 'samples.png'), scale=2)
   if not e.inception_weights:
     logging.warning(fid.SKIPPED)
   elif weights.generator is None:
@@ -183,6 +187,8 @@ def _evaluate(config, workdir: str, weights: checkpoints.Weights,
     result['inception_num_samples'] = e.inception_num_samples
   logging.info('Robustness of %s, stage %s:\n%s', workdir, weights.stage,
                markdown_table(result))
+  if not parallel.is_main_process():
+    return result
   path = os.path.join(directory, 'robustness.json')
   with open(path + '.tmp', 'w') as f:
     json.dump(result, f, indent=2)

@@ -24,7 +24,7 @@ split over devices, so a step gives the same result on any number of devices.
 """
 
 import functools
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from absl import logging
 import flax.linen as nn
@@ -81,7 +81,8 @@ def num_train_steps(config, num_train_examples: int) -> int:
 def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake, real_keys,
                     fake_keys, *,
                     generator: nn.Module, discriminator: nn.Module,
-                    finetune_config) -> Tuple[state_lib.ClassifierState, Dict[str, jax.Array]]:
+                    finetune_config, unroll: Optional[bool] = None
+                    ) -> Tuple[state_lib.ClassifierState, Dict[str, jax.Array]]:
   """One update of D's classifier on eq. 10 (per-device code inside shard_map over 'batch').
 
   Both batches are attacked with D in inference mode, then scored by D in inference mode
@@ -99,6 +100,7 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
     generator, discriminator: modules built with axis_name='batch'.
     finetune_config: `config.finetune` (`attack`, lambda = `fake_weight`,
       `discriminator_train_mode`).
+    unroll: unroll the PGD steps (`attacks.pgd_linf`; None: on CPU only).
 
   Returns:
     The new state and scalar metrics averaged over devices.
@@ -108,7 +110,7 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
   a = f.attack
   attack = lambda x, y, keys: attacks.pgd_head(
       discriminator, d.variables, x, y, head='class', epsilon=a.epsilon, step_size=a.step_size,
-      num_steps=a.num_steps, random_start=a.random_start, keys=keys)
+      num_steps=a.num_steps, random_start=a.random_start, keys=keys, unroll=unroll)
   x_real_adv = attack(x_real, y_real, real_keys)
   use_fake = f.fake_weight > 0
   if use_fake:
@@ -157,7 +159,7 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
   m, data = config.model, config.dataset
   per_device = lambda state, batch: classifier_step(
       state, *batch, generator=generator, discriminator=discriminator,
-      finetune_config=config.finetune)
+      finetune_config=config.finetune, unroll=config.unroll)
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS)),
                           out_specs=(P(), P()), check_vma=False)
 
@@ -218,7 +220,8 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
                               'co-training workdir') from e
   with checkpoints.lock_workdir(workdir, 'train'):
     checkpoints.check_and_write_config(config, workdir)
-    train_data = input_pipeline.training_data(config, batch_size=f.batch_size)
+    train_data = input_pipeline.training_data(config, batch_size=f.batch_size,
+                                              rows=parallel.process_rows(f.batch_size, mesh))
     test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
                                                           f.eval_num_examples)
     epoch_steps = state_lib.classifier_steps_per_epoch(config, train_data.num_examples)
@@ -228,7 +231,7 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
       accuracy = robustness.clean_and_pgd_accuracy(
           discriminator, state.discriminator.variables, test_images, test_labels,
           attack_config=config.eval.attack, key=jax.random.PRNGKey(step),
-          batch_size=config.eval.batch_size, mesh=mesh)
+          batch_size=config.eval.batch_size, mesh=mesh, unroll=config.unroll)
       writer.write_scalars(step, accuracy)
       logging.info('epoch %.2f: %s', step / epoch_steps, accuracy)
 

@@ -753,7 +753,8 @@ def step_indices(seed: int, step: int, *, num_examples: int, batch_size: int,
 
 
 def host_batch(images: np.ndarray, labels: np.ndarray, step: int, *, seed: int, batch_size: int,
-               batches_per_step: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+               batches_per_step: int = 1,
+               rows: slice = slice(None)) -> Tuple[np.ndarray, np.ndarray]:
   """The training batches of step `step` (0-based) of a split held in memory (`step_indices`).
 
   A co-training step uses k = n_dis batches (one per D update), a classifier-training step one.
@@ -763,17 +764,18 @@ def host_batch(images: np.ndarray, labels: np.ndarray, step: int, *, seed: int, 
     labels: (N,) int32.
     step: 0-based step index.
     seed: the run's seed.
-    batch_size: global batch size.
+    batch_size: global batch size B.
     batches_per_step: k.
+    rows: the rows of each global batch to return (this process's, `parallel.process_rows`).
 
   Returns:
-    images (k, batch_size, H, W, 3) uint8 and labels (k, batch_size) int32.
+    images (k, b, H, W, 3) uint8 and labels (k, b) int32, b the number of `rows` of B.
 
   Raises:
     ValueError: the split has fewer than `batch_size` examples.
   """
   idx = step_indices(seed, step, num_examples=len(labels), batch_size=batch_size,
-                     batches_per_step=batches_per_step)
+                     batches_per_step=batches_per_step)[:, rows]
   return images[idx], labels[idx]
 
 
@@ -782,7 +784,8 @@ class TrainingData(Protocol):
   num_examples: int
 
   def host_batch(self, step: int) -> Tuple[np.ndarray, np.ndarray]:
-    """images (k, B, S, S, 3) uint8 and labels (k, B) int32 of the 0-based step `step`."""
+    """images (k, b, S, S, 3) uint8 and labels (k, b) int32 of the 0-based step `step`: the
+    process's rows of the step's k global batches (b = B in a single process)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -793,6 +796,7 @@ class InMemoryTrainingData:
   seed: int
   batch_size: int
   batches_per_step: int
+  rows: slice  # This process's rows of each global batch.
 
   @property
   def num_examples(self) -> int:
@@ -801,47 +805,53 @@ class InMemoryTrainingData:
   def host_batch(self, step: int) -> Tuple[np.ndarray, np.ndarray]:
     """The un-augmented batches of step `step` (see the module-level `host_batch`)."""
     return host_batch(self.images, self.labels, step, seed=self.seed, batch_size=self.batch_size,
-                      batches_per_step=self.batches_per_step)
+                      batches_per_step=self.batches_per_step, rows=self.rows)
 
 
 class StreamedTrainingData:
   """The streaming path: batches decoded and augmented by tf.data workers while training.
 
-  The pipeline maps the examples of `step_indices` through `augment` (`random_resized_crop` or
-  `centre_crop_and_flip`) in parallel (in order), seeding each example by (seed, example
-  number), example number = step * k * B + position in the step, and prefetches the next
-  steps' batches in the background. Calls for consecutive steps read on; a call for any other
-  step starts a new pipeline there, so the batch of a step does not depend on where the run
-  started.
+  The pipeline maps the examples of `step_indices` (this process's `rows` of each global batch)
+  through `augment` (`random_resized_crop` or `centre_crop_and_flip`) in parallel (in order),
+  seeding each example by (seed, example number), example number = step * k * B + position in
+  the step's global batches, so an example is augmented the same way whichever process reads it,
+  and prefetches the next steps' batches in the background. Calls for consecutive steps read on;
+  a call for any other step starts a new pipeline there, so the batch of a step does not depend
+  on where the run started.
 
   Attributes:
     num_examples: size of the training split.
   """
 
   def __init__(self, examples: Examples, *, seed: int, batch_size: int, batches_per_step: int,
-               augment: Callable):
+               augment: Callable, rows: slice):
     """`augment(image, seed)`: (H, W, 3) uint8 and (2,) int64 stateless seed -> (S, S, 3) uint8."""
     self.num_examples = len(examples.labels)
     self._examples = examples
-    self._seed, self._batch_size, self._k = seed, batch_size, batches_per_step
+    self._seed, self._batch_size, self._k, self._rows = seed, batch_size, batches_per_step, rows
+    # Positions of this process's examples among the k * B of a step.
+    self._positions = np.arange(batches_per_step * batch_size).reshape(
+        batches_per_step, batch_size)[:, rows]
     self._augment = augment
     self._iterator, self._next_step = None, None
     self._indices(0)  # Raises now if the split has fewer examples than a batch.
 
   def _indices(self, step: int) -> np.ndarray:
+    """(k, b) indices of this process's examples of step `step`."""
     return step_indices(self._seed, step, num_examples=self.num_examples,
-                        batch_size=self._batch_size, batches_per_step=self._k)
+                        batch_size=self._batch_size,
+                        batches_per_step=self._k)[:, self._rows]
 
   def _dataset(self, first_step: int):
     """The tf.data pipeline of steps first_step, first_step + 1, ..."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    per_step = self._k * self._batch_size
+    per_step, local = self._k * self._batch_size, self._positions.size
+    positions = tf.constant(self._positions.ravel(), tf.int64)
 
-    def step_examples(step):  # -> the step's indices and example numbers, (k * B,) each.
+    def step_examples(step):  # -> this process's indices and example numbers, (k * b,) each.
       indices = tf.numpy_function(lambda s: self._indices(int(s)).ravel(), [step], tf.int64,
                                   stateful=False)
-      return tf.ensure_shape(indices, [per_step]), step * per_step + tf.range(per_step,
-                                                                              dtype=tf.int64)
+      return tf.ensure_shape(indices, [local]), step * per_step + positions
 
     def example(index, number):
       seed = tf.stack([tf.constant(self._seed, tf.int64), number])
@@ -850,14 +860,14 @@ class StreamedTrainingData:
 
     return (tf.data.Dataset.range(first_step, np.iinfo(np.int64).max).map(step_examples)
             .unbatch().map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(per_step).prefetch(tf.data.AUTOTUNE))
+            .batch(local).prefetch(tf.data.AUTOTUNE))
 
   def host_batch(self, step: int) -> Tuple[np.ndarray, np.ndarray]:
-    """The augmented batches of step `step` (0-based).
+    """The augmented batches of step `step` (0-based): this process's rows of them.
 
     Returns:
-      images (k, B, S, S, 3) uint8 (cropped, resized, flipped; the device only scales them to
-      [-1, 1] and adds noise, see `augment`) and labels (k, B) int32.
+      images (k, b, S, S, 3) uint8 (cropped, resized, flipped; the device only scales them to
+      [-1, 1] and adds noise, see `augment`) and labels (k, b) int32.
 
     Raises:
       ValueError: images of the step that cannot be read or decoded (named).
@@ -871,11 +881,12 @@ class StreamedTrainingData:
     except tf.errors.OpError as e:
       raise _unreadable(self._examples, self._indices(step), e) from None
     self._next_step = step + 1
-    return (images.reshape((self._k, self._batch_size) + images.shape[1:]),
-            labels.reshape(self._k, self._batch_size))
+    return (images.reshape(self._positions.shape + images.shape[1:]),
+            labels.reshape(self._positions.shape))
 
 
-def training_data(config, *, batch_size: int, batches_per_step: int = 1) -> TrainingData:
+def training_data(config, *, batch_size: int, batches_per_step: int = 1,
+                  rows: slice = slice(None)) -> TrainingData:
   """The training batches of a stage, from `config.dataset.train_split`.
 
   'pad_crop': `InMemoryTrainingData` (`load_split`); 'random_resized_crop' and 'centre_crop':
@@ -888,10 +899,13 @@ def training_data(config, *, batch_size: int, batches_per_step: int = 1) -> Trai
     config: the full config (`dataset`, `model.image_size`, `model.num_classes`, `seed`).
     batch_size: global batch size.
     batches_per_step: batches a step uses (co-training: n_dis; fine-tuning: 1).
+    rows: the rows of each global batch this process reads and augments
+      (`parallel.process_rows`; all in a single process).
 
   Returns:
     An object with `num_examples` (size of the training split) and `host_batch(step)` ->
-    images (k, B, S, S, 3) uint8 and labels (k, B) int32.
+    images (k, b, S, S, 3) uint8 and labels (k, b) int32, the `rows` of the step's global
+    batches.
 
   Raises:
     As `load_split`; ValueError: the split has fewer than `batch_size` examples.
@@ -900,13 +914,13 @@ def training_data(config, *, batch_size: int, batches_per_step: int = 1) -> Trai
   if not _streams(d):
     images, labels = load_split(d, d.train_split, image_size=m.image_size,
                                 num_classes=m.num_classes)
-    data = InMemoryTrainingData(images, labels, config.seed, batch_size, batches_per_step)
+    data = InMemoryTrainingData(images, labels, config.seed, batch_size, batches_per_step, rows)
     data.host_batch(0)  # Raises now if the split has fewer examples than a batch.
     return data
   return StreamedTrainingData(
       split_examples(d, d.train_split, num_classes=m.num_classes), seed=config.seed,
       batch_size=batch_size, batches_per_step=batches_per_step,
-      augment=_host_augmentation(d, m.image_size))
+      augment=_host_augmentation(d, m.image_size), rows=rows)
 
 
 def to_float(images: jax.Array) -> jax.Array:

@@ -83,9 +83,11 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
 
   Args:
     state: the fresh state (`step` 0) of the stage; replaced by the latest checkpoint if any.
-    train_step: jitted `train_step(state, *batch) -> (state, metrics)`; `batch` are the arrays of
-      `host_batch`, split over the mesh along their second axis (P(None, 'batch')).
-    host_batch: `host_batch(s)` -> numpy arrays of the 0-based step s.
+    train_step: jitted `train_step(state, *batch) -> (state, metrics)`; `batch` are the global
+      arrays of the step, (k, settings.batch_size, ...), split over the mesh along their second
+      axis (P(None, 'batch')).
+    host_batch: `host_batch(s)` -> numpy arrays (k, b, ...) of the 0-based step s: this
+      process's rows of them (`parallel.process_rows`, all of them in a single process).
     num_steps: the step to train to.
     settings: the stage's config group (`LOOP_FIELDS`).
     mesh: the devices.
@@ -102,7 +104,7 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
     FloatingPointError: a non-finite metric or state array (the last good checkpoint is kept).
   """
   manager = checkpoints.manager(checkpoints.checkpoint_dir(workdir, stage), settings.max_to_keep)
-  state = parallel.replicate(checkpoints.restore_latest(manager, state), mesh)
+  state = checkpoints.restore_latest(manager, parallel.replicate(state, mesh))
   initial_step = int(state.step)
   if initial_step > num_steps:
     raise ValueError(f'the {stage} checkpoint in {manager.directory} is at step {initial_step}, '
@@ -140,7 +142,7 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
       every_steps=settings.checkpoint_every_steps, on_steps=[num_steps],
       callback_fn=lambda step, t: checkpoints.save(manager, step, state)))
   for step in range(initial_step + 1, num_steps + 1):
-    batch = jax.device_put(tuple(host_batch(step - 1)), batch_sharding)
+    batch = parallel.global_batch(host_batch(step - 1), batch_sharding, 1, settings.batch_size)
     state, metrics = train_step(state, *batch)
     pending.append(metrics)
     for action in actions:

@@ -24,6 +24,15 @@ frozen G of fine-tuning in training mode, and sample grids, FID and notebooks wi
 of the batch being generated (the official code never puts G in eval mode) or, optionally, its
 running statistics.
 
+Mixed precision: every module computes its activations and convolutions in its `dtype`
+(`model.dtype`, float32 or bfloat16), passed down from G and D, while parameters stay float32
+(cast to `dtype` where used), BatchNorm computes its statistics in float32 and keeps float32
+running averages, and spectral norm runs its power iteration on the float32 kernel and keeps
+float32 `u` and `sigma`. G's tanh is taken in float32 and D casts its float32 input images to
+`dtype` and its logits back to float32, so the models' inputs and outputs are float32 whatever
+the dtype and losses, attacks and metrics need no change. (XLA:CPU runs bfloat16 convolutions
+in float32 on converted operands: the gain is on GPUs and TPUs.)
+
 BatchNorm momenta follow the official code: D's BatchNorms and G's unconditional ones keep
 running = 0.9 old + 0.1 batch (PyTorch momentum 0.1, `model.bn_momentum`); G's class-conditional
 ones keep 0.1 old + 0.9 batch, because `layers/cat_cond_bn.py` passes its decay=0.9 as
@@ -42,10 +51,12 @@ import functools
 from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
+from flax.typing import Dtype
 import jax
 import jax.numpy as jnp
 
 NORMALIZATIONS = ('batch_norm', 'spectral_norm', 'none')
+DTYPES = ('float32', 'bfloat16')
 
 
 def xavier_uniform(gain: float = 1.0):
@@ -76,14 +87,17 @@ def dcgan_normal():
 
 
 def batch_norm(x: jax.Array, *, train: bool, momentum: float, axis_name: Optional[str],
-               name: Optional[str] = None, **kwargs) -> jax.Array:
+               dtype: Dtype, name: Optional[str] = None, **kwargs) -> jax.Array:
   """`nn.BatchNorm` (PyTorch's epsilon 1e-5 unless given) applied inside a compact method.
 
   Batch statistics averaged over `axis_name` and running averages updated (Flax momentum
-  convention) when `train`, running averages when not.
+  convention) when `train`, running averages when not. The output is in `dtype`; Flax computes
+  the statistics and the normalisation in (at least) float32 and keeps float32 running averages
+  whatever `dtype`.
   """
   return nn.BatchNorm(use_running_average=not train, momentum=momentum,
-                      axis_name=axis_name if train else None, name=name, **kwargs)(x)
+                      axis_name=axis_name if train else None, dtype=dtype, name=name,
+                      **kwargs)(x)
 
 
 def maps_from_nchw_features(h: jax.Array, size: int) -> jax.Array:
@@ -95,6 +109,11 @@ def maps_from_nchw_features(h: jax.Array, size: int) -> jax.Array:
 def nchw_features(h: jax.Array) -> jax.Array:
   """(B, H, W, C) maps -> (B, C * H * W) features in PyTorch's NCHW `view` order."""
   return jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)
+
+
+def tanh_images(h: jax.Array) -> jax.Array:
+  """A generator's (B, S, S, 3) last map (in its dtype) -> float32 images tanh(h) in [-1, 1]."""
+  return jnp.tanh(h.astype(jnp.float32))
 
 
 def upsample_nearest(x: jax.Array) -> jax.Array:
@@ -121,16 +140,17 @@ def sub_pixel_conv(x: jax.Array, phase_kernel) -> jax.Array:
   small convolutions much faster than an input-dilated (transposed) convolution.
 
   Args:
-    x: (N, H, W, C_in) maps.
-    phase_kernel: `phase_kernel(a, b)` -> the (2, 2, C_in, C_out) HWIO kernel of phase (a, b).
+    x: (N, H, W, C_in) maps, in the dtype of the computation.
+    phase_kernel: `phase_kernel(a, b)` -> the (2, 2, C_in, C_out) HWIO kernel of phase (a, b),
+      cast to x's dtype.
 
   Returns:
-    (N, 2H, 2W, C_out) maps.
+    (N, 2H, 2W, C_out) maps in x's dtype.
   """
   phases = []
   for a in (0, 1):
     row = [jax.lax.conv_general_dilated(
-        x, phase_kernel(a, b), window_strides=(1, 1), padding=(PHASE_PADDING[a], PHASE_PADDING[b]),
+        x, phase_kernel(a, b).astype(x.dtype), (1, 1), (PHASE_PADDING[a], PHASE_PADDING[b]),
         dimension_numbers=('NHWC', 'HWIO', 'NHWC')) for b in (0, 1)]
     phases.append(jnp.stack(row, axis=3))  # (N, H, W, 2[b], C)
   y = jnp.stack(phases, axis=2)  # (N, H, 2[a], W, 2[b], C)
@@ -148,10 +168,12 @@ class UpsampleConv(nn.Module):
     features: output channels.
     use_bias: whether to add a bias (the generator's convs have one).
     kernel_init: initialiser of the (3, 3, in, out) kernel.
+    dtype: dtype of the computation (the float32 kernel is folded, then cast to it).
   """
   features: int
   use_bias: bool = True
   kernel_init: Any = xavier_uniform(2.0**0.5)
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -159,10 +181,10 @@ class UpsampleConv(nn.Module):
     # Taps of the 3x3 kernel folded along an axis for phase 0 (input i-1, i) and 1 (i, i+1).
     fold = {0: lambda k: jnp.stack([k[0], k[1] + k[2]]),
             1: lambda k: jnp.stack([k[0] + k[1], k[2]])}
-    y = sub_pixel_conv(x, lambda a, b: jnp.swapaxes(
+    y = sub_pixel_conv(x.astype(self.dtype), lambda a, b: jnp.swapaxes(
         fold[b](jnp.swapaxes(fold[a](kernel), 0, 1)), 0, 1))
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,))
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y
 
 
@@ -182,9 +204,11 @@ class ConvTransposeStride2(nn.Module):
   Attributes:
     features: output channels.
     kernel_init: initialiser of the kernel (default `dcgan_normal`); the bias starts at zero.
+    dtype: dtype of the computation (the float32 parameters are cast to it).
   """
   features: int
   kernel_init: Any = dcgan_normal()
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -192,8 +216,9 @@ class ConvTransposeStride2(nn.Module):
     kernel = self.param('kernel', self.kernel_init, (4, 4, self.features, x.shape[-1]))
     # Kernel taps of phase 0 (input offsets -1, 0) and phase 1 (offsets 0, +1).
     taps = {0: jnp.array([3, 1]), 1: jnp.array([2, 0])}
-    y = sub_pixel_conv(x, lambda a, b: jnp.swapaxes(kernel[taps[a]][:, taps[b]], 2, 3))
-    return y + self.param('bias', nn.initializers.zeros, (self.features,))
+    y = sub_pixel_conv(x.astype(self.dtype),
+                       lambda a, b: jnp.swapaxes(kernel[taps[a]][:, taps[b]], 2, 3))
+    return y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -210,22 +235,24 @@ class ConditionalBatchNorm(nn.Module):
     epsilon: variance epsilon.
     axis_name: mapped axis over which batch statistics are averaged in training (cross-replica
       BatchNorm), or None.
+    dtype: dtype of the output (statistics are float32, see `batch_norm`).
   """
   num_classes: int
   momentum: float = 0.1
   epsilon: float = 2e-5
   axis_name: Optional[str] = None
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, y: jax.Array, *, train: bool) -> jax.Array:
-    """x: (B, H, W, C) float32; y: (B,) int labels. Returns (B, H, W, C)."""
+    """x: (B, H, W, C); y: (B,) int labels. Returns (B, H, W, C) in `dtype`."""
     x = batch_norm(x, train=train, momentum=self.momentum, axis_name=self.axis_name,
-                   use_scale=False, use_bias=False, epsilon=self.epsilon)
+                   dtype=self.dtype, use_scale=False, use_bias=False, epsilon=self.epsilon)
     channels = x.shape[-1]
     gamma = nn.Embed(self.num_classes, channels, embedding_init=nn.initializers.ones,
-                     name='gamma')(y)
+                     dtype=self.dtype, name='gamma')(y)
     beta = nn.Embed(self.num_classes, channels, embedding_init=nn.initializers.zeros,
-                    name='beta')(y)
+                    dtype=self.dtype, name='beta')(y)
     return x * gamma[:, None, None, :] + beta[:, None, None, :]
 
 
@@ -242,26 +269,30 @@ class GeneratorBlock(nn.Module):
   bn_momentum: float
   conditional_bn_momentum: float
   axis_name: Optional[str]
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, y: Optional[jax.Array], *, train: bool) -> jax.Array:
     def bn(h, name):
       if self.num_classes:
         return ConditionalBatchNorm(self.num_classes, self.conditional_bn_momentum,
-                                    axis_name=self.axis_name, name=name)(h, y, train=train)
+                                    axis_name=self.axis_name, dtype=self.dtype,
+                                    name=name)(h, y, train=train)
       return batch_norm(h, train=train, momentum=self.bn_momentum, axis_name=self.axis_name,
-                        name=name)
+                        dtype=self.dtype, name=name)
 
     h = nn.relu(bn(x, 'bn1'))
     if self.upsample:
-      h = UpsampleConv(self.features, name='conv1')(h)
+      h = UpsampleConv(self.features, dtype=self.dtype, name='conv1')(h)
     else:
-      h = nn.Conv(self.features, (3, 3), kernel_init=xavier_uniform(2.0**0.5), name='conv1')(h)
+      h = nn.Conv(self.features, (3, 3), kernel_init=xavier_uniform(2.0**0.5), dtype=self.dtype,
+                  name='conv1')(h)
     h = nn.relu(bn(h, 'bn2'))
-    h = nn.Conv(self.features, (3, 3), kernel_init=xavier_uniform(2.0**0.5), name='conv2')(h)
+    h = nn.Conv(self.features, (3, 3), kernel_init=xavier_uniform(2.0**0.5), dtype=self.dtype,
+                name='conv2')(h)
     shortcut = x
     if self.upsample or x.shape[-1] != self.features:
-      shortcut = nn.Conv(self.features, (1, 1), kernel_init=xavier_uniform(1.0),
+      shortcut = nn.Conv(self.features, (1, 1), kernel_init=xavier_uniform(1.0), dtype=self.dtype,
                          name='conv_shortcut')(x)
       if self.upsample:
         shortcut = upsample_nearest(shortcut)
@@ -286,6 +317,7 @@ class _GeneratorBase(nn.Module):
     bn_momentum: running-average momentum of the unconditional BatchNorms (Flax convention; 0.9
       is PyTorch's 0.1).
     axis_name: mapped axis for cross-replica BatchNorm in training, or None.
+    dtype: dtype of the activations and convolutions (the images are float32 whatever it is).
   """
   z_dim: int = 128
   width: int = 64
@@ -294,10 +326,11 @@ class _GeneratorBase(nn.Module):
   num_upsample: int = 3
   bn_momentum: float = 0.9
   axis_name: Optional[str] = None
+  dtype: Dtype = jnp.float32
 
   def batch_norm(self, x: jax.Array, train: bool, name: str) -> jax.Array:
     return batch_norm(x, train=train, momentum=self.bn_momentum, axis_name=self.axis_name,
-                      name=name)
+                      dtype=self.dtype, name=name)
 
   def check_every_stage_upsamples(self):
     """Raises ValueError unless num_upsample == len(channel_multipliers) - 1."""
@@ -346,20 +379,22 @@ class Generator(_GeneratorBase):
                        'it needs labels y')
     mults = self.channel_multipliers
     h = nn.Dense(self.bottom_width**2 * mults[0] * self.width, kernel_init=xavier_uniform(1.0),
-                 name='linear')(z)
+                 dtype=self.dtype, name='linear')(z)
     # The official code reshapes NCHW; keep its feature order so converted weights would match.
     h = maps_from_nchw_features(h, self.bottom_width)
     for i, m in enumerate(mults[1:]):
       h = GeneratorBlock(m * self.width, upsample=i < self.num_upsample,
                          num_classes=self.num_classes, bn_momentum=self.bn_momentum,
                          conditional_bn_momentum=self.conditional_bn_momentum,
-                         axis_name=self.axis_name, name=f'block{i + 1}')(h, y, train=train)
+                         axis_name=self.axis_name, dtype=self.dtype,
+                         name=f'block{i + 1}')(h, y, train=train)
     h = self.batch_norm(h, train, 'bn_out')
-    h = nn.Conv(3, (3, 3), kernel_init=xavier_uniform(1.0), name='conv_out')(nn.relu(h))
-    return jnp.tanh(h)
+    h = nn.Conv(3, (3, 3), kernel_init=xavier_uniform(1.0), dtype=self.dtype,
+                name='conv_out')(nn.relu(h))
+    return tanh_images(h)
 
 
-def torch_conv_transpose(features: int, size: int, stride: int, padding: int,
+def torch_conv_transpose(features: int, size: int, stride: int, padding: int, *, dtype: Dtype,
                          name: str) -> nn.ConvTranspose:
   """PyTorch's `nn.ConvTranspose2d(in, features, size, stride, padding)` (with bias), for stride 1
   (the DCGAN output layer; `ConvTransposeStride2` is the fast form of the stride-2 ones).
@@ -367,12 +402,12 @@ def torch_conv_transpose(features: int, size: int, stride: int, padding: int,
   Output size (H - 1) * stride - 2 * padding + size. The kernel is stored as the (size, size,
   features, in) forward-conv kernel, flipped and transposed when applied (`transpose_kernel`), so
   a PyTorch weight (in, features, size, size) maps to it by `transpose(2, 3, 1, 0)`, as a Conv2d
-  weight does. Kernel initialised by `dcgan_normal`, bias zero.
+  weight does. Kernel initialised by `dcgan_normal`, bias zero; computed in `dtype`.
   """
   pad = size - 1 - padding  # PyTorch's padding crops the full transposed convolution.
   return nn.ConvTranspose(features, (size, size), strides=(stride, stride),
                           padding=((pad, pad), (pad, pad)), transpose_kernel=True,
-                          kernel_init=dcgan_normal(), name=name)
+                          kernel_init=dcgan_normal(), dtype=dtype, name=name)
 
 
 class CNNGenerator(_GeneratorBase):
@@ -412,13 +447,13 @@ class CNNGenerator(_GeneratorBase):
     self.check_every_stage_upsamples()
     mults = self.channel_multipliers
     h = nn.Dense(self.bottom_width**2 * mults[0] * self.width, kernel_init=torch_default_init(),
-                 name='linear')(z)
+                 dtype=self.dtype, name='linear')(z)
     h = nn.relu(self.batch_norm(h, train, 'bn0'))
     h = maps_from_nchw_features(h, self.bottom_width)
     for i, m in enumerate(mults[1:], start=1):
-      h = ConvTransposeStride2(m * self.width, name=f'deconv{i}')(h)
+      h = ConvTransposeStride2(m * self.width, dtype=self.dtype, name=f'deconv{i}')(h)
       h = nn.relu(self.batch_norm(h, train, f'bn{i}'))
-    return jnp.tanh(torch_conv_transpose(3, 3, 1, 1, name='deconv_out')(h))
+    return tanh_images(torch_conv_transpose(3, 3, 1, 1, dtype=self.dtype, name='deconv_out')(h))
 
 
 class UnconditionalGeneratorBlock(nn.Module):
@@ -431,16 +466,18 @@ class UnconditionalGeneratorBlock(nn.Module):
   features: int
   bn_momentum: float
   axis_name: Optional[str]
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     bn = functools.partial(batch_norm, train=train, momentum=self.bn_momentum,
-                           axis_name=self.axis_name)
-    h = UpsampleConv(self.features, kernel_init=dcgan_normal(), name='conv0')(
-        nn.relu(bn(x, name='bn0')))
-    h = nn.Conv(self.features, (3, 3), kernel_init=dcgan_normal(), name='conv1')(
-        nn.relu(bn(h, name='bn1')))
-    return h + UpsampleConv(self.features, kernel_init=dcgan_normal(), name='conv_shortcut')(x)
+                           axis_name=self.axis_name, dtype=self.dtype)
+    upsample_conv = functools.partial(UpsampleConv, self.features, kernel_init=dcgan_normal(),
+                                      dtype=self.dtype)
+    h = upsample_conv(name='conv0')(nn.relu(bn(x, name='bn0')))
+    h = nn.Conv(self.features, (3, 3), kernel_init=dcgan_normal(), dtype=self.dtype,
+                name='conv1')(nn.relu(bn(h, name='bn1')))
+    return h + upsample_conv(name='conv_shortcut')(x)
 
 
 class UnconditionalResNetGenerator(_GeneratorBase):
@@ -474,13 +511,16 @@ class UnconditionalResNetGenerator(_GeneratorBase):
     self.check_every_stage_upsamples()
     mults = self.channel_multipliers
     h = nn.Dense(self.bottom_width**2 * mults[0] * self.width,
-                 kernel_init=nn.initializers.normal(self.z_dim**-0.5), name='linear')(z)
+                 kernel_init=nn.initializers.normal(self.z_dim**-0.5), dtype=self.dtype,
+                 name='linear')(z)
     h = maps_from_nchw_features(nn.relu(h), self.bottom_width)
     for i, m in enumerate(mults[1:], start=1):
       h = UnconditionalGeneratorBlock(m * self.width, bn_momentum=self.bn_momentum,
-                                      axis_name=self.axis_name, name=f'block{i}')(h, train=train)
+                                      axis_name=self.axis_name, dtype=self.dtype,
+                                      name=f'block{i}')(h, train=train)
     h = self.batch_norm(nn.relu(h), train, 'bn_out')
-    return jnp.tanh(nn.Conv(3, (3, 3), kernel_init=dcgan_normal(), name='conv_out')(h))
+    return tanh_images(nn.Conv(3, (3, 3), kernel_init=dcgan_normal(), dtype=self.dtype,
+                               name='conv_out')(h))
 
 
 GENERATORS = {'resnet': Generator, 'resnet_unsup': UnconditionalResNetGenerator,
@@ -488,12 +528,17 @@ GENERATORS = {'resnet': Generator, 'resnet_unsup': UnconditionalResNetGenerator,
 
 
 class _NormalizedLayers(nn.Module):
-  """Base for discriminator modules: convs/linears with the chosen normalisation."""
+  """Base for discriminator modules: convs/linears with the chosen normalisation, computed in
+  `dtype`."""
   normalization: str = 'batch_norm'
   bn_momentum: float = 0.9
   axis_name: Optional[str] = None
+  dtype: Dtype = jnp.float32
 
   def layer(self, module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+    """`module(x)`, its kernel spectrally normalised with 'spectral_norm'. The power iteration
+    runs on the float32 kernel (float32 `u` and `sigma`); `module`, built with `dtype`, casts
+    the normalised kernel to it."""
     if self.normalization == 'spectral_norm':
       return nn.SpectralNorm(module)(x, update_stats=train)
     return module(x)
@@ -502,7 +547,7 @@ class _NormalizedLayers(nn.Module):
     if self.normalization != 'batch_norm':
       return x
     return batch_norm(x, train=train, momentum=self.bn_momentum, axis_name=self.axis_name,
-                      name=name)
+                      dtype=self.dtype, name=name)
 
   def conv(self, x, features, size, train, name, *, stride=1, kernel_init=None):
     """Bias-free `size` x `size` conv, padded by size // 2 on every side as in PyTorch (which
@@ -514,7 +559,7 @@ class _NormalizedLayers(nn.Module):
     pad = size // 2
     conv = nn.Conv(features, (size, size), strides=(stride, stride),
                    padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=kernel_init,
-                   name=name)
+                   dtype=self.dtype, name=name)
     return self.batch_norm(self.layer(conv, x, train), train, name=f'{name}_bn')
 
 
@@ -564,17 +609,19 @@ class _DiscriminatorBase(_NormalizedLayers):
     return [(m * self.width, bool(d)) for m, d in zip(self.channel_multipliers, self.downsample)]
 
   def heads(self, h: jax.Array, train: bool, kernel_init) -> Tuple[jax.Array, jax.Array]:
-    """(B, F) features -> source logits (B,) and class logits (B, num_classes).
+    """(B, F) features -> float32 source logits (B,) and class logits (B, num_classes).
 
-    With num_classes=0 there is no class head and the class logits are an empty (B, 0) float32
-    array.
+    The heads compute in `dtype`; their logits are cast to float32. With num_classes=0 there is
+    no class head and the class logits are an empty (B, 0) float32 array.
     """
-    dense = lambda n, name: nn.Dense(n, kernel_init=kernel_init, name=name)
-    source_logits = self.layer(dense(1, 'source_head'), h, train)[:, 0]
+    def head(features, name):
+      dense = nn.Dense(features, kernel_init=kernel_init, dtype=self.dtype, name=name)
+      return self.layer(dense, h, train).astype(jnp.float32)
+
+    source_logits = head(1, 'source_head')[:, 0]
     if not self.num_classes:
       return source_logits, jnp.zeros((h.shape[0], 0), jnp.float32)
-    class_logits = self.layer(dense(self.num_classes, 'class_head'), h, train)
-    return source_logits, class_logits
+    return source_logits, head(self.num_classes, 'class_head')
 
 
 class Discriminator(_DiscriminatorBase):
@@ -596,6 +643,7 @@ class Discriminator(_DiscriminatorBase):
       'spectral_norm' (SN-GAN, `nn.SpectralNorm` on every conv and linear layer) or 'none'.
     bn_momentum: BatchNorm running-average momentum (Flax convention).
     axis_name: mapped axis for cross-replica BatchNorm in training, or None.
+    dtype: dtype of the activations and convolutions (inputs and logits are float32).
   """
 
   @nn.compact
@@ -616,11 +664,12 @@ class Discriminator(_DiscriminatorBase):
     if not blocks[0][1]:
       raise ValueError('the first discriminator block must downsample, got '
                        f'downsample={tuple(self.downsample)}')
-    h = x
+    h = x.astype(self.dtype)
     for i, (features, down) in enumerate(blocks):
       h = DiscriminatorBlock(features=features, downsample=down, optimized=i == 0,
                              normalization=self.normalization, bn_momentum=self.bn_momentum,
-                             axis_name=self.axis_name, name=f'block{i + 1}')(h, train=train)
+                             axis_name=self.axis_name, dtype=self.dtype,
+                             name=f'block{i + 1}')(h, train=train)
     h = jnp.sum(nn.relu(h), axis=(1, 2))
     return self.heads(h, train, xavier_uniform(1.0))
 
@@ -673,6 +722,7 @@ class PreActResNetDiscriminator(_DiscriminatorBase):
       outputs `width * channel_multipliers[0]`.
     downsample: per block, whether it halves the resolution (stride 2).
     normalization: 'none' or 'spectral_norm' (on every conv and linear layer).
+    dtype: dtype of the activations and convolutions (inputs and logits are float32).
   """
   channel_multipliers: Sequence[int] = (1, 1, 2, 2, 4, 4, 8, 8)
   downsample: Sequence[bool] = (False, False, True, False, True, False, True, False)
@@ -695,10 +745,11 @@ class PreActResNetDiscriminator(_DiscriminatorBase):
       raise ValueError("the pre-activation ResNet discriminator has no BatchNorm: use "
                        "normalization='none' (official) or 'spectral_norm'")
     blocks = self.blocks()
-    h = self.conv(x, blocks[0][0], 3, train, 'conv_in', kernel_init=torch_default_init())
+    h = self.conv(x.astype(self.dtype), blocks[0][0], 3, train, 'conv_in',
+                  kernel_init=torch_default_init())
     for i, (features, down) in enumerate(blocks):
       h = PreActBlock(features=features, downsample=down, normalization=self.normalization,
-                      name=f'block{i + 1}')(h, train=train)
+                      dtype=self.dtype, name=f'block{i + 1}')(h, train=train)
     h = jnp.mean(h, axis=(1, 2))
     return self.heads(h, train, torch_default_init())
 
@@ -727,6 +778,7 @@ class CNNDiscriminator(_DiscriminatorBase):
       linear layer).
     bn_momentum: BatchNorm running-average momentum (Flax convention).
     axis_name: mapped axis for cross-replica BatchNorm in training, or None.
+    dtype: dtype of the activations and convolutions (inputs and logits are float32).
   """
   channel_multipliers: Sequence[int] = (1, 2, 4, 8)
   downsample: Sequence[bool] = (True, True, True, False)
@@ -748,13 +800,13 @@ class CNNDiscriminator(_DiscriminatorBase):
 
     def conv(h, features, size, stride, name):
       layer = nn.Conv(features, (size, size), strides=stride, padding=1,
-                      kernel_init=dcgan_normal(), name=name)
+                      kernel_init=dcgan_normal(), dtype=self.dtype, name=name)
       h = self.layer(layer, h, train)
       if name != 'conv0_0':  # Official bn=True: no BatchNorm after the first conv.
         h = self.batch_norm(h, train, f'{name}_bn')
       return nn.leaky_relu(h, LEAKY_RELU_SLOPE)
 
-    h = x
+    h = x.astype(self.dtype)
     for i, (features, down) in enumerate(blocks):
       h = conv(h, features, 3, 1, f'conv{i}_0')
       if down:
@@ -778,15 +830,22 @@ def create_models(model_config,
   `DISCRIMINATORS[model.discriminator_architecture]` (`Discriminator`,
   `PreActResNetDiscriminator` or `CNNDiscriminator`), called as `D.apply(variables, x, train=...)`
   and returning (source_logits (B,), class_logits (B, num_classes)), the class logits (B, 0)
-  with model.num_classes=0.
+  with model.num_classes=0. Both compute in `model.dtype` ('float32', the default when the field
+  is missing, as in the config.json of older runs, or 'bfloat16') with float32 parameters, inputs
+  and outputs.
 
   Raises:
-    ValueError: for an unknown normalisation or architecture, a negative number of classes, an
-      unconditional-only generator ('resnet_unsup', 'cnn') with model.num_classes != 0, or an
-      image size the generator cannot produce. Per-architecture layouts (channel multipliers,
-      downsampling, upsampling) are checked when the models are first called.
+    ValueError: for a dtype other than 'float32' and 'bfloat16', an unknown normalisation or
+      architecture, a negative number of classes, an unconditional-only generator
+      ('resnet_unsup', 'cnn') with model.num_classes != 0, or an image size the generator cannot
+      produce. Per-architecture layouts (channel multipliers, downsampling, upsampling) are
+      checked when the models are first called.
   """
   m = model_config
+  dtype_name = m.get('dtype', 'float32')  # Absent from the config.json of older runs.
+  if dtype_name not in DTYPES:
+    raise ValueError(f'model.dtype must be one of {DTYPES}, got {dtype_name!r}')
+  dtype = jnp.dtype(dtype_name)
   if m.normalization not in NORMALIZATIONS:
     raise ValueError(f'model.normalization must be one of {NORMALIZATIONS}, '
                      f'got {m.normalization!r}')
@@ -805,7 +864,7 @@ def create_models(model_config,
   generator_kwargs = dict(
       z_dim=m.z_dim, width=m.generator_width, bottom_width=m.bottom_width,
       channel_multipliers=tuple(m.generator_channel_multipliers), num_upsample=m.num_upsample,
-      bn_momentum=m.bn_momentum, axis_name=axis_name)
+      bn_momentum=m.bn_momentum, axis_name=axis_name, dtype=dtype)
   generator_class = GENERATORS[m.generator_architecture]
   if generator_class is Generator:
     generator_kwargs.update(num_classes=m.num_classes,
@@ -818,7 +877,7 @@ def create_models(model_config,
       num_classes=m.num_classes, width=m.discriminator_width,
       channel_multipliers=tuple(m.discriminator_channel_multipliers),
       downsample=tuple(m.discriminator_downsample), normalization=m.normalization,
-      bn_momentum=m.bn_momentum, axis_name=axis_name)
+      bn_momentum=m.bn_momentum, axis_name=axis_name, dtype=dtype)
   return generator, discriminator
 
 

@@ -31,12 +31,14 @@ from rob_gan_jax import parallel
 
 
 @functools.partial(jax.jit,
-                   static_argnames=('discriminator', 'num_steps', 'random_start', 'head'))
+                   static_argnames=('discriminator', 'num_steps', 'random_start', 'head',
+                                    'unroll'))
 def _correct_under_attack(discriminator, variables, x, y, epsilon, step_size, key, *,
-                          num_steps, random_start, head):
+                          num_steps, random_start, head, unroll):
   x_adv = attacks.pgd_head(discriminator, variables, input_pipeline.to_float(x), y, head=head,
                            epsilon=epsilon, step_size=step_size, num_steps=num_steps,
-                           random_start=random_start, keys=jax.random.split(key, y.shape[0]))
+                           random_start=random_start, keys=jax.random.split(key, y.shape[0]),
+                           unroll=unroll)
   return attacks.head_correct(discriminator, variables, x_adv, y, head=head)
 
 
@@ -77,7 +79,7 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
                          num_steps: int, num_restarts: int = 1, random_start: bool = False,
                          key: jax.Array, batch_size: int = 500,
                          mesh: Optional[jax.sharding.Mesh] = None,
-                         head: str = 'class') -> np.ndarray:
+                         head: str = 'class', unroll: Optional[bool] = None) -> np.ndarray:
   """Which examples D still gets right under L-inf PGD on the loss of `head`.
 
   'class': D's classifier predicts the label, under PGD on the class cross-entropy. 'source': D
@@ -102,8 +104,10 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
       its per-example keys from `fold_in(fold_in(key, s), r)`, so a run with more restarts
       repeats those of a run with fewer).
     batch_size: examples per compiled call (the last batch is padded).
-    mesh: if given, each batch is split over its 'batch' axis (data parallel).
+    mesh: if given, each batch is split over its 'batch' axis (data parallel), in every process
+      of a multi-process run (`parallel.map_batches`).
     head: 'class' or 'source' (`attacks.HEADS`).
+    unroll: unroll the PGD steps (`config.unroll`; None: on CPU only).
 
   Returns:
     (N,) bool.
@@ -125,7 +129,8 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
       ok = ok & _correct_under_attack(
           discriminator, variables, x, y, jnp.float32(epsilon), jnp.float32(step_size),
           jax.random.fold_in(jax.random.fold_in(key, start), restart),
-          num_steps=num_steps, random_start=random_start or restart > 0, head=head)
+          num_steps=num_steps, random_start=random_start or restart > 0, head=head,
+          unroll=unroll)
     return ok
 
   return parallel.map_batches(fn, images, labels, batch_size, mesh)
@@ -157,7 +162,7 @@ def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labe
                    *, epsilons: Sequence[float], step_size_factor: float, num_steps: int,
                    num_restarts: int = 1, random_start: bool = False, key: jax.Array,
                    batch_size: int = 500, mesh: Optional[jax.sharding.Mesh] = None,
-                   head: str = 'class') -> AccuracyCurve:
+                   head: str = 'class', unroll: Optional[bool] = None) -> AccuracyCurve:
   """Accuracy under PGD at each radius (paper Table 1 and Fig. 5), step size eps * factor.
 
   Each distinct radius is attacked once (`correct_under_attack`, with all its arguments); the
@@ -169,7 +174,7 @@ def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labe
     images: (N, H, W, 3) uint8; labels: (N,) int.
     epsilons: radii in the [-1, 1] pixel scale, in any order (0 gives clean accuracy).
     step_size_factor: the PGD step at radius eps is eps * step_size_factor.
-    num_steps, num_restarts, random_start, key, batch_size, mesh, head: as in
+    num_steps, num_restarts, random_start, key, batch_size, mesh, head, unroll: as in
       `correct_under_attack`.
 
   Returns:
@@ -184,7 +189,8 @@ def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labe
   correct = np.stack([correct_under_attack(
       discriminator, variables, images, labels, epsilon=eps, step_size=eps * step_size_factor,
       num_steps=num_steps, num_restarts=num_restarts, random_start=random_start, key=key,
-      batch_size=batch_size, mesh=mesh, head=head) for eps in radii])  # (radii, N) bool.
+      batch_size=batch_size, mesh=mesh, head=head, unroll=unroll)
+      for eps in radii])  # (radii, N) bool.
   per_radius = np.mean(correct, axis=1)
   cumulative = np.mean(np.logical_and.accumulate(correct, axis=0), axis=1)
   index = [radii.index(eps) for eps in epsilons]
@@ -227,7 +233,7 @@ def local_lipschitz_value(discriminator: nn.Module, variables, images: np.ndarra
 def clean_and_pgd_accuracy(discriminator: nn.Module, variables, images: np.ndarray,
                            labels: np.ndarray, *, attack_config, key: jax.Array,
                            batch_size: int = 500, mesh: Optional[jax.sharding.Mesh] = None,
-                           head: str = 'class') -> Dict[str, float]:
+                           head: str = 'class', unroll: Optional[bool] = None) -> Dict[str, float]:
   """Clean accuracy and accuracy under one PGD attack, the figures logged while training.
 
   Args:
@@ -235,11 +241,12 @@ def clean_and_pgd_accuracy(discriminator: nn.Module, variables, images: np.ndarr
     images: (N, H, W, 3) uint8; labels: (N,) int.
     attack_config: an attack sub-config (`config.eval.attack`).
     key: PRNG key of a random start.
+    batch_size, mesh, unroll: as in `correct_under_attack`.
 
   Returns:
     {'test_accuracy_clean', 'test_accuracy_pgd'} in [0, 1].
   """
-  kwargs = dict(key=key, batch_size=batch_size, mesh=mesh, head=head)
+  kwargs = dict(key=key, batch_size=batch_size, mesh=mesh, head=head, unroll=unroll)
   a = attack_config
   return {
       'test_accuracy_clean': accuracy_under_attack(

@@ -15,6 +15,7 @@ keeps counting every update; with False the moments carry on. Either way the opt
 optax.adam's.
 """
 
+import functools
 from typing import Any, Callable, Dict, List, Optional
 
 import flax
@@ -186,12 +187,17 @@ def classifier_optimizer(finetune_config, steps_per_epoch: int) -> optax.Gradien
   return adam(classifier_schedule(f, steps_per_epoch), b1=f.b1, b2=f.b2, restart=restart)
 
 
+def init_variables(module: nn.Module, key: jax.Array, *inputs) -> Dict[str, Any]:
+  """`module.init(key, *inputs, train=False)`, jitted (half the time of op-by-op init)."""
+  return jax.jit(functools.partial(module.init, train=False))(key, *inputs)
+
+
 def init_model_state(module: nn.Module, key: jax.Array, inputs, tx: optax.GradientTransformation,
                      variables: Optional[Dict[str, Any]] = None) -> ModelState:
   """A network's ModelState: `variables` if given, else initialised (in inference mode, so
   without collectives) from `key`."""
   if variables is None:
-    variables = module.init(key, *inputs, train=False)
+    variables = init_variables(module, key, *inputs)
   return ModelState.create(apply_fn=module.apply, params=variables['params'],
                            batch_stats=variables.get('batch_stats', {}), tx=tx)
 
@@ -252,8 +258,8 @@ def create_classifier_state(config, generator: nn.Module, discriminator: nn.Modu
     g_variables = d_variables = None
     g_step = -1
     if config.method != 'madry':
-      g_variables = generator.init(jax.random.fold_in(key, 3), jnp.zeros((1, m.z_dim)),
-                                   jnp.zeros((1,), jnp.int32), train=False)
+      g_variables = init_variables(generator, jax.random.fold_in(key, 3), jnp.zeros((1, m.z_dim)),
+                                   jnp.zeros((1,), jnp.int32))
   return ClassifierState(
       step=jnp.zeros((), jnp.int32),
       discriminator=init_model_state(discriminator, key, (_image(m),), tx, d_variables),

@@ -7,6 +7,7 @@ import numpy as np
 
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
+from rob_gan_jax import parallel
 
 
 def image_grid(images, rows: int, padding: int = 2) -> np.ndarray:
@@ -50,7 +51,9 @@ def sample_grid_images(generator, variables, config) -> Tuple[Any, int]:
 
 def write_sample_grid(writer, directory: str, step: int, images, rows: int) -> None:
   """Writes (N, H, W, 3) images in [-1, 1] as the image summary 'samples' and as
-  `directory/samples/step_<step>.png` (enlarged twice)."""
+  `directory/samples/step_<step>.png` (enlarged twice); in process 0 only."""
+  if not parallel.is_main_process():
+    return
   grid = image_grid(images, rows=rows)
   writer.write_images(step, {'samples': grid[None]})
   os.makedirs(os.path.join(directory, 'samples'), exist_ok=True)

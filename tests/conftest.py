@@ -14,6 +14,7 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='jax_
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
+import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
@@ -33,6 +34,29 @@ def write_image_folder(root, *, per_class, size=32, classes=CLASSES, seed=0):
         pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(os.path.join(root, split, name, f'{i:04d}.jpg'))
   return str(root)
+
+
+def assert_same_networks(a, b):
+  """G's and D's parameters and BatchNorm statistics of two GANStates equal up to float rounding
+  (which differs with the reduction order, the fusion of operations, ...).
+
+  Adam (b1 = 0, b2 = 0.9) scales each update to at most lr / sqrt(1 - b2) ~ 3.2 lr whatever the
+  gradient's size, so on parameters whose true gradient is 0 (the biases of G's convolutions,
+  which BatchNorm follows) it turns rounding noise into updates of that size, and the running
+  means of the BatchNorms after them follow (a block's output carries two such biases, conv2's
+  and the shortcut's). Those get 2 x steps x 3.2 lr; every other array (kernels, scales,
+  embeddings, running variances) must agree to 2e-5 (a tenth of one update), which a wrong data
+  split (O(lr) changes everywhere) would break.
+  """
+  assert int(a.step) == int(b.step)
+  noise = 2 * int(a.step) * 2e-4 / np.sqrt(1 - 0.9)
+  for net in ('generator', 'discriminator'):
+    leaves = lambda state: jax.tree_util.tree_flatten_with_path(getattr(state, net).variables)[0]
+    for (path, x), (_, y) in zip(leaves(a), leaves(b), strict=True):
+      name = net + jax.tree_util.keystr(path)
+      noisy = net == 'generator' and ("'bias'" in name or "'mean'" in name)
+      np.testing.assert_allclose(x, y, err_msg=name, **(
+          dict(rtol=0, atol=noise) if noisy else dict(rtol=1e-4, atol=2e-5)))
 
 
 @pytest.fixture(scope='session')

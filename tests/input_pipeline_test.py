@@ -185,6 +185,11 @@ def test_training_data_holds_exact_size_data_in_memory(tiny_config):
     np.testing.assert_array_equal(got, expected)
   with pytest.raises(ValueError, match='fewer than one batch'):
     input_pipeline.training_data(tiny_config, batch_size=41)
+  # A process of a multi-process run gets its rows of the same global batches.
+  rows = input_pipeline.training_data(tiny_config, batch_size=8, batches_per_step=3,
+                                      rows=slice(4, 8))
+  for got, expected in zip(rows.host_batch(2), data.host_batch(2)):
+    np.testing.assert_array_equal(got, expected[:, 4:8])
 
 
 def test_load_subset_is_a_fixed_function_of_the_seed(tiny_config):
@@ -315,6 +320,11 @@ def test_streaming_batch_of_step_s_is_the_same_after_a_resume(mixed_folder):
   np.testing.assert_array_equal(straight[3][1], examples.labels[input_pipeline.step_indices(
       config.seed, 3, num_examples=12, **kwargs)])
   assert not np.array_equal(straight[0][0], straight[1][0])
+  # A process of a multi-process run reads and augments only its rows, as a single one does.
+  for step in (1, 2):
+    for got, expected in zip(input_pipeline.training_data(config, rows=slice(2, 4), **kwargs)
+                             .host_batch(step), straight[step]):
+      np.testing.assert_array_equal(got, expected[:, 2:4])
   config.seed = 1
   assert not np.array_equal(input_pipeline.training_data(config, **kwargs).host_batch(3)[0],
                             straight[3][0])

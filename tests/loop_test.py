@@ -29,7 +29,7 @@ class CountingState(flax.struct.PyTreeNode):
 
 def counting_run(workdir, num_steps, calls, losses=None):
   """Runs a loop whose state counts its steps; records hook calls."""
-  settings = ml_collections.ConfigDict(dict(batch_size=1, log_every_steps=3,
+  settings = ml_collections.ConfigDict(dict(batch_size=4, log_every_steps=3,
                                             checkpoint_every_steps=4, max_to_keep=10))
   losses = losses or {}
 

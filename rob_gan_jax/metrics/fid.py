@@ -123,7 +123,7 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
   sum and sum of outer products in float64, so ImageNet-size splits need no more host memory than
   a chunk. The cache file is keyed by data set (TFDS name or image folder), split, the images as
   the network sees them (`dataset.classes`, `dataset.augmentation`, `model.image_size`) and the
-  weights file, and is written atomically.
+  weights file, and is written atomically (by process 0).
   """
   d = config.dataset
   source = d.image_folder or d.name
@@ -143,9 +143,10 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
     n, total, outer = n + len(pool), total + pool.sum(0), outer + pool.T @ pool
   mu = total / n
   sigma = (outer - n * np.outer(mu, mu)) / (n - 1)
-  os.makedirs(cache_dir, exist_ok=True)
-  np.savez(path + '.tmp.npz', mu=mu, sigma=sigma)
-  os.replace(path + '.tmp.npz', path)
+  if parallel.is_main_process():
+    os.makedirs(cache_dir, exist_ok=True)
+    np.savez(path + '.tmp.npz', mu=mu, sigma=sigma)
+    os.replace(path + '.tmp.npz', path)
   return mu, sigma
 
 
@@ -173,7 +174,7 @@ def generator_metrics(sample_fn: Callable[..., jax.Array], config, workdir: str,
   cache_dir = os.path.join(os.path.dirname(os.path.abspath(workdir)), 'fid_stats')
   mu_real, sigma_real = real_statistics(config, e.inception_split, variables, e.inception_weights,
                                         cache_dir, batch_size=e.inception_batch_size, mesh=mesh)
-  labels = np.arange(num_samples) % config.model.num_classes
+  labels = np.arange(num_samples) % max(config.model.num_classes, 1)
   batch = e.inception_batch_size
   samples = np.concatenate([
       input_pipeline.to_uint8(sample_fn(labels[i:i + batch], seed=seed + i))

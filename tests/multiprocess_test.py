@@ -1,0 +1,97 @@
+"""Multi-process runs: two local processes with two CPU devices each (jax.distributed, gloo).
+
+They must train, resume and evaluate as one process with four devices does: the same global
+batches (each process reading only its rows), the same checkpoints, the same robustness.json,
+and files written once, by process 0.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from rob_gan_jax import checkpoints
+from rob_gan_jax import cotrain
+from rob_gan_jax import evaluate
+from tests.conftest import assert_same_networks
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def main_in_two_processes(workdir, *flags):
+  """Runs main.py as processes 0 and 1 of a 2-process run, 2 CPU devices each."""
+  env = dict(os.environ, XLA_FLAGS=re.sub(r'--xla_force_host_platform_device_count=\d+', '',
+                                          os.environ.get('XLA_FLAGS', '')) +
+             ' --xla_force_host_platform_device_count=2')
+  address = f'localhost:{free_port()}'
+  processes = [subprocess.Popen(
+      [sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={workdir}', *flags,
+       f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+  logs = [p.communicate(timeout=600)[0] for p in processes]
+  for i, (p, log) in enumerate(zip(processes, logs)):
+    assert p.returncode == 0, f'process {i}:\n{log[-3000:]}'
+  assert 'Process 1 of 2' in logs[1]
+
+
+@pytest.fixture(scope='module')
+def two_process_workdir(image_folder, tmp_path_factory):
+  """Tiny co-training in 2 processes: 1 step, stopped, resumed to 2; with a copy at step 1.
+
+  (A step of the tiny model takes seconds here: its cross-replica BatchNorms make hundreds of
+  small all-reduces between the processes over gloo's TCP.)
+  """
+  workdir = tmp_path_factory.mktemp('two_processes')
+  data = f'--config.dataset.image_folder={image_folder}'
+  main_in_two_processes(workdir / 'run', data, '--config.train.num_steps=1')
+  shutil.copytree(workdir / 'run', workdir / 'at_step_1')
+  main_in_two_processes(workdir / 'run', data, '--config.train.num_steps=2')  # Resumes.
+  return workdir
+
+
+def test_two_processes_train_and_resume_as_one_process_with_four_devices(
+    two_process_workdir, tiny_config, tmp_path):
+  assert jax.process_count() == 1 and jax.device_count() == 4
+  tiny_config.train.num_steps = 2
+  straight = cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
+  run = two_process_workdir / 'run'
+  manager = checkpoints.manager(checkpoints.checkpoint_dir(str(run), 'cotrain'))
+  assert manager.all_steps() == [1, 2]
+  assert_same_networks(checkpoints.restore_latest(manager, straight), straight)
+  # Written once, by process 0: one summary file per launch, the sample grids.
+  assert len([f for f in os.listdir(run) if f.startswith('events.out')]) == 2
+  assert sorted(os.listdir(run / 'samples')) == ['step_0000001.png', 'step_0000002.png']
+  # The 2-process checkpoint resumed by one process (4 devices) continues the same run.
+  resumed = cotrain.train_and_evaluate(tiny_config, str(two_process_workdir / 'at_step_1'))
+  assert_same_networks(resumed, straight)
+
+
+def test_eval_in_two_processes_writes_the_robustness_json_of_one_process(
+    two_process_workdir, tiny_config, image_folder):
+  run, one = two_process_workdir / 'run', two_process_workdir / 'eval_in_one_process'
+  shutil.copytree(run, one)
+  main_in_two_processes(run, f'--config.dataset.image_folder={image_folder}', '--mode=eval')
+  with open(run / 'eval' / 'robustness.json') as f:
+    two = json.load(f)
+  single = evaluate.evaluate(tiny_config, str(one))
+  assert two.keys() == single.keys() and two['step'] == 2
+  for key, value in single.items():
+    if key.startswith('llv'):  # A mean of gradient norms: float rounding.
+      np.testing.assert_allclose(two[key], value, rtol=1e-5)
+    else:  # Accuracies are counts of examples; every example must come out the same.
+      assert two[key] == value, key
+  assert not [f for f in os.listdir(run / 'eval') if f.startswith('.write_probe')]
