@@ -12,6 +12,8 @@ Every attack sub-config (`attack`, `finetune.attack`, `eval.attack`) has the sha
 import ml_collections
 from ml_collections import config_dict
 
+from rob_gan_jax import attacks
+
 
 def attack_config(*, epsilon: float, step_size: float, num_steps: int,
                   random_start: bool = False) -> ml_collections.ConfigDict:
@@ -183,6 +185,13 @@ def get_config() -> ml_collections.ConfigDict:
       # sweep over `epsilons` keeps step_size / epsilon (eps / 5) at every radius.
       attack=attack_config(epsilon=0.03125, step_size=0.00625, num_steps=20),
       num_restarts=1,  # > 1: add attacks from random starts; robust only if all of them fail.
+      # Attacks of the test-split sweep besides PGD (which always runs): 'apgd-ce', 'apgd-t',
+      # 'square' (Croce & Hein 2020; Andriushchenko et al. 2020), or 'autoattack' for those
+      # three, AutoAttack's standard version without FAB-T. Each is reported per radius, and so
+      # is the worst case per example over all attacks run.
+      attacks=('pgd',),
+      # Budgets of those attacks; the defaults are AutoAttack's standard version's.
+      strong_attack=ml_collections.ConfigDict(attacks.AUTOATTACK_BUDGETS),
       num_examples=config_dict.placeholder(int),  # Test examples attacked; None = whole split.
       train_num_examples=1_000,  # Training examples for the train/test gap.
       batch_size=500,

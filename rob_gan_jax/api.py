@@ -8,6 +8,7 @@
     test_images, test_labels = model.load_data('test', 500)
     curve = model.accuracy_curve(test_images, test_labels, epsilons=[0, 0.02, 0.04, 0.08])
     curve.per_radius, curve.cumulative
+    x_adv, robust = model.strong_attack(test_images, test_labels, attack='apgd-ce', epsilon=0.0627)
 
 An unconditional model (AS-GAN, `model.num_classes=0`) samples with `model.sample(num_samples=16)`;
 it has no classifier, so `classify`/`predict` raise, while `score` gives D's source logits and
@@ -168,6 +169,37 @@ class Model:
                      epsilon=jnp.float32(epsilon), step_size=jnp.float32(step_size),
                      num_steps=num_steps, random_start=random_start,
                      keys=jax.random.split(jax.random.PRNGKey(seed), len(labels)))
+
+  def strong_attack(self, images, labels, *, attack: str, epsilon: float,
+                    seed: int = 0) -> Tuple[jax.Array, jax.Array]:
+    """One of `attacks.STRONG_ATTACKS` ('apgd-ce', 'apgd-t', 'square') on D's classifier, with
+    the budgets of the run's `eval.strong_attack` (AutoAttack's standard ones by default), as
+    `--mode=eval` runs it with `eval.attacks`.
+
+    Args:
+      images: (B, H, W, 3) float32 in [-1, 1] (or uint8).
+      labels: (B,) int true labels.
+      attack: the attack's name.
+      epsilon: L-inf radius in the [-1, 1] scale (8/255 in [0, 1] units = 0.0627).
+      seed: seed of the attack's random numbers.
+
+    Returns:
+      x_adv (B, H, W, 3) float32 in [-1, 1] (misclassified where the attack succeeded) and
+      robust (B,) bool (no point the attack tried was misclassified).
+
+    Raises:
+      ValueError: an unconditional model, an unknown attack, epsilon < 0, or too few classes.
+    """
+    if self.head != 'class':
+      raise ValueError('the strong attacks act on a classifier; an unconditional model has none')
+    # Configs saved before `eval.strong_attack` existed get the standard budgets.
+    settings = self.config.eval.get('strong_attack', attacks.AUTOATTACK_BUDGETS)
+    attacks.check_strong_attack_args(epsilon=epsilon)
+    attacks.check_strong_attack_config(settings, 'eval.strong_attack', names=(attack,))
+    return robustness.strong_attack_classifier(
+        self.discriminator, self.discriminator_variables, _as_float(images),
+        jnp.asarray(labels, jnp.int32), jnp.float32(epsilon), jax.random.PRNGKey(seed),
+        attack=attack, settings=tuple(sorted(dict(settings).items())))
 
   def accuracy_curve(self, images, labels, epsilons: Sequence[float], *,
                      num_steps: Optional[int] = None, num_restarts: int = 1,

@@ -15,6 +15,12 @@ restarts):
   `test_accuracy_cumulative` and `train_accuracy_cumulative` count an example at eps only if it
   survived every radius <= eps;
 - the local Lipschitz value (mean ||d loss / d x||_2) on the same two samples;
+- with `eval.attacks` naming strong attacks ('apgd-ce', 'apgd-t', 'square', or 'autoattack' for
+  the three: AutoAttack's standard version without FAB-T, Croce & Hein, ICML 2020), the test
+  accuracy under each at every radius (`eval.strong_attack`'s budgets) and under the worst case
+  per example (robust only if it survives PGD and every strong attack). PGD alone can overstate
+  robustness (gradient masking, a badly tuned step); these attacks are parameter-free, and Square
+  uses no gradient. They run on the test split only;
 - Inception Score and FID of G (`eval.inception_num_samples` samples) when
   `eval.inception_weights` names the converted FID Inception weights; G makes them with batch
   statistics, or its running ones with `eval.sample_with_running_stats`.
@@ -34,7 +40,9 @@ from typing import Any, Dict
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 
+from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
@@ -54,6 +62,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for name in ('num_examples', 'train_num_examples'):
     if e[name] is not None and e[name] < 1:
       raise ValueError(f'eval.{name} must be >= 1 or None, got {e[name]}')
+  attacks.check_strong_attack_config(e.strong_attack, 'eval.strong_attack')
+  strong = robustness.eval_attacks(e.attacks)[1:]
+  if strong:
+    if not config.model.num_classes:
+      raise ValueError(f'eval.attacks {strong} attack D\'s classifier; an unconditional model '
+                       'has none (its source head is measured under PGD only)')
+    if 'apgd-t' in strong:
+      attacks.check_strong_attack_args(num_classes=config.model.num_classes,
+                                       loss='dlr-targeted', prefix='eval.attacks apgd-t: ')
 
 
 def check_writable(directory: str) -> None:
@@ -92,6 +109,17 @@ def markdown_table(result: Dict[str, Any]) -> str:
   if result['head'] == 'source':
     lines.append('Source accuracy: the fraction of real images D calls real, under PGD that '
                  'pushes them towards fake.')
+  if 'test_accuracy_by_attack' in result:
+    names = list(result['test_accuracy_by_attack'])
+    lines += ['', '| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | '
+              + ' | '.join(f'test, {n}' for n in names) + ' | test, worst case |',
+              '|---|---|' + '---|' * (len(names) + 1)]
+    for i, eps in enumerate(result['epsilons']):
+      cells = [result['test_accuracy_by_attack'][n][i] for n in names]
+      cells.append(result['test_accuracy_worst_case'][i])
+      lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | '
+                   + ' | '.join(f'{c:.4f}' for c in cells) + ' |')
+    lines.append('Worst case: an example counts only if it survives every attack at that radius.')
   lines.append(f'Local Lipschitz value: train {result["llv_train"]:.4f}, '
                f'test {result["llv_test"]:.4f}')
   if 'fid' in result:
@@ -112,7 +140,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     The dict written to eval/robustness.json: 'stage', 'step', 'head' ('class', or 'source' for
     an unconditional model), 'epsilons', 'test_accuracy' and
     'train_accuracy' (per radius), 'test_accuracy_cumulative' and 'train_accuracy_cumulative',
-    'llv_train', 'llv_test', the attack settings and sample sizes, and with Inception weights
+    'llv_train', 'llv_test', the attack settings and sample sizes, with strong attacks in
+    `eval.attacks` 'attacks' (the names run), 'strong_attack' (their budgets),
+    'test_accuracy_by_attack' ({name: per radius}, 'pgd' included) and
+    'test_accuracy_worst_case' (per radius), and with Inception weights
     'inception_score', 'inception_score_std', 'fid', 'inception_num_samples'.
 
   Raises:
@@ -151,6 +182,7 @@ def _evaluate(config, workdir: str, weights: checkpoints.Weights,
   llv = lambda images, labels: robustness.local_lipschitz_value(
       discriminator, weights.discriminator, images, labels, **common)
   test_curve, train_curve = curve(test_images, test_labels), curve(train_images, train_labels)
+  names = robustness.eval_attacks(e.attacks)
   result = {
       'stage': weights.stage,
       'step': weights.step,
@@ -169,6 +201,19 @@ def _evaluate(config, workdir: str, weights: checkpoints.Weights,
                  'step_size_factor': robustness.step_size_factor(e.attack),
                  'random_start': e.attack.random_start, 'num_restarts': e.num_restarts},
   }
+  if len(names) > 1:
+    curves = {'pgd': test_curve}
+    for name in names[1:]:
+      logging.info('Test accuracy under %s at %s.', name, list(e.epsilons))
+      curves[name] = robustness.strong_accuracy_curve(
+          discriminator, weights.discriminator, test_images, test_labels, attack=name,
+          epsilons=list(e.epsilons), settings=e.strong_attack, key=jax.random.PRNGKey(config.seed),
+          batch_size=e.batch_size, mesh=mesh)
+    worst = robustness.AccuracyCurve.from_correct(
+        np.logical_and.reduce([c.correct for c in curves.values()]), e.epsilons)
+    result.update(attacks=list(names), strong_attack=e.strong_attack.to_dict(),
+                  test_accuracy_by_attack={n: c.per_radius for n, c in curves.items()},
+                  test_accuracy_worst_case=worst.per_radius)
   if weights.generator is not None:
     images, rows = visualize.sample_grid_images(generator, weights.generator, config)
     if parallel.is_main_process():

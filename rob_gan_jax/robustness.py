@@ -18,7 +18,7 @@ step eps / 5 at every radius.
 """
 
 import functools
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -49,6 +49,30 @@ def _input_gradient_norm(discriminator, variables, x, y, *, head):
   loss = lambda x: jnp.sum(attacks.head_loss(discriminator, variables, x, y, head=head))
   grads = jax.grad(loss)(input_pipeline.to_float(x))
   return jnp.sqrt(jnp.sum(grads**2, axis=(1, 2, 3)))
+
+
+@functools.partial(jax.jit, static_argnames=('discriminator', 'attack', 'settings'))
+def strong_attack_classifier(discriminator: nn.Module, variables, x: jax.Array, y: jax.Array,
+                             epsilon, key: jax.Array, *, attack: str,
+                             settings: Tuple[Tuple[str, int], ...]):
+  """`attacks.strong_attack` on D's class logits in inference mode, jitted.
+
+  Args:
+    discriminator, variables: D and its {'params', 'batch_stats'}.
+    x: (B, H, W, 3) uint8, or float32 in [-1, 1]; y: (B,) int32 labels.
+    epsilon: L-inf radius in the [-1, 1] scale (a scalar array serves every radius).
+    key: PRNG key.
+    attack: a name of `attacks.STRONG_ATTACKS`.
+    settings: the budgets as sorted (name, value) pairs (hashable).
+
+  Returns:
+    x_adv (B, H, W, 3) float32 in [-1, 1] and robust (B,) bool.
+  """
+  if x.dtype == jnp.uint8:
+    x = input_pipeline.to_float(x)
+  logits_fn = lambda x: attacks.class_logits(discriminator, variables, x)
+  return attacks.strong_attack(attack, logits_fn, x, y, epsilon=epsilon, key=key,
+                               settings=dict(settings))
 
 
 def head_of(model_config) -> str:
@@ -136,6 +160,50 @@ def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray
   return parallel.map_batches(fn, images, labels, batch_size, mesh)
 
 
+def correct_under_strong_attack(discriminator: nn.Module, variables, images: np.ndarray,
+                                labels: np.ndarray, *, attack: str, epsilon: float, settings,
+                                key: jax.Array, batch_size: int = 500,
+                                mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
+  """Which examples D's classifier still gets right under one of `attacks.STRONG_ATTACKS`.
+
+  'apgd-ce', 'apgd-t' (Croce & Hein, ICML 2020) or 'square' (Andriushchenko et al., ECCV 2020)
+  on D's class logits in inference mode, with the budgets of `settings`
+  (`config.eval.strong_attack`); an example is correct if no point the attack tried is
+  misclassified. `epsilon = 0` gives clean correctness.
+
+  Args:
+    discriminator, variables: D and its {'params', 'batch_stats'}.
+    images: (N, H, W, 3) uint8; labels: (N,) int.
+    attack: a name of `attacks.STRONG_ATTACKS`.
+    epsilon: L-inf radius in the [-1, 1] pixel scale.
+    settings: `num_steps`, `num_restarts`, `num_target_classes`, `num_queries`.
+    key: PRNG key; the batch that starts at example s uses `fold_in(key, s)`.
+    batch_size, mesh: as in `correct_under_attack`.
+
+  Returns:
+    (N,) bool.
+
+  Raises:
+    ValueError: an unknown attack, epsilon < 0, a budget < 1, or fewer classes than the
+      attack's loss needs.
+  """
+  attacks.check_strong_attack_args(epsilon=epsilon)
+  attacks.check_strong_attack_config(settings, 'settings', names=(attack,))
+  variables = _replicate(variables, mesh)
+  static = tuple(sorted(dict(settings).items()))
+
+  def fn(x, y, start):
+    if epsilon == 0:
+      return _correct_under_attack(discriminator, variables, x, y, jnp.float32(0), jnp.float32(1),
+                                   key, num_steps=0, random_start=False, head='class',
+                                   unroll=None)
+    return strong_attack_classifier(discriminator, variables, x, y, jnp.float32(epsilon),
+                                    jax.random.fold_in(key, start), attack=attack,
+                                    settings=static)[1]
+
+  return parallel.map_batches(fn, images, labels, batch_size, mesh)
+
+
 def accuracy_under_attack(discriminator: nn.Module, variables, images: np.ndarray,
                           labels: np.ndarray, **kwargs) -> float:
   """Mean of `correct_under_attack` (same arguments): accuracy in [0, 1]."""
@@ -153,9 +221,22 @@ class AccuracyCurve(NamedTuple):
     cumulative: fraction that survived the attacks at every radius <= eps of the curve (the
       eps-ball of a smaller radius lies inside a larger one), so it never rises with eps and is
       at most `per_radius`.
+    correct: (len(epsilons), N) bool, which examples survived the attack at each radius (the
+      table both figures come from; AND it over attacks for the worst case per example).
   """
   per_radius: List[float]
   cumulative: List[float]
+  correct: np.ndarray
+
+  @classmethod
+  def from_correct(cls, correct: np.ndarray, epsilons: Sequence[float]) -> 'AccuracyCurve':
+    """The curve of a (len(epsilons), N) bool table of correctness, radii in any order."""
+    correct = np.asarray(correct, bool)
+    order = np.argsort(epsilons, kind='stable')
+    cumulative = np.empty(correct.shape[0])
+    cumulative[order] = np.mean(np.logical_and.accumulate(correct[order], axis=0), axis=1)
+    return cls(per_radius=[float(a) for a in np.mean(correct, axis=1)],
+               cumulative=[float(a) for a in cumulative], correct=correct)
 
 
 def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labels: np.ndarray,
@@ -191,11 +272,43 @@ def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labe
       num_steps=num_steps, num_restarts=num_restarts, random_start=random_start, key=key,
       batch_size=batch_size, mesh=mesh, head=head, unroll=unroll)
       for eps in radii])  # (radii, N) bool.
-  per_radius = np.mean(correct, axis=1)
-  cumulative = np.mean(np.logical_and.accumulate(correct, axis=0), axis=1)
-  index = [radii.index(eps) for eps in epsilons]
-  return AccuracyCurve(per_radius=[float(per_radius[i]) for i in index],
-                       cumulative=[float(cumulative[i]) for i in index])
+  return AccuracyCurve.from_correct(correct[[radii.index(eps) for eps in epsilons]], epsilons)
+
+
+def strong_accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray,
+                          labels: np.ndarray, *, attack: str, epsilons: Sequence[float],
+                          settings, key: jax.Array, batch_size: int = 500,
+                          mesh: Optional[jax.sharding.Mesh] = None) -> AccuracyCurve:
+  """`accuracy_curve` under one of `attacks.STRONG_ATTACKS` (`correct_under_strong_attack`):
+  each distinct radius attacked once, with `settings`' budgets and PRNG key `key`.
+
+  Raises:
+    As `correct_under_strong_attack`.
+  """
+  radii = sorted(set(epsilons))
+  correct = np.stack([correct_under_strong_attack(
+      discriminator, variables, images, labels, attack=attack, epsilon=eps, settings=settings,
+      key=key, batch_size=batch_size, mesh=mesh) for eps in radii])
+  return AccuracyCurve.from_correct(correct[[radii.index(eps) for eps in epsilons]], epsilons)
+
+
+EVAL_ATTACKS = ('pgd',) + attacks.STRONG_ATTACKS
+AUTOATTACK = ('apgd-ce', 'apgd-t', 'square')  # AutoAttack's standard version, without FAB-T.
+
+
+def eval_attacks(names: Sequence[str]) -> Tuple[str, ...]:
+  """`config.eval.attacks` resolved: 'pgd' first (it always runs), then the strong attacks named
+  ('autoattack' = `AUTOATTACK`), each once, in `EVAL_ATTACKS` order.
+
+  Raises:
+    ValueError: an unknown name.
+  """
+  unknown = [n for n in names if n not in EVAL_ATTACKS + ('autoattack',)]
+  if unknown:
+    raise ValueError(f'eval.attacks: unknown attacks {unknown}; choose from '
+                     f'{EVAL_ATTACKS + ("autoattack",)}')
+  wanted = set(names) | ({'pgd'} | (set(AUTOATTACK) if 'autoattack' in names else set()))
+  return tuple(n for n in EVAL_ATTACKS if n in wanted)
 
 
 def check_eval_args(*, epsilons, step_size_factor, num_steps, num_restarts) -> None:

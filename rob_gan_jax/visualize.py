@@ -68,7 +68,8 @@ def plot_robustness(result: Dict[str, Any], directory: str) -> None:
   train and test.
 
   Args:
-    result: the dict of `evaluate.evaluate` ('epsilons', the four accuracy lists, 'llv_train',
+    result: the dict of `evaluate.evaluate` ('epsilons', the four accuracy lists, with strong
+      attacks 'test_accuracy_by_attack' and 'test_accuracy_worst_case', 'llv_train',
       'llv_test', 'stage', 'step').
     directory: an existing directory to write the PNGs into.
   """
@@ -81,9 +82,18 @@ def plot_robustness(result: Dict[str, Any], directory: str) -> None:
             label=f'{split}, per radius')
     ax.plot(result['epsilons'], result[f'{split}_accuracy_cumulative'], f'{marker}--',
             color=color, fillstyle='none', label=f'{split}, cumulative')
+  strong = [n for n in result.get('test_accuracy_by_attack', {}) if n != 'pgd']
+  for i, name in enumerate(strong):
+    ax.plot(result['epsilons'], result['test_accuracy_by_attack'][name], 'x:',
+            color=f'C{i + 2}', label=f'test, {name}')
+  if strong:
+    ax.plot(result['epsilons'], result['test_accuracy_worst_case'], 'k^-',
+            label='test, worst case')
   ax.set_xlabel('L-inf epsilon ([-1, 1] pixel scale)')
-  ax.set_ylabel('accuracy under PGD' if result['head'] == 'class'
-                else 'source accuracy (real called real) under PGD')
+  if result['head'] == 'class':
+    ax.set_ylabel('accuracy under attack' if strong else 'accuracy under PGD')
+  else:
+    ax.set_ylabel('source accuracy (real called real) under PGD')
   ax.set_title(f'D classifier, stage {result["stage"]}, step {result["step"]}')
   ax.grid(alpha=0.3)
   ax.legend()

@@ -7,6 +7,7 @@ import pytest
 
 from rob_gan_jax import api
 from rob_gan_jax import attacks
+from rob_gan_jax import input_pipeline
 from rob_gan_jax import robustness
 
 
@@ -33,6 +34,18 @@ def test_api_attack_defaults_are_the_eval_attack(trained_workdir):
                               head='class', epsilon=0.05,
                               step_size=0.05 * a.step_size / a.epsilon, num_steps=a.num_steps)
   np.testing.assert_allclose(model.attack(images, labels, epsilon=0.05), expected, atol=1e-6)
+
+
+def test_api_strong_attack_returns_misclassified_images_where_not_robust(trained_workdir):
+  model = api.load(trained_workdir)
+  images, labels = model.load_data('test', 8)
+  x_adv, robust = model.strong_attack(images, labels, attack='apgd-ce', epsilon=0.1)
+  assert x_adv.shape == images.shape and robust.shape == (8,)
+  assert float(jnp.max(jnp.abs(x_adv - input_pipeline.to_float(images)))) <= 0.1 + 1e-6
+  misclassified = np.asarray(model.predict(x_adv) != labels)
+  assert np.all(misclassified[~np.asarray(robust)])
+  with pytest.raises(ValueError, match='must be one of'):
+    model.strong_attack(images, labels, attack='fab-t', epsilon=0.1)
 
 
 @pytest.mark.parametrize('running_stats', [False, True])

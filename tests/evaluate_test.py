@@ -47,6 +47,8 @@ def test_eval_mode_writes_results_table_and_plots(trained_workdir):
     ('num_restarts', 0, ValueError, 'num_restarts'),
     ('split', 'validation', ValueError, 'validation'),
     ('stage', 'best', ValueError, 'stage'),
+    ('attacks', ('pgd', 'fab-t'), ValueError, 'unknown attacks'),
+    ('strong_attack.num_queries', 0, ValueError, 'num_queries'),
 ])
 def test_bad_eval_input_raises(trained_workdir, field, value, error, match):
   config = eval_config(trained_workdir)
@@ -57,6 +59,33 @@ def test_bad_eval_input_raises(trained_workdir, field, value, error, match):
   group[path[-1]] = value
   with pytest.raises(error, match=match):
     evaluate.evaluate(config, trained_workdir)
+
+
+def test_strong_attacks_are_reported_per_radius_with_the_worst_case(trained_workdir, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(trained_workdir, workdir)
+  config = eval_config(workdir)
+  config.eval.attacks = ('autoattack',)
+  config.eval.strong_attack.update(num_steps=10, num_target_classes=3, num_queries=30)
+  result = evaluate.evaluate(config, workdir)
+  assert result['attacks'] == ['pgd', 'apgd-ce', 'apgd-t', 'square']
+  by_attack, worst = result['test_accuracy_by_attack'], result['test_accuracy_worst_case']
+  assert by_attack['pgd'] == result['test_accuracy']
+  for accuracies in by_attack.values():
+    assert accuracies[0] == result['test_accuracy'][0]  # Radius 0: clean accuracy.
+    assert all(w <= a for w, a in zip(worst, accuracies))  # Never above any single attack.
+  table = evaluate.markdown_table(result)
+  assert 'test, apgd-t' in table and 'test, worst case' in table
+  assert os.path.getsize(os.path.join(workdir, 'eval', 'accuracy_vs_epsilon.png')) > 1000
+  # The strong attacks need D's classifier.
+  config.eval.attacks = ('square',)
+  config.model.num_classes = 0
+  with pytest.raises(ValueError, match='unconditional'):
+    evaluate.validate_config(config)
+  config.model.num_classes = 3
+  config.eval.attacks = ('apgd-t',)
+  with pytest.raises(ValueError, match='at least 4 classes'):
+    evaluate.validate_config(config)
 
 
 def test_eval_without_checkpoint_or_with_other_architecture_raises(trained_workdir, tmp_path):
