@@ -11,8 +11,9 @@ the jitted `train_step` of training, augmentation included), each compiled and w
 then the median of `--repeats` runs. `--config` names a config file (default: configs/default.py,
 the CIFAR-10 models); images have its `model.image_size`; `--dtype` sets `model.dtype`.
 Data-parallel over all local devices.
-The last line printed is one JSON object: {"backend": ..., "devices": ..., "config": ..., "dtype": ...,
-"results": [{"batch": 64, "d_step_s": ..., "g_step_s": ..., "iteration_s": ...}, ...]}.
+The last line printed is one JSON object: {"backend": ..., "devices": ..., "config": ...,
+"dtype": ..., "results": [{"batch": 64, "d_step_s": ..., "g_step_s": ..., "iteration_s": ...},
+...]}.
 """
 
 import argparse

@@ -199,7 +199,7 @@ class Model:
     return robustness.strong_attack_classifier(
         self.discriminator, self.discriminator_variables, _as_float(images),
         jnp.asarray(labels, jnp.int32), jnp.float32(epsilon), jax.random.PRNGKey(seed),
-        attack=attack, settings=tuple(sorted(dict(settings).items())))
+        attack=attack, settings=settings)
 
   def accuracy_curve(self, images, labels, epsilons: Sequence[float], *,
                      num_steps: Optional[int] = None, num_restarts: int = 1,

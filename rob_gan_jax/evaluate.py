@@ -26,8 +26,9 @@ restarts):
   statistics, or its running ones with `eval.sample_with_running_stats`.
 
 It checks first that `eval/` in the workdir can be written, then computes, logs a Markdown table
-and (process 0 of a multi-process run) writes `eval/robustness.json`, `eval/accuracy_vs_epsilon.png`, `eval/local_lipschitz.png` and,
-when the checkpoint has a G, the fixed-noise sample grid `eval/samples.png`.
+and (process 0 of a multi-process run) writes `eval/robustness.json`,
+`eval/accuracy_vs_epsilon.png`, `eval/local_lipschitz.png` and, when the checkpoint has a G, the
+fixed-noise sample grid `eval/samples.png`.
 The official evaluation script attacks the CIFAR-10 training split; we report the test split as
 the main figure and the training split beside it.
 """

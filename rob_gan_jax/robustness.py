@@ -52,10 +52,18 @@ def _input_gradient_norm(discriminator, variables, x, y, *, head):
 
 
 @functools.partial(jax.jit, static_argnames=('discriminator', 'attack', 'settings'))
+def _strong_attack_classifier(discriminator, variables, x, y, epsilon, key, *, attack, settings):
+  if x.dtype == jnp.uint8:
+    x = input_pipeline.to_float(x)
+  logits_fn = lambda x: attacks.class_logits(discriminator, variables, x)
+  return attacks.strong_attack(attack, logits_fn, x, y, epsilon=epsilon, key=key,
+                               settings=dict(settings))
+
+
 def strong_attack_classifier(discriminator: nn.Module, variables, x: jax.Array, y: jax.Array,
-                             epsilon, key: jax.Array, *, attack: str,
-                             settings: Tuple[Tuple[str, int], ...]):
-  """`attacks.strong_attack` on D's class logits in inference mode, jitted.
+                             epsilon, key: jax.Array, *, attack: str, settings):
+  """`attacks.strong_attack` on D's class logits in inference mode, jitted (one compile per
+  attack, budgets and shape; the radius is traced).
 
   Args:
     discriminator, variables: D and its {'params', 'batch_stats'}.
@@ -63,16 +71,13 @@ def strong_attack_classifier(discriminator: nn.Module, variables, x: jax.Array, 
     epsilon: L-inf radius in the [-1, 1] scale (a scalar array serves every radius).
     key: PRNG key.
     attack: a name of `attacks.STRONG_ATTACKS`.
-    settings: the budgets as sorted (name, value) pairs (hashable).
+    settings: the budgets (a dict or ConfigDict, `config.eval.strong_attack`).
 
   Returns:
     x_adv (B, H, W, 3) float32 in [-1, 1] and robust (B,) bool.
   """
-  if x.dtype == jnp.uint8:
-    x = input_pipeline.to_float(x)
-  logits_fn = lambda x: attacks.class_logits(discriminator, variables, x)
-  return attacks.strong_attack(attack, logits_fn, x, y, epsilon=epsilon, key=key,
-                               settings=dict(settings))
+  return _strong_attack_classifier(discriminator, variables, x, y, epsilon, key, attack=attack,
+                                   settings=tuple(sorted(dict(settings).items())))
 
 
 def head_of(model_config) -> str:
@@ -190,7 +195,6 @@ def correct_under_strong_attack(discriminator: nn.Module, variables, images: np.
   attacks.check_strong_attack_args(epsilon=epsilon)
   attacks.check_strong_attack_config(settings, 'settings', names=(attack,))
   variables = _replicate(variables, mesh)
-  static = tuple(sorted(dict(settings).items()))
 
   def fn(x, y, start):
     if epsilon == 0:
@@ -199,7 +203,7 @@ def correct_under_strong_attack(discriminator: nn.Module, variables, images: np.
                                    unroll=None)
     return strong_attack_classifier(discriminator, variables, x, y, jnp.float32(epsilon),
                                     jax.random.fold_in(key, start), attack=attack,
-                                    settings=static)[1]
+                                    settings=settings)[1]
 
   return parallel.map_batches(fn, images, labels, batch_size, mesh)
 

@@ -2,7 +2,8 @@
 
 The 64-px ImageNet-143 config and the PreActResNet18 one run every mode (train, finetune, eval);
 the 128-px configs, whose models are the same code at other sizes, read their data and trace a
-training step without compiling it (keeping the suite short). Each AS-GAN config trains, resumes, evaluates and refuses --mode=finetune.
+training step without compiling it (keeping the suite short). Each AS-GAN config trains, resumes,
+evaluates and refuses --mode=finetune.
 """
 
 import os
