@@ -102,9 +102,10 @@ def map_batches(fn: Callable[..., jax.Array], images: np.ndarray, labels: np.nda
                 batch_size: int, mesh: Optional[jax.sharding.Mesh]) -> np.ndarray:
   """Concatenated per-example outputs of `fn(x, y, start)` over padded batches.
 
-  Batches of `batch_size` (rounded up to a multiple of the mesh size) are padded at the end and
-  split over the mesh's 'batch' axis when a mesh is given; each process feeds only its rows of
-  each batch (`process_rows`) and gets every row's output back. Padding rows are dropped.
+  Batches of `batch_size` (at most N, rounded up to a multiple of the mesh size) are padded at
+  the end and split over the mesh's 'batch' axis when a mesh is given; each process feeds only
+  its rows of each batch (`process_rows`) and gets every row's output back. Padding rows are
+  dropped.
 
   Args:
     fn: `fn(x (b, ...), y (b,), start: int) -> (b, ...)`, `start` the index of the batch's first
@@ -117,6 +118,7 @@ def map_batches(fn: Callable[..., jax.Array], images: np.ndarray, labels: np.nda
   Returns:
     (N, ...) numpy array of `fn`'s outputs, in every process.
   """
+  batch_size = max(1, min(batch_size, len(labels)))  # No batch wider than the data.
   if mesh is not None:
     batch_size = -(-batch_size // mesh.size) * mesh.size
     rows = process_rows(batch_size, mesh)

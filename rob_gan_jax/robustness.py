@@ -174,7 +174,9 @@ def correct_under_strong_attack(discriminator: nn.Module, variables, images: np.
   'apgd-ce', 'apgd-t' (Croce & Hein, ICML 2020) or 'square' (Andriushchenko et al., ECCV 2020)
   on D's class logits in inference mode, with the budgets of `settings`
   (`config.eval.strong_attack`); an example is correct if no point the attack tried is
-  misclassified. `epsilon = 0` gives clean correctness.
+  misclassified. `epsilon = 0` gives clean correctness. As in AutoAttack, only the examples
+  that are classified correctly without attack are attacked (the others are not robust at any
+  radius), which saves the attacks' cost on them.
 
   Args:
     discriminator, variables: D and its {'params', 'batch_stats'}.
@@ -182,7 +184,8 @@ def correct_under_strong_attack(discriminator: nn.Module, variables, images: np.
     attack: a name of `attacks.STRONG_ATTACKS`.
     epsilon: L-inf radius in the [-1, 1] pixel scale.
     settings: `num_steps`, `num_restarts`, `num_target_classes`, `num_queries`.
-    key: PRNG key; the batch that starts at example s uses `fold_in(key, s)`.
+    key: PRNG key; the batch that starts at the s-th attacked (clean-correct) example uses
+      `fold_in(key, s)`.
     batch_size, mesh: as in `correct_under_attack`.
 
   Returns:
@@ -196,16 +199,21 @@ def correct_under_strong_attack(discriminator: nn.Module, variables, images: np.
   attacks.check_strong_attack_config(settings, 'settings', names=(attack,))
   variables = _replicate(variables, mesh)
 
-  def fn(x, y, start):
-    if epsilon == 0:
-      return _correct_under_attack(discriminator, variables, x, y, jnp.float32(0), jnp.float32(1),
-                                   key, num_steps=0, random_start=False, head='class',
-                                   unroll=None)
+  def clean(x, y, start):
+    del start
+    return _correct_under_attack(discriminator, variables, x, y, jnp.float32(0), jnp.float32(1),
+                                 key, num_steps=0, random_start=False, head='class', unroll=None)
+
+  def attacked(x, y, start):
     return strong_attack_classifier(discriminator, variables, x, y, jnp.float32(epsilon),
                                     jax.random.fold_in(key, start), attack=attack,
                                     settings=settings)[1]
 
-  return parallel.map_batches(fn, images, labels, batch_size, mesh)
+  correct = parallel.map_batches(clean, images, labels, batch_size, mesh)
+  if epsilon > 0 and correct.any():
+    correct[correct] = parallel.map_batches(attacked, images[correct], labels[correct],
+                                            batch_size, mesh)
+  return correct
 
 
 def accuracy_under_attack(discriminator: nn.Module, variables, images: np.ndarray,

@@ -68,6 +68,28 @@ def test_per_radius_and_cumulative_accuracy_from_one_attack_per_radius(monkeypat
   assert curve.cumulative == [0.25, 1.0, 0.5, 0.25]
 
 
+def test_strong_attack_runs_only_on_clean_correct_examples(model_and_data, monkeypatch):
+  model, images, labels = model_and_data
+  clean = np.asarray(model.predict(images)) == labels
+  assert 0 < clean.sum() < len(labels)  # The tiny model gets some right and some wrong.
+  seen = []
+
+  def fake_attack(discriminator, variables, x, y, epsilon, key, *, attack, settings):
+    seen.append(np.asarray(x))
+    return None, jnp.arange(len(y)) % 2 == 0  # Every other attacked example stays robust.
+
+  monkeypatch.setattr(robustness, 'strong_attack_classifier', fake_attack)
+  correct = robustness.correct_under_strong_attack(
+      model.discriminator, model.discriminator_variables, images, labels, attack='square',
+      epsilon=0.03, settings=dict(num_queries=1), key=jax.random.PRNGKey(0), batch_size=8)
+  attacked = np.concatenate([x[:n] for x, n in zip(
+      seen, np.diff(np.minimum(np.arange(0, len(seen) + 1) * 8, clean.sum())))])
+  np.testing.assert_array_equal(attacked, images[clean])
+  expected = np.zeros(len(labels), bool)
+  expected[np.flatnonzero(clean)[::2]] = True
+  np.testing.assert_array_equal(correct, expected)
+
+
 def test_local_lipschitz_value_is_mean_input_gradient_norm(model_and_data):
   model, images, labels = model_and_data
   llv = robustness.local_lipschitz_value(model.discriminator, model.discriminator_variables,
