@@ -4,12 +4,15 @@
     python benchmarks/step_time.py --config configs/imagenet143_64.py --batch-sizes 16
     python benchmarks/step_time.py --config configs/cifar10_asgan.py:cpu --batch-sizes 64
     python benchmarks/step_time.py --batch-sizes 16 --dtype bfloat16   # mixed precision
+    python benchmarks/step_time.py --batch-sizes 16 --no-cpu-eigen-convolutions  # XLA's defaults
 
 Measures one D update (G forward, 5-step PGD on real images, D forward/backward on adversarial
 real and fake batches, Adam), one G update, and one full iteration (n_dis D updates + 1 G update,
 the jitted `train_step` of training, augmentation included), each compiled and warmed up first,
 then the median of `--repeats` runs. `--config` names a config file (default: configs/default.py,
-the CIFAR-10 models); images have its `model.image_size`; `--dtype` sets `model.dtype`.
+the CIFAR-10 models); images have its `model.image_size`; `--dtype` sets `model.dtype`;
+`--no-cpu-eigen-convolutions` sets `cpu_eigen_convolutions=False` (XLA:CPU's default library
+fusions, `parallel.compiler_options`).
 Data-parallel over all local devices.
 The last line printed is one JSON object: {"backend": ..., "devices": ..., "config": ...,
 "dtype": ..., "results": [{"batch": 64, "d_step_s": ..., "g_step_s": ..., "iteration_s": ...},
@@ -57,10 +60,12 @@ def load_config(path: str):
   return module.get_config(arg) if arg else module.get_config()
 
 
-def benchmark(config_path: str, batch_size: int, repeats: int, dtype: str):
+def benchmark(config_path: str, batch_size: int, repeats: int, dtype: str,
+              cpu_eigen_convolutions: bool):
   config = load_config(config_path)
   config.train.batch_size = batch_size
   config.model.dtype = dtype
+  config.cpu_eigen_convolutions = cpu_eigen_convolutions
   mesh = parallel.make_mesh()
   parallel.check_batch_size(batch_size, mesh, '--batch-sizes')
   m = config.model
@@ -76,7 +81,8 @@ def benchmark(config_path: str, batch_size: int, repeats: int, dtype: str):
   def per_device(fn, n_batch_args):
     in_specs = (P(),) + (P(parallel.AXIS),) * n_batch_args
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()),
-                                 check_vma=False), donate_argnums=0)
+                                 check_vma=False), donate_argnums=0,
+                   compiler_options=parallel.compiler_options(cpu_eigen_convolutions))
 
   common = dict(generator=generator, discriminator=discriminator,
                 gan_loss=config.train.gan_loss,
@@ -104,16 +110,19 @@ def main():
   parser.add_argument('--batch-sizes', default='64,16')
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--dtype', default='float32', choices=models.DTYPES)
+  parser.add_argument('--no-cpu-eigen-convolutions', dest='cpu_eigen_convolutions',
+                      action='store_false')
   parser.add_argument('--config', default=os.path.join(
       os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'default.py'))
   args = parser.parse_args()
   results = []
   for batch_size in (int(b) for b in args.batch_sizes.split(',')):
-    results.append(benchmark(args.config, batch_size, args.repeats, args.dtype))
+    results.append(benchmark(args.config, batch_size, args.repeats, args.dtype,
+                             args.cpu_eigen_convolutions))
     print(results[-1], flush=True)
   print(json.dumps({'backend': jax.default_backend(), 'devices': jax.device_count(),
                     'device_kind': jax.devices()[0].device_kind, 'config': args.config,
-                    'dtype': args.dtype,
+                    'dtype': args.dtype, 'cpu_eigen_convolutions': args.cpu_eigen_convolutions,
                     'results': results}))
 
 

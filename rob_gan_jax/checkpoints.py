@@ -118,7 +118,7 @@ def lock_workdir(workdir: str, purpose: str) -> Iterator[None]:
 # dtype, loop unrolling). Any other setting of a stage with checkpoints is fixed, unless named in
 # `config.allow_changes`.
 RESUMABLE_CHANGES = (
-    'allow_changes', 'eval', 'model.dtype', 'unroll',
+    'allow_changes', 'cpu_eigen_convolutions', 'eval', 'model.dtype', 'unroll',
     *(f'train.{k}' for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
                              'max_to_keep', 'eval_every_steps', 'eval_num_examples',
                              'sample_every_steps', 'samples_per_class', 'inception_every_steps',

@@ -163,7 +163,8 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS)),
                           out_specs=(P(), P()), check_vma=False)
 
-  @functools.partial(jax.jit, donate_argnums=0)
+  @functools.partial(jax.jit, donate_argnums=0,
+                     compiler_options=parallel.compiler_options(config.cpu_eigen_convolutions))
   def step(state, images, labels):
     aug_key, z_key, y_key, attack_key = jax.random.split(
         jax.random.fold_in(state.key, state.step), 4)

@@ -123,8 +123,15 @@ def upsample_nearest(x: jax.Array) -> jax.Array:
 
 
 def avg_pool2(x: jax.Array) -> jax.Array:
-  """2x2 average pooling with stride 2 of NHWC maps (PyTorch `F.avg_pool2d(x, 2)`)."""
-  return nn.avg_pool(x, (2, 2), strides=(2, 2))
+  """2x2 average pooling with stride 2 of NHWC maps (PyTorch `F.avg_pool2d(x, 2)`: an odd last
+  row or column is dropped).
+
+  Written as the mean of four strided slices rather than `nn.avg_pool` (a reduce-window): the
+  same sum, which XLA fuses into one elementwise loop. XLA:CPU sends a reduce-window, with the
+  convolutions around it, to YNNPACK, where they ran about 20 % slower (BENCHMARKS.md, issue 13).
+  """
+  h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
+  return (x[:, 0:h:2, 0:w:2] + x[:, 0:h:2, 1:w:2] + x[:, 1:h:2, 0:w:2] + x[:, 1:h:2, 1:w:2]) / 4
 
 
 # Output phase a of a stride-2 upsampling reads input rows {i - 1, i} (a = 0) or {i, i + 1}.

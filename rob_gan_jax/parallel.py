@@ -38,6 +38,25 @@ def unroll_loops(unroll: Optional[bool]) -> bool:
   return jax.default_backend() == 'cpu' if unroll is None else unroll
 
 
+# XLA:CPU (jax 0.10) hands convolutions, dots, elementwise fusions and reductions to YNNPACK by
+# default, where the weight gradients of this project's 3x3 convolutions ran about 3x slower than
+# on XLA's Eigen kernels. With only reductions (BatchNorm statistics) left to YNNPACK, a CIFAR-10
+# iteration is 1.6x faster at batch 64 and 1.2x at batch 16 (BENCHMARKS.md, issue 13). The same
+# arithmetic runs either way; the kernels' float rounding differs.
+CPU_COMPILER_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_REDUCE'}
+
+
+def compiler_options(cpu_eigen_convolutions: bool) -> Optional[dict]:
+  """`jax.jit(compiler_options=...)` of the train steps (`config.cpu_eigen_convolutions`).
+
+  Returns `CPU_COMPILER_OPTIONS` on the CPU backend when `cpu_eigen_convolutions`, else None
+  (XLA's defaults; GPU and TPU always get None).
+  """
+  if cpu_eigen_convolutions and jax.default_backend() == 'cpu':
+    return dict(CPU_COMPILER_OPTIONS)
+  return None
+
+
 def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> jax.sharding.Mesh:
   """A 1-D mesh with axis 'batch' over `devices` (default: all devices of all processes).
 

@@ -2,6 +2,7 @@
 
 import functools
 import os
+import re
 import subprocess
 import sys
 
@@ -192,10 +193,9 @@ def test_bfloat16_discriminator_step_is_close_to_float32(tiny_config, tmp_path):
   assert int(state.step) == 2 and not checkpoints.non_finite_arrays(state)
 
 
-def test_rolled_loops_give_the_unrolled_step(tiny_config):
-  """config.unroll=False (the GPU/TPU default: the PGD steps in a while loop, the n_dis D updates
-  in lax.scan) computes the step that unrolling does."""
-  config = tiny_config
+def train_step_per_setting(config, field, values):
+  """One train step of the tiny models from the same state and batch for each value of the
+  top-level config `field`: {value: ((state, metrics), compiled HLO text)}."""
   mesh = parallel.make_mesh()
   generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
   state = parallel.replicate(state_lib.create_gan_state(config, generator, discriminator, 40),
@@ -205,15 +205,44 @@ def test_rolled_loops_give_the_unrolled_step(tiny_config):
   images = rng.integers(0, 256, (n_dis, b, 32, 32, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, (n_dis, b), dtype=np.int32)
   results = {}
-  for unroll in (True, False):
-    config.unroll = unroll
+  for value in values:
+    config[field] = value
     step = cotrain.make_train_step(config, generator, discriminator, mesh)
+    compiled = step.lower(state, images, labels).compile()
     # The state argument is donated: give each its own copy.
-    results[unroll] = step(jax.tree.map(jnp.copy, state), images, labels)
-  (unrolled, unrolled_metrics), (rolled, rolled_metrics) = results[True], results[False]
-  assert_same_networks(unrolled, rolled)
-  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5),
-               unrolled_metrics, rolled_metrics)
+    results[value] = compiled(jax.tree.map(jnp.copy, state), images, labels), compiled.as_text()
+  return results
+
+
+def assert_same_step(a, b, metrics_rtol):
+  (state_a, metrics_a), (state_b, metrics_b) = a, b
+  assert_same_networks(state_a, state_b)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=metrics_rtol, atol=1e-6),
+               metrics_a, metrics_b)
+
+
+def test_rolled_loops_give_the_unrolled_step(tiny_config):
+  """config.unroll=False (the GPU/TPU default: the PGD steps in a while loop, the n_dis D updates
+  in lax.scan) computes the step that unrolling does."""
+  results = train_step_per_setting(tiny_config, 'unroll', (True, False))
+  assert_same_step(results[True][0], results[False][0], metrics_rtol=1e-5)
+
+
+def ynn_fused_convolutions(hlo_text: str) -> int:
+  """How many of compiled HLO's fusions that XLA:CPU hands to YNNPACK contain a convolution."""
+  called = re.findall(r'calls=%([\w.\-]+)[^\n]*"kind":"__ynn_fusion"', hlo_text)
+  bodies = [hlo_text[hlo_text.index(f'%{c} ('):].split('\n}', 1)[0] for c in called]
+  return sum('convolution(' in body for body in bodies)
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='a switch of the CPU backend')
+def test_cpu_eigen_convolutions_moves_convolutions_off_ynnpack_and_keeps_the_step(tiny_config):
+  """config.cpu_eigen_convolutions (the default) leaves no convolution in a YNNPACK fusion of
+  the compiled train step, XLA's default puts some there, and both compute the same step."""
+  results = train_step_per_setting(tiny_config, 'cpu_eigen_convolutions', (True, False))
+  assert ynn_fused_convolutions(results[True][1]) == 0
+  assert ynn_fused_convolutions(results[False][1]) > 0
+  assert_same_step(results[True][0], results[False][0], metrics_rtol=1e-4)
 
 
 def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):

@@ -225,6 +225,16 @@ def test_upsample_conv_equals_upsample_then_conv():
   np.testing.assert_allclose(module.apply(variables, x), reference, atol=1e-5)
 
 
+def test_avg_pool2_averages_2x2_blocks_and_drops_an_odd_edge():
+  x = jnp.arange(2 * 5 * 7 * 3, dtype=jnp.float32).reshape(2, 5, 7, 3)
+  pooled = models.avg_pool2(x)
+  assert pooled.shape == (2, 2, 3, 3)  # PyTorch's avg_pool2d(x, 2) floors 5 x 7 to 2 x 3.
+  # x[n, h, w, c] = 105 n + 21 h + 3 w + c: block (i, j) averages h = 2i, 2i+1, w = 2j, 2j+1.
+  assert float(pooled[1, 1, 2, 0]) == 105 + 21 * 2.5 + 3 * 4.5
+  assert float(pooled[0, 0, 0, 2]) == 21 * 0.5 + 3 * 0.5 + 2
+  np.testing.assert_allclose(pooled, flax.linen.avg_pool(x, (2, 2), strides=(2, 2)), rtol=1e-6)
+
+
 def test_conditional_batch_norm_uses_label_embeddings():
   module = models.ConditionalBatchNorm(num_classes=3)
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 2, 2, 5))
