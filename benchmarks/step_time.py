@@ -82,7 +82,7 @@ def benchmark(config_path: str, batch_size: int, repeats: int, dtype: str,
     in_specs = (P(),) + (P(parallel.AXIS),) * n_batch_args
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()),
                                  check_vma=False), donate_argnums=0,
-                   compiler_options=parallel.compiler_options(cpu_eigen_convolutions))
+                   compiler_options=parallel.compiler_options(config.cpu_eigen_convolutions))
 
   common = dict(generator=generator, discriminator=discriminator,
                 gan_loss=config.train.gan_loss,
