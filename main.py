@@ -23,6 +23,7 @@ from ml_collections import config_flags
 from rob_gan_jax import cotrain
 from rob_gan_jax import evaluate
 from rob_gan_jax import finetune
+from rob_gan_jax import task
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
@@ -44,18 +45,14 @@ flags.DEFINE_integer('process_id', None, 'This process, 0 ... num_processes - 1 
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+PROGRAMS = {'cotrain': cotrain.train_and_evaluate, 'classifier': finetune.train_classifier,
+            'evaluate': evaluate.evaluate}
+
+
 def run(config, workdir: str, mode: str):
-  """Dispatches a mode; raises ValueError for a mode the config's method does not have."""
-  if mode == 'train':
-    if config.method == 'madry':
-      return finetune.train_classifier(config, workdir)
-    return cotrain.train_and_evaluate(config, workdir)
-  if mode == 'finetune':
-    if config.method == 'madry':
-      raise ValueError("--mode=finetune is step 2 of Rob-GAN; method 'madry' trains its "
-                       'classifier with --mode=train')
-    return finetune.train_classifier(config, workdir)  # Refuses an unconditional GAN.
-  return evaluate.evaluate(config, workdir)
+  """Runs the program of `mode` (`task.Task.program`); raises ValueError for a mode the config's
+  method does not have."""
+  return PROGRAMS[task.Task.from_config(config).program(mode)](config, workdir)
 
 
 def initialize_distributed() -> None:

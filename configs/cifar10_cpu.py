@@ -19,9 +19,8 @@ def get_config():
   config.train.num_steps = 350
   config.train.log_every_steps = 25
   config.train.checkpoint_every_steps = 50
-  config.train.eval_every_steps = 100
   config.train.eval_num_examples = 1_000
-  config.train.sample_every_steps = 100
+  config.train.evaluators.update(dict(pgd_accuracy=100, sample_grid=100))
   # Step 2: 0.75 epoch (about 12 minutes), lr divided by 10 after 0.5 epoch.
   config.finetune.stage_epochs = (0.5, 0.25)
   config.finetune.log_every_steps = 25

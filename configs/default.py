@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   # vanilla GAN. It has no classifier, so no --mode=finetune.
   config.method = 'robgan'
   # Settings that may differ from the workdir's config.json when a run is resumed, besides run
-  # length, logging and evaluation (checkpoints.RESUMABLE_CHANGES): field names or sections,
+  # length, logging and evaluation (workdir.RESUMABLE_CHANGES): field names or sections,
   # e.g. --config.allow_changes="('optim.learning_rate',)". Changes go to config_history.json.
   config.allow_changes = ()
   # Whether the PGD steps and the n_dis D updates of a step are unrolled at compile time.
@@ -136,11 +136,13 @@ def get_config() -> ml_collections.ConfigDict:
       log_every_steps=50,
       checkpoint_every_steps=500,
       max_to_keep=3,
-      eval_every_steps=2_500,  # Clean and PGD accuracy of D's classifier on test examples.
+      # Evaluators run while training (rob_gan_jax/evaluators/<name>.py): every N steps, 0 = off.
+      # pgd_accuracy: clean and PGD (eval.attack) accuracy of D's classifier (source head when
+      # unconditional) on eval_num_examples test examples; sample_grid: the fixed-noise grid,
+      # one row per class; inception: IS and FID (needs eval.inception_weights).
+      evaluators=dict(pgd_accuracy=2_500, sample_grid=2_500, inception=0),
       eval_num_examples=1_000,
-      sample_every_steps=2_500,  # Fixed-noise sample grid, one row per class.
       samples_per_class=10,
-      inception_every_steps=0,  # > 0: IS and FID during training (needs eval.inception_weights).
       inception_num_samples=5_000,
       # True (official train.py): every training-mode pass updates the BatchNorm running
       # statistics (and spectral-norm vectors) of the net it runs, so the D step's pass through G
@@ -173,13 +175,19 @@ def get_config() -> ml_collections.ConfigDict:
       log_every_steps=50,
       checkpoint_every_steps=500,
       max_to_keep=3,
-      eval_num_examples=config_dict.placeholder(int),  # Per-epoch test accuracy; None = all.
+      # Evaluators run while training (as train.evaluators), every N epochs; 0 = off.
+      evaluators=dict(pgd_accuracy=1.0),
+      eval_num_examples=config_dict.placeholder(int),  # pgd_accuracy's test examples; None = all.
   ))
 
   # Robustness evaluation of D's classifier, --mode=eval (official `acc_under_attack.py`: PGD on
   # the class cross-entropy, step size eps / 5). The official script attacks the training split
   # for CIFAR-10; we report the test split, and a sample of the training split for the gap.
   config.eval = ml_collections.ConfigDict(dict(
+      # What --mode=eval measures (rob_gan_jax/evaluators/<name>.py); their metrics make
+      # eval/robustness.json, their images eval/<name>.png.
+      evaluators=('accuracy_curve', 'strong_attacks', 'local_lipschitz', 'sample_grid',
+                  'inception'),
       # 'latest' (fine-tuned if there is a step-2 checkpoint), 'cotrain', 'finetune', 'madry'.
       stage='latest',
       split='test',

@@ -29,9 +29,8 @@ def get_config(base: str = ''):
   config.train.num_steps = 4
   config.train.log_every_steps = 2
   config.train.checkpoint_every_steps = 2
-  config.train.eval_every_steps = 4
   config.train.eval_num_examples = 16
-  config.train.sample_every_steps = 4
+  config.train.evaluators.update(dict(pgd_accuracy=4, sample_grid=4))
   config.train.samples_per_class = 2
   config.train.inception_num_samples = 20
   config.finetune.batch_size = 8

@@ -23,7 +23,7 @@ default with the batch's statistics, so an image depends on the batch it is made
 """
 
 import dataclasses
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -33,9 +33,11 @@ import numpy as np
 
 from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
+from rob_gan_jax import evaluators
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
 from rob_gan_jax import robustness
+from rob_gan_jax import task as task_lib
 
 
 def _as_float(images) -> jax.Array:
@@ -63,6 +65,8 @@ class Model:
     discriminator: the D module.
     generator_variables: G's {'params', 'batch_stats'} or None.
     discriminator_variables: D's {'params', 'batch_stats'}.
+    workdir: where it was loaded from.
+    task: the run's `task.Task` (conditional or not, the head measured).
   """
   config: ml_collections.ConfigDict
   stage: str
@@ -71,12 +75,14 @@ class Model:
   discriminator: nn.Module
   generator_variables: Optional[Any]
   discriminator_variables: Any
+  workdir: str
+  task: task_lib.Task
 
   @property
   def head(self) -> str:
     """The head of D that `attack` and `accuracy_curve` act on: 'class', or 'source' for an
     unconditional model."""
-    return robustness.head_of(self.config.model)
+    return self.task.head
 
   def sample(self, labels=None, *, num_samples: Optional[int] = None,
              seed: int = 0) -> jax.Array:
@@ -101,7 +107,7 @@ class Model:
     """
     if self.generator is None:
       raise ValueError(f'a {self.stage!r} checkpoint has no generator')
-    if self.config.model.num_classes:
+    if self.task.conditional:
       if labels is None or num_samples is not None:
         raise ValueError('a class-conditional generator samples one image per label: pass '
                          'labels, not num_samples')
@@ -122,7 +128,7 @@ class Model:
     Raises:
       ValueError: an unconditional model, whose D has no class head.
     """
-    if not self.config.model.num_classes:
+    if not self.task.conditional:
       raise ValueError('an unconditional model has no classifier; `score` gives its source '
                        'logits')
     return _logits(self.discriminator, self.discriminator_variables, _as_float(images))[1]
@@ -190,7 +196,7 @@ class Model:
     Raises:
       ValueError: an unconditional model, an unknown attack, epsilon < 0, or too few classes.
     """
-    if self.head != 'class':
+    if not self.task.conditional:
       raise ValueError('the strong attacks act on a classifier; an unconditional model has none')
     # Configs saved before `eval.strong_attack` existed get the standard budgets.
     settings = self.config.eval.get('strong_attack', attacks.AUTOATTACK_BUDGETS)
@@ -223,10 +229,11 @@ class Model:
     """
     step_size_factor, default_steps = self._eval_attack()
     return robustness.accuracy_curve(
-        self.discriminator, self.discriminator_variables, np.asarray(images),
-        np.asarray(labels), epsilons=epsilons, step_size_factor=step_size_factor,
+        robustness.Target(self.discriminator, self.discriminator_variables, head=self.head),
+        np.asarray(images), np.asarray(labels), epsilons=epsilons,
+        step_size_factor=step_size_factor,
         num_steps=default_steps if num_steps is None else num_steps,
-        num_restarts=num_restarts, key=jax.random.PRNGKey(seed), head=self.head)
+        num_restarts=num_restarts, key=jax.random.PRNGKey(seed))
 
   def load_data(self, split: str, num_examples: Optional[int] = None
                 ) -> Tuple[np.ndarray, np.ndarray]:
@@ -236,6 +243,31 @@ class Model:
       (N, H, W, 3) uint8 images and (N,) int32 labels.
     """
     return input_pipeline.load_subset(self.config, split, num_examples)
+
+  def evaluate(self, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Runs evaluators on this checkpoint as `--mode=eval` does (without writing anything).
+
+    Args:
+      names: names of `rob_gan_jax/evaluators/` modules; default `eval.evaluators` of the
+        run's config (sample counts and attacks from its `eval` section).
+
+    Returns:
+      The metrics ('stage', 'step' and each evaluator's, as in eval/robustness.json) and, under
+      'images', the image grids ((H, W, 3) uint8, e.g. 'samples').
+
+    Raises:
+      ValueError: an unknown evaluator.
+    """
+    names = self.config.eval.evaluators if names is None else names
+    evaluators.check_names(names, 'evaluators')
+    context = evaluators.Context(
+        self.config, self.task, self.workdir, stage=self.stage, training=False,
+        generator=self.generator, discriminator=self.discriminator, mesh=None)
+    networks = checkpoints.Weights(config=self.config, stage=self.stage, step=self.step,
+                                   generator=self.generator_variables,
+                                   discriminator=self.discriminator_variables)
+    metrics, images = evaluators.run_all(context, names, networks)
+    return {**metrics, 'images': images}
 
   def _eval_attack(self) -> Tuple[float, int]:
     attack = self.config.eval.attack
@@ -266,4 +298,5 @@ def load(workdir: str, stage: str = 'latest', *,
   return Model(config=weights.config, stage=weights.stage, step=weights.step,
                generator=generator if weights.generator is not None else None,
                discriminator=discriminator, generator_variables=weights.generator,
-               discriminator_variables=weights.discriminator)
+               discriminator_variables=weights.discriminator, workdir=workdir,
+               task=task_lib.Task.from_config(weights.config))

@@ -1,31 +1,12 @@
-"""Workdir layout, the run's config.json, the workdir lock, and checkpoints.
+"""Orbax checkpoints of a stage's folder (`workdir.checkpoint_dir`), verified both ways.
 
-Layout of a workdir (one method per workdir: `config.method` 'robgan', 'madry' or 'asgan'):
-  config.json                  the config of the run (see `check_and_write_config`)
-  config_history.json          settings changed on resume, with the steps they changed at
-  .train.lock, .eval.lock      held by the run using the workdir (`lock_workdir`)
-  checkpoints/<step>/          stage 'cotrain' (Rob-GAN step 1, AS-GAN): the whole GANState
-  finetune/checkpoints/<step>/ stage 'finetune' (Rob-GAN step 2): ClassifierState
-  madry/checkpoints/<step>/    stage 'madry' (the Madry baseline): ClassifierState
-  .../checkpoints/corrupt-<step>/  a damaged checkpoint, moved aside when a run resumed
-Summaries go to the workdir (cotrain), `finetune/` or `madry/`.
-
-Checkpoints are written atomically by Orbax (a temporary folder, then a rename), only from a
-finite state, and with a CRC32 of every array in the step's metadata (`save`). There is one
-restore path (`_restore`), which checks the structure against the config, the checksums and
-finiteness: `restore_latest` reads a whole state to resume training and falls back to the
-previous checkpoint if the newest is damaged; `load_weights` reads only the networks' params and
-BatchNorm statistics (what sampling, classification, attacks and fine-tuning's start need),
-without building any optimizer.
+Written atomically by Orbax, only from a finite state, with a CRC32 of every array in the step's
+metadata. Every restore (`restore_latest`, `load_weights`) checks the structure, the checksums
+and finiteness. Arrays are named as Orbax names them ('discriminator.params.block1.conv1.kernel').
 """
-import contextlib
 import dataclasses
-import fcntl
-import json
 import os
-import socket
-import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 import zlib
 
 from absl import logging
@@ -37,204 +18,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rob_gan_jax import parallel
-
-STAGES = ('cotrain', 'finetune', 'madry')
-_STAGE_DIRS = {'cotrain': '', 'finetune': 'finetune', 'madry': 'madry'}
-
-
-def summary_dir(workdir: str, stage: str) -> str:
-  """Where a stage writes its TensorBoard summaries."""
-  return os.path.join(workdir, _STAGE_DIRS[stage])
-
-
-def checkpoint_dir(workdir: str, stage: str) -> str:
-  """Where a stage ('cotrain', 'finetune', 'madry') keeps its checkpoints."""
-  return os.path.join(summary_dir(workdir, stage), 'checkpoints')
-
-
-def _config_json(config) -> str:
-  return config.to_json_best_effort(indent=2, sort_keys=True)
-
-
-def model_section(config) -> dict:
-  """`config.model` as plain JSON values (tuples as lists), for comparing architectures.
-
-  `dtype` is left out: it is how the model computes, not what it is (its parameters are float32
-  either way).
-  """
-  model = json.loads(_config_json(config))['model']
-  model.pop('dtype', None)
-  return model
-
-
-class WorkdirInUseError(RuntimeError):
-  """Another run holds the workdir."""
-
-
-@contextlib.contextmanager
-def lock_workdir(workdir: str, purpose: str) -> Iterator[None]:
-  """Holds the workdir for one run: a second run of the same `purpose` is refused.
-
-  The lock is `flock` on `workdir/.<purpose>.lock`: the kernel releases it when the process
-  ends, however it ends (kill -9 included), so a killed run never leaves it stuck. The file
-  records who holds it. Training stages (co-training, fine-tuning, Madry) share the purpose
-  'train', since they write the same config.json; `--mode=eval` uses 'eval'. In a multi-process
-  run process p > 0 holds `.<purpose>.<p>.lock`, so every process of a second run is refused.
-
-  Args:
-    workdir: the run's workdir (created if missing).
-    purpose: 'train' or 'eval'.
-
-  Raises:
-    NotADirectoryError: `workdir` exists and is not a directory.
-    WorkdirInUseError: another run holds the lock; the message says which process.
-  """
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise NotADirectoryError(f'--workdir {workdir!r} is a file, not a directory')
-  os.makedirs(workdir, exist_ok=True)
-  process = f'.{jax.process_index()}' if jax.process_index() else ''
-  path = os.path.join(workdir, f'.{purpose}{process}.lock')
-  with open(path, 'a+') as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      f.seek(0)
-      raise WorkdirInUseError(
-          f'{workdir} is in use by another {purpose} run ({f.read().strip() or "unknown"}, lock '
-          f'{path}); wait for it to end or use another --workdir') from None
-    f.seek(0)
-    f.truncate()
-    f.write(f'pid {os.getpid()} on {socket.gethostname()} since '
-            f'{time.strftime("%Y-%m-%d %H:%M:%S")}\n')
-    f.flush()
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
-# Settings that may change when a run is resumed: run length, logging, checkpoint and evaluation
-# frequency, everything of --mode=eval, and how the same computation is compiled (activation
-# dtype, loop unrolling). Any other setting of a stage with checkpoints is fixed, unless named in
-# `config.allow_changes`.
-RESUMABLE_CHANGES = (
-    'allow_changes', 'cpu_eigen_convolutions', 'eval', 'model.dtype', 'unroll',
-    *(f'train.{k}' for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
-                             'max_to_keep', 'eval_every_steps', 'eval_num_examples',
-                             'sample_every_steps', 'samples_per_class', 'inception_every_steps',
-                             'inception_num_samples')),
-    *(f'finetune.{k}' for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
-                                'max_to_keep', 'eval_num_examples')))
-# The config sections a stage's checkpoints depend on, besides those of every stage (seed,
-# method, model, dataset).
-_STAGE_SECTIONS = {'cotrain': ('attack', 'optim', 'train'), 'finetune': ('finetune',),
-                   'madry': ('finetune',)}
-_MISSING = '<missing>'
-
-
-def _flatten(tree: dict, prefix: str = '') -> Dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
-def _covers(patterns, key: str) -> bool:
-  return any(key == p or key.startswith(p + '.') for p in patterns)
-
-
-def _is_fixed(key: str, trained_stages) -> bool:
-  """Whether a setting may not change, given the stages that have checkpoints."""
-  if not trained_stages or _covers(RESUMABLE_CHANGES, key):
-    return False
-  owners = [s for s, sections in _STAGE_SECTIONS.items() if key.split('.')[0] in sections]
-  return not owners or any(s in trained_stages for s in owners)
-
-
-def check_and_write_config(config, workdir: str) -> None:
-  """Writes the run's config to workdir/config.json; refuses changed settings on resume.
-
-  Once a stage has checkpoints in the workdir, the settings those checkpoints depend on are
-  fixed: seed, method, model and dataset for every stage, plus `attack`, `optim` and `train` for
-  co-training and `finetune` for fine-tuning and the Madry baseline. The settings of
-  `RESUMABLE_CHANGES` (run length, logging, evaluation) may change, and so may those named in
-  `config.allow_changes` (fields or whole sections, e.g. ('optim.learning_rate',)). Every change
-  that is made is appended to workdir/config_history.json (time, the checkpoints' steps, old and
-  new values), so the settings of the steps already done are not lost. Every process checks;
-  process 0 writes.
-
-  Raises:
-    ValueError: a fixed setting differs from the saved config.json (the message lists every
-      such field with its saved and requested value), or `allow_changes` names an unknown field.
-  """
-  path = os.path.join(workdir, 'config.json')
-  new = _flatten(json.loads(_config_json(config)))
-  unknown = [a for a in config.allow_changes if not any(_covers([a], k) for k in new)]
-  if unknown:
-    raise ValueError(f'allow_changes names fields that do not exist: {unknown}')
-  if os.path.exists(path):
-    with open(path) as f:
-      old = _flatten(json.load(f))
-    trained = {s: latest_step(checkpoint_dir(workdir, s)) for s in STAGES}
-    trained = {s: step for s, step in trained.items() if step is not None}
-    changes = {k: (old.get(k, _MISSING), new.get(k, _MISSING))
-               for k in sorted(old.keys() | new.keys())
-               if old.get(k, _MISSING) != new.get(k, _MISSING)}
-    refused = {k: v for k, v in changes.items()
-               if _is_fixed(k, trained) and not _covers(config.allow_changes, k)}
-    if refused:
-      lines = '\n'.join(f'  {k}: saved {old_v!r}, requested {new_v!r}'
-                         for k, (old_v, new_v) in refused.items())
-      raise ValueError(
-          f'{workdir} holds checkpoints ({", ".join(f"{s} step {n}" for s, n in trained.items())}) '
-          f'trained with other settings; these differ from its config.json:\n{lines}\n'
-          'Resume with the saved settings, use another --workdir, or, to change them knowingly, '
-          f'--config.allow_changes="{tuple(refused)!r}"')
-    if changes and trained and parallel.is_main_process():
-      _append_history(workdir, {'time': time.strftime('%Y-%m-%d %H:%M:%S'), 'checkpoints': trained,
-                                'changes': {k: list(v) for k, v in changes.items()}})
-  if parallel.is_main_process():
-    os.makedirs(workdir, exist_ok=True)
-    _write_atomically(path, _config_json(config))
-
-
-def _write_atomically(path: str, text: str) -> None:
-  with open(path + '.tmp', 'w') as f:
-    f.write(text)
-  os.replace(path + '.tmp', path)
-
-
-def _append_history(workdir: str, entry: dict) -> None:
-  path = os.path.join(workdir, 'config_history.json')
-  history = []
-  if os.path.exists(path):
-    with open(path) as f:
-      history = json.load(f)
-  _write_atomically(path, json.dumps(history + [entry], indent=2))
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config saved in `workdir/config.json`.
-
-  Raises:
-    FileNotFoundError: the workdir has no config.json (no run was started there).
-  """
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{workdir} has no config.json: no run was started there')
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+from rob_gan_jax import task as task_lib
+from rob_gan_jax import workdir as workdir_lib
 
 
 def manager(directory: str, max_to_keep: int = 1) -> ocp.CheckpointManager:
-  """Orbax manager of a stage's checkpoint folder.
-
-  Save with `save` (atomic: written to a temporary folder, then renamed), which also stores a
-  checksum of every array; read with `restore_latest` or `load_weights`, which verify them.
-  """
+  """Orbax manager of a stage's checkpoint folder; save and restore through this module."""
   return ocp.CheckpointManager(
       os.path.abspath(directory), item_handlers=ocp.PyTreeCheckpointHandler(),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
@@ -248,7 +37,6 @@ def latest_step(directory: str) -> Optional[int]:
 
 
 def _leaf_name(path) -> str:
-  """'discriminator.opt_state.0.mu.block1.conv1.kernel': the name Orbax gives a leaf."""
   return '.'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
 
 
@@ -268,7 +56,6 @@ def non_finite_arrays(tree) -> List[str]:
 
 
 def _checksums(tree) -> Dict[str, str]:
-  """CRC32 (hex) of the bytes of every array of `tree`, by leaf name."""
   return {name: f'{zlib.crc32(np.ascontiguousarray(x)):08x}'
           for name, x in _named_leaves(jax.device_get(tree)).items()}
 
@@ -283,11 +70,11 @@ def last_good_checkpoint(checkpoint_manager: ocp.CheckpointManager) -> str:
 
 
 def save(checkpoint_manager: ocp.CheckpointManager, step: int, state) -> None:
-  """Saves `state` as checkpoint `step`, with a CRC32 of every array in the step's metadata.
+  """Saves `state` as checkpoint `step` (asynchronously), with its checksums.
 
   Raises:
-    FloatingPointError: an array of `state` is not finite (nothing is saved; the message names
-      the last good checkpoint).
+    FloatingPointError: a non-finite array (nothing is saved; the message names the last good
+      checkpoint).
   """
   bad = non_finite_arrays(state)
   if bad:
@@ -303,19 +90,11 @@ class CorruptCheckpointError(RuntimeError):
 
 def _restore(checkpoint_manager: ocp.CheckpointManager, step: int, abstract_fn, *,
              partial: bool):
-  """Restores and verifies checkpoint `step`.
-
-  Args:
-    checkpoint_manager: the manager of the checkpoint folder.
-    step: the checkpoint.
-    abstract_fn: `abstract_fn(saved)` -> the structure to restore into (jax.ShapeDtypeStruct
-      leaves), given the checkpoint's metadata tree.
-    partial: read only the leaves the structure names.
+  """Checkpoint `step`, read into `abstract_fn(its metadata tree)` (ShapeDtypeStruct leaves).
 
   Raises:
     ValueError: the checkpoint holds other arrays (another architecture or config).
-    CorruptCheckpointError: its metadata or data cannot be read, an array does not match its
-      checksum, or an array is not finite (a saved state never is).
+    CorruptCheckpointError: unreadable metadata or data, a checksum mismatch, a non-finite array.
   """
   where = f'checkpoint {step} ({os.path.join(checkpoint_manager.directory, str(step))})'
   try:
@@ -358,12 +137,10 @@ def _restore(checkpoint_manager: ocp.CheckpointManager, step: int, abstract_fn, 
 
 def _restore_newest_intact(checkpoint_manager: ocp.CheckpointManager, abstract_fn, *,
                            partial: bool, move_corrupt: bool):
-  """(step, restored) of the newest checkpoint that restores intact, or (None, None) if none.
+  """(step, restored) of the newest intact checkpoint, or (None, None) if there is none.
 
-  `abstract_fn` is as in `_restore`. A damaged checkpoint is logged as an
-  error; with `move_corrupt` it is moved out of the way (by process 0, the others waiting for
-  it), to `<folder>/corrupt-<step>`, so that the run that resumes from an earlier one can save
-  that step again.
+  With `move_corrupt`, a damaged checkpoint goes to `<folder>/corrupt-<step>`, so that a run
+  resuming from an earlier one can save that step again.
 
   Raises:
     ValueError: a checkpoint of another structure (not treated as damage).
@@ -393,19 +170,13 @@ def _restore_newest_intact(checkpoint_manager: ocp.CheckpointManager, abstract_f
 
 
 def restore_latest(checkpoint_manager: ocp.CheckpointManager, target):
-  """Restores the newest intact checkpoint into the structure of `target`, or returns `target`.
+  """The newest intact checkpoint, with the structure and shardings of `target`, else `target`.
 
-  A damaged checkpoint (unreadable, checksum mismatch, non-finite) is reported by step and path,
-  moved to `<folder>/corrupt-<step>` and the previous one is tried.
-
-  Args:
-    checkpoint_manager: the manager of a checkpoint folder.
-    target: the state pytree (arrays) to restore into; restored arrays get its shardings.
+  Damaged checkpoints are moved to `<folder>/corrupt-<step>`.
 
   Raises:
     ValueError: the checkpoint does not fit `target` (another architecture or config).
-    CorruptCheckpointError: no checkpoint is intact (all were moved aside; a rerun starts from
-      step 0).
+    CorruptCheckpointError: none is intact (all were moved aside; a rerun starts from step 0).
   """
   def abstract(x):  # Arrays, or Python scalars (a fresh TrainState's step).
     x = jnp.asarray(x)
@@ -420,46 +191,9 @@ def restore_latest(checkpoint_manager: ocp.CheckpointManager, target):
   return restored
 
 
-def resolve_stage(workdir: str, method: str, stage: str = 'latest') -> str:
-  """Which checkpoint `stage` means in a workdir of `method`: 'cotrain', 'finetune' or 'madry'.
-
-  'latest' is the fine-tuned D if step 2 has a checkpoint, else the co-trained one (an AS-GAN
-  workdir has only that); a Madry workdir has the one stage 'madry'.
-
-  Raises:
-    ValueError: unknown stage, or a stage the method does not have.
-    FileNotFoundError: the workdir has no checkpoint of that stage.
-  """
-  if stage not in ('latest',) + STAGES:
-    raise ValueError(f'stage must be one of {("latest",) + STAGES}, got {stage!r}')
-  has = lambda s: latest_step(checkpoint_dir(workdir, s)) is not None
-  if method == 'madry':
-    if stage not in ('latest', 'madry'):
-      raise ValueError(f'a Madry-baseline workdir has no {stage!r} stage')
-    stage = 'madry'
-  elif stage == 'madry':
-    raise ValueError(f'a {method!r} workdir has no Madry-baseline stage')
-  elif stage == 'latest':
-    stage = 'finetune' if has('finetune') else 'cotrain'
-  if not has(stage):
-    what, mode = {'cotrain': ('co-training', 'train'), 'finetune': ('fine-tuning', 'finetune'),
-                  'madry': ('Madry-baseline', 'train')}[stage]
-    raise FileNotFoundError(f'no {what} checkpoint in {checkpoint_dir(workdir, stage)}: run '
-                            f'--mode={mode} first')
-  return stage
-
-
 @dataclasses.dataclass(frozen=True)
 class Weights:
-  """The networks of one stage of a workdir.
-
-  Attributes:
-    config: the config they were loaded with.
-    stage: 'cotrain', 'finetune' or 'madry'.
-    step: the checkpoint's step.
-    generator: G's {'params', 'batch_stats'} (numpy arrays), or None (Madry baseline).
-    discriminator: D's {'params', 'batch_stats'}.
-  """
+  """A stage's networks, numpy {'params', 'batch_stats'}; G is None for the Madry baseline."""
   config: ml_collections.ConfigDict
   stage: str
   step: int
@@ -468,7 +202,6 @@ class Weights:
 
 
 def _load_networks(directory: str, networks) -> Dict[str, Any]:
-  """{'step', and per network its {'params', 'batch_stats'}} of the newest intact checkpoint."""
   def abstract(saved):
     try:
       wanted = {'step': saved['step'], **{
@@ -488,31 +221,25 @@ def _load_networks(directory: str, networks) -> Dict[str, Any]:
 
 def load_weights(workdir: str, stage: str = 'latest', *,
                  config: Optional[ml_collections.ConfigDict] = None) -> Weights:
-  """Loads the networks of a stage of a workdir (params and BatchNorm statistics only).
+  """The networks of a stage (`workdir_lib.resolve_stage`), without any optimizer state.
 
-  Args:
-    workdir: a workdir written by main.py.
-    stage: 'latest', 'cotrain', 'finetune' or 'madry' (see `resolve_stage`).
-    config: the config to load with (default: workdir/config.json); its `model` section must
-      equal the saved one.
-
-  Returns:
-    Weights. D comes from the stage's checkpoint; G from the co-training checkpoint (for
-    'finetune', of `finetune.init_workdir` or `workdir`), None for the Madry baseline.
+  `config` defaults to workdir/config.json, and its `model` must equal the saved one. A
+  fine-tuning checkpoint holds the co-trained G it was trained with.
 
   Raises:
     FileNotFoundError: no config.json or no checkpoint of that stage.
     ValueError: unknown stage, a config of another architecture, or a checkpoint without the
       networks.
   """
-  saved = load_config(workdir)
+  saved = workdir_lib.load_config(workdir)
   config = saved if config is None else config
-  if model_section(saved) != model_section(config):
+  if workdir_lib.model_section(saved) != workdir_lib.model_section(config):
     raise ValueError(f'the config\'s model differs from the one saved in {workdir}/config.json '
                      '(a checkpoint of another architecture)')
-  stage = resolve_stage(workdir, config.method, stage)
-  networks = ('discriminator',) if stage == 'madry' else ('generator', 'discriminator')
-  loaded = _load_networks(checkpoint_dir(workdir, stage), networks)
+  task = task_lib.Task.from_config(config)
+  stage = workdir_lib.resolve_stage(workdir, task, stage)
+  networks = ('generator',) * task.has_generator(stage) + ('discriminator',)
+  loaded = _load_networks(workdir_lib.checkpoint_dir(workdir, stage), networks)
   generator = loaded.get('generator')
   return Weights(config=config, stage=stage, step=int(loaded['step']), generator=generator,
                  discriminator=loaded['discriminator'])

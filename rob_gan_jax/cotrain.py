@@ -48,38 +48,33 @@ import ml_collections
 
 from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
+from rob_gan_jax import evaluators
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import loop
 from rob_gan_jax import losses
 from rob_gan_jax import models
 from rob_gan_jax import parallel
-from rob_gan_jax import robustness
-from rob_gan_jax import visualize
 from rob_gan_jax import state as state_lib
-from rob_gan_jax.metrics import fid
+from rob_gan_jax import task as task_lib
+from rob_gan_jax import workdir as workdir_lib
 
 AXIS = parallel.AXIS
-METHODS = ('robgan', 'asgan')
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError, before any compute, for co-training settings that cannot work."""
+  if task_lib.Task.from_config(config).program('train') != 'cotrain':
+    raise ValueError(f'co-training is method robgan (step 1) or asgan, got method '
+                     f'{config.method!r}')
   input_pipeline.check_dataset_config(config.dataset)
   attacks.check_attack_config(config.attack, 'attack')
   attacks.check_attack_config(config.eval.attack, 'eval.attack')
   loop.check_loop_config(config.train, 'train')
-  if config.method not in METHODS:
-    raise ValueError(f'co-training is method robgan (step 1) or asgan, got method '
-                     f'{config.method!r}')
-  conditional = config.model.num_classes > 0
-  if conditional != (config.method == 'robgan'):
-    needed = 'model.num_classes >= 1' if config.method == 'robgan' else 'model.num_classes=0'
-    raise ValueError(f'method {config.method!r} needs {needed} (Rob-GAN is class-conditional, '
-                     f'AS-GAN unconditional), got model.num_classes={config.model.num_classes}')
+  loop.check_evaluator_periods(config.train.evaluators, 'train.evaluators')
   if config.train.loss not in losses.LOSS_TYPES:
     raise ValueError(f'train.loss must be one of {losses.LOSS_TYPES}, got {config.train.loss!r}')
   losses.check_gan_loss(config.train.gan_loss)
-  for name in ('n_dis', 'num_steps', 'eval_every_steps', 'sample_every_steps'):
+  for name in ('n_dis', 'num_steps'):
     if config.train[name] < 1:
       raise ValueError(f'train.{name} must be >= 1, got {config.train[name]}')
 
@@ -87,23 +82,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def attack_real_images(discriminator: nn.Module, variables, x_real: jax.Array, y_real: jax.Array,
                        attack_keys: jax.Array, *, attack_config,
                        unroll: Optional[bool] = None) -> jax.Array:
-  """The co-training attack: PGD on real images maximising D's real-image loss.
-
-  The loss is `losses.discriminator_real_loss` with the non-saturating source term, D in
-  inference mode (official `attack_Linf_PGD`, and `attack_Linf_PGD_bin` for a D without a class
-  head: AS-GAN), whatever `train.gan_loss` D is trained with.
-
-  Args:
-    discriminator: the D module.
-    variables: D's {'params', 'batch_stats'}.
-    x_real: (b, H, W, 3) float32 real images in [-1, 1].
-    y_real: (b,) int32 labels (unused without a class head).
-    attack_keys: (b,) PRNG keys of the random start (used only if `attack_config.random_start`).
-    attack_config: `config.attack`; num_steps 0 returns x_real (AC-GAN, or the vanilla GAN).
-    unroll: unroll the PGD steps at compile time (`attacks.pgd_linf`; None: on CPU only).
+  """PGD on real images ascending D's non-saturating real-image loss (D in inference mode),
+  whatever `train.gan_loss` D is trained with (official `attack_Linf_PGD`; `attack_Linf_PGD_bin`
+  for a D without class head, AS-GAN). `attack_config.num_steps` 0 returns x_real (AC-GAN or
+  vanilla GAN). `attack_keys` (b,) are the per-example keys of the random start.
 
   Returns:
-    (b, H, W, 3) float32 x_adv in [-1, 1] with ||x_adv - x_real||_inf <= attack_config.epsilon.
+    (b, H, W, 3) float32 x_adv in [-1, 1], ||x_adv - x_real||_inf <= attack_config.epsilon.
   """
   def attack_loss(x, y):
     source, classes = discriminator.apply(variables, x, train=False)
@@ -120,35 +105,22 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
                        loss_type: str, gan_loss: str, keep_all_bn_updates: bool,
                        unroll: Optional[bool] = None) -> Tuple[state_lib.GANState,
                                                                Dict[str, jax.Array]]:
-  """One D update (per-device code inside shard_map over axis 'batch').
+  """One D update (paper eqs. 8/9; AS-GAN's source terms alone for an unconditional D).
 
-  Real images are attacked by PGD on D's non-saturating real-image loss (D in inference mode),
-  then D minimises `discriminator_real_loss(D(x_adv)) + discriminator_fake_loss(D(G(z, y_fake)))`
-  with `gan_loss` (paper eqs. 8/9; for an unconditional D the source terms alone, AS-GAN).
-  D sees the adversarial and the fake batch in separate training-mode passes, as the official
-  code does, so each has its own BatchNorm statistics and each updates D's running statistics.
-  G runs in training mode (batch statistics), as in the official code; its parameters do not
-  change, its running statistics are updated when `keep_all_bn_updates` (official `train.py`).
+  D minimises `discriminator_real_loss(D(x_adv)) + discriminator_fake_loss(D(G(z, y_fake)))`.
+  It sees the adversarial and the fake batch in separate training-mode passes, as the official
+  code does, so each has its own BatchNorm statistics. G runs in training mode and does not
+  change (its running statistics do with `keep_all_bn_updates`).
 
   Args:
-    state: GANState (replicated).
-    x_real: (b, H, W, 3) float32 augmented real images in [-1, 1] (this device's part).
-    y_real: (b,) int32 labels (unused by an unconditional D).
-    z: (b, z_dim) float32 latents; y_fake: (b,) int32 labels for G (zeros, unused, when
-      unconditional).
-    attack_keys: (b,) PRNG keys (raw: (b, 2) uint32), one per example, for the attack's random
-      start (used only if enabled); drawn for the global batch, so the start does not depend on
-      the device count.
-    generator, discriminator: modules built with axis_name='batch'.
-    attack_config: `config.attack`.
-    loss_type: 'split' (eq. 9) or 'acgan' (eq. 8).
-    gan_loss: the source loss, one of `losses.GAN_LOSSES`.
-    keep_all_bn_updates: keep the update of G's BatchNorm statistics by its pass
-      (`config.train.keep_all_bn_updates`).
-    unroll: unroll the attack's steps (`attacks.pgd_linf`; None: on CPU only).
+    state: the replicated GANState.
+    x_real: (b, H, W, 3) float32 augmented real images; y_real: (b,) int32 labels.
+    z: (b, z_dim) latents; y_fake: (b,) int32 labels for G (zeros when unconditional).
+    attack_keys: (b,) PRNG keys of the attack's random start, drawn for the global batch.
+    loss_type: 'split' (eq. 9) or 'acgan' (eq. 8); gan_loss: one of `losses.GAN_LOSSES`.
 
   Returns:
-    The new state and a dict of scalar metrics averaged over devices.
+    The new state and scalar metrics averaged over devices.
   """
   d, g = state.discriminator, state.generator
   x_fake, g_updates = generator.apply(g.variables, z, y_fake, train=True,
@@ -190,24 +162,13 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
 def generator_step(state: state_lib.GANState, z, y_fake, *, generator: nn.Module,
                    discriminator: nn.Module, gan_loss: str,
                    keep_all_bn_updates: bool) -> Tuple[state_lib.GANState, Dict[str, jax.Array]]:
-  """One G update (per-device code inside shard_map over axis 'batch').
-
-  G minimises `generator_loss(D(G(z, y)))` with `gan_loss`: fool the source head (and, with a
-  class head, be classified as y). D runs
-  in training mode (batch statistics) as in the official code, and only its input gradient is
-  computed; its parameters do not change, its running statistics are updated when
-  `keep_all_bn_updates` (official `train.py`).
-
-  Args:
-    state: GANState (replicated).
-    z: (b, z_dim) float32 latents; y_fake: (b,) int32 labels (zeros when unconditional).
-    generator, discriminator: modules built with axis_name='batch'.
-    gan_loss: the source loss, one of `losses.GAN_LOSSES`.
-    keep_all_bn_updates: keep the update of D's BatchNorm statistics (and spectral-norm vectors)
-      by its pass (`config.train.keep_all_bn_updates`).
+  """One G update: G minimises `generator_loss(D(G(z, y)))`, fooling the source head (and,
+  with a class head, being classified as y). D runs in training mode as in the official code;
+  only its input gradient is computed, its running statistics (and spectral-norm vectors)
+  change with `keep_all_bn_updates`.
 
   Returns:
-    The new state and a dict of scalar metrics averaged over devices.
+    The new state and scalar metrics averaged over devices.
   """
   g, d = state.generator, state.discriminator
 
@@ -230,17 +191,13 @@ def generator_step(state: state_lib.GANState, z, y_fake, *, generator: nn.Module
 
 def train_iteration(state: state_lib.GANState, batch, *, generator, discriminator,
                     config) -> Tuple[state_lib.GANState, Dict[str, jax.Array]]:
-  """`n_dis` D steps then one G step; per-device code.
+  """`n_dis` D steps then one G step (per-device code).
 
   The D steps are unrolled at trace time, or with `config.unroll=False` (the default on GPU and
   TPU, `parallel.unroll_loops`) one compiled D step runs in a `lax.scan`; the results are the
-  same.
-
-  Args:
-    batch: dict of this device's data, leading axis n_dis (+1 for z and y_fake, whose last
-      entry feeds the G step): 'images' (n_dis, b, H, W, 3) float32, 'labels' (n_dis, b),
-      'z' (n_dis + 1, b, z_dim), 'y_fake' (n_dis + 1, b), 'attack_keys' (n_dis, b) PRNG keys
-      (raw: (n_dis, b, 2) uint32), one per example of each D step.
+  same. `batch` holds this device's 'images' (n_dis, b, H, W, 3) float32, 'labels' (n_dis, b),
+  'z' (n_dis + 1, b, z_dim), 'y_fake' (n_dis + 1, b) (the last entries feed the G step) and
+  'attack_keys' (n_dis, b).
   """
   t = config.train
   n_dis, common = t.n_dis, dict(gan_loss=t.gan_loss, keep_all_bn_updates=t.keep_all_bn_updates)
@@ -269,17 +226,16 @@ def train_iteration(state: state_lib.GANState, batch, *, generator, discriminato
 
 def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
                     mesh: jax.sharding.Mesh):
-  """Returns the jitted `train_step(state, images, labels) -> (state, metrics)`.
+  """The jitted `train_step(state, images, labels) -> (state, metrics)`, state donated.
 
   `images` (n_dis, B, H, W, 3) uint8 and `labels` (n_dis, B) int32 are the global batches of the
-  step's D updates. Augmentation (`input_pipeline.augment`), latents, fake labels and the
-  attack's per-example keys are drawn from `fold_in(state.key, state.step)` on the global batch
-  (fake labels are zeros for an unconditional G)
-  before it is split over devices, so a step gives the same result on any number of devices.
-  The state argument is donated.
+  step's D updates. Augmentation, latents, fake labels and the attack's per-example keys come
+  from `fold_in(state.key, state.step)` and are drawn for the global batch before it is split,
+  so a step gives the same result on any number of devices.
   """
   m, data = config.model, config.dataset
   n_dis, batch_size = config.train.n_dis, config.train.batch_size
+  label_range = task_lib.Task.from_config(config).label_range
   per_device = functools.partial(train_iteration, generator=generator,
                                  discriminator=discriminator, config=config)
   # check_vma=False: gradients are averaged explicitly with lax.pmean (the style of flax's
@@ -298,7 +254,7 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
         'images': x.reshape(images.shape),
         'labels': labels,
         'z': jax.random.normal(z_key, (n_dis + 1, batch_size, m.z_dim)),
-        'y_fake': jax.random.randint(y_key, (n_dis + 1, batch_size), 0, max(m.num_classes, 1)),
+        'y_fake': jax.random.randint(y_key, (n_dis + 1, batch_size), 0, label_range),
         'attack_keys': jax.random.split(attack_key, (n_dis, batch_size)),
     }
     return sharded(state, batch)
@@ -309,73 +265,42 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.GANState:
   """Runs (or resumes) Rob-GAN step-1 co-training or AS-GAN training in `workdir`.
 
-  Writes `config.json`, TensorBoard summaries, `samples/step_*.png` and Orbax checkpoints under
-  `checkpoints/`; starts from the latest checkpoint if there is one. Every
-  `train.eval_every_steps` it logs the clean and PGD accuracy (`eval.attack`) on
-  `train.eval_num_examples` test examples of D's classifier, or for an unconditional D of its
-  source head (real test images called real), every `train.sample_every_steps` the fixed-noise
-  sample grid (`visualize.sample_grid_images`; G with the grid's batch statistics, or its running
-  ones with `eval.sample_with_running_stats`), and every `train.inception_every_steps` (when > 0 and
-  `eval.inception_weights` is set) IS and FID, whose samples are made the same way.
-
-  Args:
-    config: the full config (see configs/default.py).
-    workdir: output directory.
+  Writes `config.json`, TensorBoard summaries, the outputs of `train.evaluators` (e.g.
+  `samples/step_*.png`) and Orbax checkpoints under `checkpoints/`; starts from the latest
+  checkpoint if there is one.
 
   Returns:
     The final GANState.
 
   Raises:
     ValueError: invalid config, a batch that does not divide by the device count, settings that
-      differ from those of the workdir's checkpoints (`checkpoints.check_and_write_config`),
+      differ from those of the workdir's checkpoints (`workdir.check_and_write_config`),
       wrong image size or class count.
-    checkpoints.WorkdirInUseError: another training run holds the workdir.
+    workdir.WorkdirInUseError: another training run holds the workdir.
     FileNotFoundError: missing data set.
     FloatingPointError: a non-finite loss or state (the last good checkpoint is kept).
   """
   validate_config(config)
-  m, t = config.model, config.train
-  generator, discriminator = models.create_models(m, axis_name=AXIS)
+  t = config.train
+  generator, discriminator = models.create_models(config.model, axis_name=AXIS)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(t.batch_size, mesh, 'train.batch_size')
-  with checkpoints.lock_workdir(workdir, 'train'):
-    checkpoints.check_and_write_config(config, workdir)
+  with workdir_lib.lock(workdir, 'train'):
+    workdir_lib.check_and_write_config(config, workdir)
     train_data = input_pipeline.training_data(
         config, batch_size=t.batch_size, batches_per_step=t.n_dis,
         rows=parallel.process_rows(t.batch_size, mesh))
-    test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
-                                                          t.eval_num_examples)
     logging.info('Co-training on %d training examples.', train_data.num_examples)
-
-    def test_accuracy(step, state, writer):
-      writer.write_scalars(step, robustness.clean_and_pgd_accuracy(
-          discriminator, state.discriminator.variables, test_images, test_labels,
-          attack_config=config.eval.attack, key=jax.random.PRNGKey(step),
-          batch_size=config.eval.batch_size, mesh=mesh, head=robustness.head_of(m),
-          unroll=config.unroll))
-
-    running_stats = config.eval.sample_with_running_stats
-    def sample_grid(step, state, writer):
-      images, rows = visualize.sample_grid_images(generator, state.generator.variables, config)
-      visualize.write_sample_grid(writer, workdir, step, images, rows=rows)
-
-    def inception_metrics(step, state, writer):
-      sample_fn = functools.partial(models.sample, generator, state.generator.variables,
-                                    running_stats=running_stats)
-      writer.write_scalars(step, fid.generator_metrics(
-          sample_fn, config, workdir, num_samples=t.inception_num_samples, mesh=mesh))
-
-    hooks = [loop.Hook('eval', t.eval_every_steps, test_accuracy),
-             loop.Hook('samples', t.sample_every_steps, sample_grid)]
-    if t.inception_every_steps:
-      if config.eval.inception_weights:
-        hooks.append(loop.Hook('inception', t.inception_every_steps, inception_metrics))
-      else:
-        logging.warning(fid.SKIPPED)
+    context = evaluators.Context(
+        config, task_lib.Task.from_config(config), workdir, stage='cotrain', training=True,
+        generator=generator, discriminator=discriminator, mesh=mesh)
+    networks = lambda step, state: checkpoints.Weights(
+        config=config, stage='cotrain', step=step, generator=state.generator.variables,
+        discriminator=state.discriminator.variables)
     return loop.run(
         state=state_lib.create_gan_state(config, generator, discriminator,
                                          train_data.num_examples),
         train_step=make_train_step(config, generator, discriminator, mesh),
         host_batch=train_data.host_batch,
         num_steps=t.num_steps, settings=t, mesh=mesh, workdir=workdir, stage='cotrain',
-        hooks=hooks)
+        hooks=loop.evaluator_hooks(context, t.evaluators, directory=workdir, networks=networks))

@@ -1,62 +1,45 @@
-"""`--mode=eval`: robustness of D, as in paper Table 1 and Figs. 1, 5 and 8, and G's samples.
+"""`--mode=eval`: the evaluators of `eval.evaluators` on one stage's networks (paper Table 1,
+Figs. 1, 5 and 8, and G's samples and IS/FID), written to the workdir's `eval/`.
 
-For a class-conditional model the robustness is that of D's classifier; for an unconditional one
-(AS-GAN, `model.num_classes=0`) that of its source head: the fraction of real images D still
-calls real under PGD pushing them towards "fake" (`robustness.head_of`), with the same radii,
-attack, restarts and keys (`result['head']` says which).
+The default evaluators (`rob_gan_jax/evaluators/`): `accuracy_curve` (accuracy under PGD at each
+radius of `eval.epsilons` on the test split and a training sample, per radius and cumulative),
+`strong_attacks` (APGD-CE, APGD-T, Square of `eval.attacks` and the worst case), `local_lipschitz`,
+`sample_grid` and `inception` (IS/FID with `eval.inception_weights`). For an unconditional model
+(AS-GAN) the robustness is that of D's source head (`task.Task.head`; `result['head']`).
 
-For the checkpoint chosen by `eval.stage` it measures, with PGD on the class cross-entropy
-(`eval.attack.num_steps` steps of eps * step_size / epsilon of `eval.attack`, `eval.num_restarts`
-restarts):
-- accuracy at each radius of `eval.epsilons` on the test split (`eval.split`, at most
-  `eval.num_examples` examples) and on a sample of the training split (`eval.train_num_examples`),
-  which gives the train/test robustness gap. Each radius is attacked on its own, as in the
-  official `acc_under_attack.py` (`test_accuracy`, `train_accuracy`); from the same attacks,
-  `test_accuracy_cumulative` and `train_accuracy_cumulative` count an example at eps only if it
-  survived every radius <= eps;
-- the local Lipschitz value (mean ||d loss / d x||_2) on the same two samples;
-- with `eval.attacks` naming strong attacks ('apgd-ce', 'apgd-t', 'square', or 'autoattack' for
-  the three: AutoAttack's standard version without FAB-T, Croce & Hein, ICML 2020), the test
-  accuracy under each at every radius (`eval.strong_attack`'s budgets) and under the worst case
-  per example (robust only if it survives PGD and every strong attack). PGD alone can overstate
-  robustness (gradient masking, a badly tuned step); these attacks are parameter-free, and Square
-  uses no gradient. They run on the test split only;
-- Inception Score and FID of G (`eval.inception_num_samples` samples) when
-  `eval.inception_weights` names the converted FID Inception weights; G makes them with batch
-  statistics, or its running ones with `eval.sample_with_running_stats`.
-
-It checks first that `eval/` in the workdir can be written, then computes, logs a Markdown table
-and (process 0 of a multi-process run) writes `eval/robustness.json`,
-`eval/accuracy_vs_epsilon.png`, `eval/local_lipschitz.png` and, when the checkpoint has a G, the
-fixed-noise sample grid `eval/samples.png`.
-The official evaluation script attacks the CIFAR-10 training split; we report the test split as
-the main figure and the training split beside it.
+It checks first that `eval/` can be written, then computes, logs a Markdown table and (process 0
+of a multi-process run) writes `eval/robustness.json` (the evaluators' metrics), the image grids
+as `eval/<name>.png` (`samples.png`) and the plots `accuracy_vs_epsilon.png` and
+`local_lipschitz.png`. The official evaluation script attacks the CIFAR-10 training split; we
+report the test split as the main figure and the training split beside it.
 """
 
-import functools
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from absl import logging
 import jax
 import ml_collections
-import numpy as np
 
 from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
+from rob_gan_jax import evaluators
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import robustness
+from rob_gan_jax import task as task_lib
 from rob_gan_jax import visualize
-from rob_gan_jax.metrics import fid
+from rob_gan_jax import workdir as workdir_lib
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError for eval settings that cannot work (before any compute)."""
+  task = task_lib.Task.from_config(config)
   input_pipeline.check_dataset_config(config.dataset)
   e = config.eval
+  evaluators.check_names(e.evaluators, 'eval.evaluators')
   robustness.check_eval_args(epsilons=e.epsilons,
                              step_size_factor=robustness.step_size_factor(e.attack),
                              num_steps=e.attack.num_steps, num_restarts=e.num_restarts)
@@ -66,12 +49,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   attacks.check_strong_attack_config(e.strong_attack, 'eval.strong_attack')
   strong = robustness.eval_attacks(e.attacks)[1:]
   if strong:
-    if not config.model.num_classes:
+    if not task.conditional:
       raise ValueError(f'eval.attacks {strong} attack D\'s classifier; an unconditional model '
                        'has none (its source head is measured under PGD only)')
     if 'apgd-t' in strong:
-      attacks.check_strong_attack_args(num_classes=config.model.num_classes,
-                                       loss='dlr-targeted', prefix='eval.attacks apgd-t: ')
+      attacks.check_strong_attack_args(num_classes=task.num_classes, loss='dlr-targeted',
+                                       prefix='eval.attacks apgd-t: ')
 
 
 def check_writable(directory: str) -> None:
@@ -95,39 +78,46 @@ def check_writable(directory: str) -> None:
 
 
 def markdown_table(result: Dict[str, Any]) -> str:
-  """The accuracy-vs-epsilon table of `result` in Markdown: per radius and cumulative."""
-  what = 'accuracy' if result['head'] == 'class' else 'source accuracy'
-  lines = [f'| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | test {what} | '
-           f'test, cumulative | train {what} | train, cumulative |',
-           '|---|---|---|---|---|---|']
-  columns = ('test_accuracy', 'test_accuracy_cumulative', 'train_accuracy',
-             'train_accuracy_cumulative')
-  for i, eps in enumerate(result['epsilons']):
-    cells = ' | '.join(f'{result[column][i]:.4f}' for column in columns)
-    lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | {cells} |')
-  lines.append('\nPer radius: each radius attacked on its own (official acc_under_attack.py); '
-               'cumulative: robust at every radius <= epsilon.')
-  if result['head'] == 'source':
-    lines.append('Source accuracy: the fraction of real images D calls real, under PGD that '
-                 'pushes them towards fake.')
+  """The measurements of `result` in Markdown: accuracy per radius and cumulative, the strong
+  attacks and the worst case, LLV and IS/FID, each section where its evaluator ran."""
+  lines = []
+  if 'test_accuracy' in result:
+    what = 'accuracy' if result['head'] == 'class' else 'source accuracy'
+    lines += _radius_table(result['epsilons'], [
+        (f'test {what}', result['test_accuracy']),
+        ('test, cumulative', result['test_accuracy_cumulative']),
+        (f'train {what}', result['train_accuracy']),
+        ('train, cumulative', result['train_accuracy_cumulative'])])
+    lines.append('\nPer radius: each radius attacked on its own (official acc_under_attack.py); '
+                 'cumulative: robust at every radius <= epsilon.')
+    if result['head'] == 'source':
+      lines.append('Source accuracy: the fraction of real images D calls real, under PGD that '
+                   'pushes them towards fake.')
   if 'test_accuracy_by_attack' in result:
-    names = list(result['test_accuracy_by_attack'])
-    lines += ['', '| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | '
-              + ' | '.join(f'test, {n}' for n in names) + ' | test, worst case |',
-              '|---|---|' + '---|' * (len(names) + 1)]
-    for i, eps in enumerate(result['epsilons']):
-      cells = [result['test_accuracy_by_attack'][n][i] for n in names]
-      cells.append(result['test_accuracy_worst_case'][i])
-      lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | '
-                   + ' | '.join(f'{c:.4f}' for c in cells) + ' |')
+    by_attack = result['test_accuracy_by_attack']
+    lines += [''] + _radius_table(result['epsilons'], [
+        *((f'test, {name}', accuracy) for name, accuracy in by_attack.items()),
+        ('test, worst case', result['test_accuracy_worst_case'])])
     lines.append('Worst case: an example counts only if it survives every attack at that radius.')
-  lines.append(f'Local Lipschitz value: train {result["llv_train"]:.4f}, '
-               f'test {result["llv_test"]:.4f}')
+  if 'llv_train' in result:
+    lines.append(f'Local Lipschitz value: train {result["llv_train"]:.4f}, '
+                 f'test {result["llv_test"]:.4f}')
   if 'fid' in result:
     lines.append(f'Inception Score {result["inception_score"]:.3f} +- '
                  f'{result["inception_score_std"]:.3f}, FID {result["fid"]:.2f} '
                  f'({result["inception_num_samples"]} samples)')
   return '\n'.join(lines)
+
+
+def _radius_table(epsilons, columns) -> List[str]:
+  """Markdown rows of one row per radius (in both pixel scales) and the given (title, values)."""
+  lines = ['| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | '
+           + ' | '.join(title for title, _ in columns) + ' |',
+           '|---|---|' + '---|' * len(columns)]
+  for i, eps in enumerate(epsilons):
+    lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | '
+                 + ' | '.join(f'{values[i]:.4f}' for _, values in columns) + ' |')
+  return lines
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
@@ -138,99 +128,38 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     workdir: a workdir with a co-training, fine-tuning or Madry checkpoint.
 
   Returns:
-    The dict written to eval/robustness.json: 'stage', 'step', 'head' ('class', or 'source' for
-    an unconditional model), 'epsilons', 'test_accuracy' and
-    'train_accuracy' (per radius), 'test_accuracy_cumulative' and 'train_accuracy_cumulative',
-    'llv_train', 'llv_test', the attack settings and sample sizes, with strong attacks in
-    `eval.attacks` 'attacks' (the names run), 'strong_attack' (their budgets),
-    'test_accuracy_by_attack' ({name: per radius}, 'pgd' included) and
-    'test_accuracy_worst_case' (per radius), and with Inception weights
-    'inception_score', 'inception_score_std', 'fid', 'inception_num_samples'.
+    The dict written to eval/robustness.json: 'stage', 'step' and the metrics of each
+    evaluator (their module docstrings): 'head', 'split', 'epsilons', 'test_accuracy',
+    'train_accuracy' (per radius), 'test_accuracy_cumulative', 'train_accuracy_cumulative',
+    'num_test_examples', 'num_train_examples', 'attack'; 'llv_train', 'llv_test'; with strong
+    attacks 'attacks', 'strong_attack', 'test_accuracy_by_attack' ({name: per radius}, 'pgd'
+    included), 'test_accuracy_worst_case'; with Inception weights 'inception_score',
+    'inception_score_std', 'fid', 'inception_num_samples'.
 
   Raises:
     ValueError: bad eval settings, unknown split, a checkpoint of another architecture.
     FileNotFoundError: no checkpoint of the requested stage.
     OSError: `workdir/eval` cannot be written (raised before any compute).
-    checkpoints.WorkdirInUseError: another evaluation runs in the workdir.
+    workdir_lib.WorkdirInUseError: another evaluation runs in the workdir.
   """
   validate_config(config)
-  e = config.eval
-  weights = checkpoints.load_weights(workdir, e.stage, config=config)
+  weights = checkpoints.load_weights(workdir, config.eval.stage, config=config)
   directory = os.path.join(workdir, 'eval')
   check_writable(directory)
-  with checkpoints.lock_workdir(workdir, 'eval'):
+  with workdir_lib.lock(workdir, 'eval'):
     return _evaluate(config, workdir, weights, directory)
 
 
 def _evaluate(config, workdir: str, weights: checkpoints.Weights,
               directory: str) -> Dict[str, Any]:
   """`evaluate` once the weights are loaded and the workdir is held."""
-  e = config.eval
   generator, discriminator = models.create_models(config.model)
-  test_images, test_labels = input_pipeline.load_subset(config, e.split, e.num_examples)
-  train_images, train_labels = input_pipeline.load_subset(config, e.train_split,
-                                                          e.train_num_examples)
-  mesh = parallel.make_mesh()
-  logging.info('Evaluating stage %s (step %d) on %d test and %d train examples.', weights.stage,
-               weights.step, len(test_labels), len(train_labels))
-  head = robustness.head_of(config.model)
-  common = dict(batch_size=e.batch_size, mesh=mesh, head=head)
-  curve = lambda images, labels: robustness.accuracy_curve(
-      discriminator, weights.discriminator, images, labels, epsilons=list(e.epsilons),
-      step_size_factor=robustness.step_size_factor(e.attack), num_steps=e.attack.num_steps,
-      num_restarts=e.num_restarts, random_start=e.attack.random_start,
-      key=jax.random.PRNGKey(config.seed), unroll=config.unroll, **common)
-  llv = lambda images, labels: robustness.local_lipschitz_value(
-      discriminator, weights.discriminator, images, labels, **common)
-  test_curve, train_curve = curve(test_images, test_labels), curve(train_images, train_labels)
-  names = robustness.eval_attacks(e.attacks)
-  result = {
-      'stage': weights.stage,
-      'step': weights.step,
-      'head': head,
-      'split': e.split,
-      'epsilons': [float(eps) for eps in e.epsilons],
-      'test_accuracy': test_curve.per_radius,
-      'test_accuracy_cumulative': test_curve.cumulative,
-      'train_accuracy': train_curve.per_radius,
-      'train_accuracy_cumulative': train_curve.cumulative,
-      'llv_test': llv(test_images, test_labels),
-      'llv_train': llv(train_images, train_labels),
-      'num_test_examples': len(test_labels),
-      'num_train_examples': len(train_labels),
-      'attack': {'num_steps': e.attack.num_steps,
-                 'step_size_factor': robustness.step_size_factor(e.attack),
-                 'random_start': e.attack.random_start, 'num_restarts': e.num_restarts},
-  }
-  if len(names) > 1:
-    curves = {'pgd': test_curve}
-    for name in names[1:]:
-      logging.info('Test accuracy under %s at %s.', name, list(e.epsilons))
-      curves[name] = robustness.strong_accuracy_curve(
-          discriminator, weights.discriminator, test_images, test_labels, attack=name,
-          epsilons=list(e.epsilons), settings=e.strong_attack, key=jax.random.PRNGKey(config.seed),
-          batch_size=e.batch_size, mesh=mesh)
-    worst = robustness.AccuracyCurve.from_correct(
-        np.logical_and.reduce([c.correct for c in curves.values()]), e.epsilons)
-    result.update(attacks=list(names), strong_attack=e.strong_attack.to_dict(),
-                  test_accuracy_by_attack={n: c.per_radius for n, c in curves.items()},
-                  test_accuracy_worst_case=worst.per_radius)
-  if weights.generator is not None:
-    images, rows = visualize.sample_grid_images(generator, weights.generator, config)
-    if parallel.is_main_process():
-      visualize.save_png(visualize.image_grid(images, rows=rows),
-                         os.path.join(directory, 'samples.png'), scale=2)
-  if not e.inception_weights:
-    logging.warning(fid.SKIPPED)
-  elif weights.generator is None:
-    logging.warning('Inception Score and FID are skipped: a %s checkpoint has no generator.',
-                    weights.stage)
-  else:
-    sample_fn = functools.partial(models.sample, generator, weights.generator,
-                                  running_stats=e.sample_with_running_stats)
-    result.update(fid.generator_metrics(sample_fn, config, workdir,
-                                        num_samples=e.inception_num_samples, mesh=mesh))
-    result['inception_num_samples'] = e.inception_num_samples
+  context = evaluators.Context(
+      config, task_lib.Task.from_config(config), workdir, stage=weights.stage, training=False,
+      generator=generator, discriminator=discriminator, mesh=parallel.make_mesh())
+  logging.info('Evaluating stage %s (step %d): %s.', weights.stage, weights.step,
+               ', '.join(config.eval.evaluators))
+  result, images = evaluators.run_all(context, config.eval.evaluators, weights)
   logging.info('Robustness of %s, stage %s:\n%s', workdir, weights.stage,
                markdown_table(result))
   if not parallel.is_main_process():
@@ -239,5 +168,7 @@ def _evaluate(config, workdir: str, weights: checkpoints.Weights,
   with open(path + '.tmp', 'w') as f:
     json.dump(result, f, indent=2)
   os.replace(path + '.tmp', path)
+  for name, grid in images.items():
+    visualize.save_png(grid, os.path.join(directory, f'{name}.png'), scale=2)
   visualize.plot_robustness(result, directory)
   return result

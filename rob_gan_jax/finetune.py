@@ -35,40 +35,41 @@ import ml_collections
 
 from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
+from rob_gan_jax import evaluators
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import loop
 from rob_gan_jax import losses
 from rob_gan_jax import models
 from rob_gan_jax import parallel
-from rob_gan_jax import robustness
 from rob_gan_jax import state as state_lib
+from rob_gan_jax import task as task_lib
+from rob_gan_jax import workdir as workdir_lib
 
 AXIS = parallel.AXIS
-METHODS = ('robgan', 'madry')
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError, before any compute, for classifier-training settings that cannot work."""
+def validate_config(config: ml_collections.ConfigDict) -> str:
+  """Raises ValueError, before any compute, for classifier-training settings that cannot work.
+
+  Returns:
+    The stage trained: 'finetune' or 'madry'.
+  """
   f = config.finetune
-  if config.method == 'asgan' or config.model.num_classes == 0:
-    raise ValueError(f'method {config.method!r} with model.num_classes='
-                     f'{config.model.num_classes} is an unconditional GAN: its discriminator '
-                     'has no classifier to fine-tune or to train (--mode=finetune and the Madry '
-                     'baseline need method robgan or madry with model.num_classes >= 1)')
-  if config.method not in METHODS:
-    raise ValueError(f'method must be one of {METHODS}, got {config.method!r}')
+  stage = task_lib.Task.from_config(config).classifier_stage
   input_pipeline.check_dataset_config(config.dataset)
   attacks.check_attack_config(f.attack, 'finetune.attack')
   attacks.check_attack_config(config.eval.attack, 'eval.attack')
   loop.check_loop_config(f, 'finetune')
+  loop.check_evaluator_periods(f.evaluators, 'finetune.evaluators')
   if f.fake_weight < 0:
     raise ValueError(f'finetune.fake_weight (lambda) must be >= 0, got {f.fake_weight}')
-  if config.method == 'madry' and f.fake_weight:
+  if stage == 'madry' and f.fake_weight:
     raise ValueError('the Madry baseline uses no generated data: set finetune.fake_weight=0')
   if not f.stage_epochs or min(f.stage_epochs) <= 0:
     raise ValueError(f'finetune.stage_epochs must be positive, got {f.stage_epochs}')
   if f.num_steps is not None and f.num_steps < 1:
     raise ValueError(f'finetune.num_steps must be >= 1 or None, got {f.num_steps}')
+  return stage
 
 
 def num_train_steps(config, num_train_examples: int) -> int:
@@ -85,22 +86,17 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
                     ) -> Tuple[state_lib.ClassifierState, Dict[str, jax.Array]]:
   """One update of D's classifier on eq. 10 (per-device code inside shard_map over 'batch').
 
-  Both batches are attacked with D in inference mode, then scored by D in inference mode
-  (`finetune.discriminator_train_mode=False`, official: BatchNorm with the running statistics,
-  which stay unchanged) or in training mode (True: batch statistics, each batch in its own pass,
-  each pass updating the running statistics).
+  Both batches are attacked with D in inference mode, then scored in inference mode
+  (`finetune.discriminator_train_mode=False`: the running statistics, unchanged) or in training
+  mode (True: each batch in its own pass, updating the running statistics).
 
   Args:
-    state: ClassifierState (replicated); its frozen `generator` makes the fake batch.
-    x_real: (b, H, W, 3) float32 augmented real images in [-1, 1]; y_real: (b,) int32.
+    state: the replicated ClassifierState; its frozen `generator` makes the fake batch.
+    x_real: (b, H, W, 3) float32 augmented real images; y_real: (b,) int32.
     z: (b, z_dim) latents; y_fake: (b,) int32 labels for G (unused when fake_weight is 0).
-    real_keys, fake_keys: (b,) PRNG keys (raw: (b, 2) uint32), one per example, of the random
-      starts of the attacks on the real and on the fake batch (used only if
-      `attack.random_start`).
-    generator, discriminator: modules built with axis_name='batch'.
+    real_keys, fake_keys: (b,) per-example PRNG keys of the two attacks' random starts.
     finetune_config: `config.finetune` (`attack`, lambda = `fake_weight`,
       `discriminator_train_mode`).
-    unroll: unroll the PGD steps (`attacks.pgd_linf`; None: on CPU only).
 
   Returns:
     The new state and scalar metrics averaged over devices.
@@ -148,13 +144,11 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
 
 def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
                          mesh: jax.sharding.Mesh):
-  """Returns jitted `step(state, images, labels) -> (state, metrics)`.
+  """The jitted `step(state, images, labels) -> (state, metrics)`, state donated.
 
-  `images` (1, B, H, W, 3) uint8 and `labels` (1, B) int32 are the global batch
-  (`input_pipeline.training_data(...).host_batch`); augmentation (`input_pipeline.augment`),
+  `images` (1, B, H, W, 3) uint8 and `labels` (1, B) int32 are the global batch; augmentation,
   latents, fake labels and the attacks' per-example keys come from
-  `fold_in(state.key, state.step)` and are drawn for the global batch before it is split over
-  devices. The state is donated.
+  `fold_in(state.key, state.step)`, drawn for the global batch before it is split.
   """
   m, data = config.model, config.dataset
   per_device = lambda state, batch: classifier_step(
@@ -184,34 +178,27 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
 
   Fine-tuning starts D from the latest co-training checkpoint of `finetune.init_workdir` (or
   `workdir`) and keeps that checkpoint's G, frozen, in its state (a resumed run uses its own
-  checkpoint's G, not a newer co-training one); Madry training starts from a randomly
-  initialised D. The workdir is locked for the run (`checkpoints.lock_workdir`). Logs the
-  training loss and accuracies on adversarial batches, and after each epoch (and at the end) the
-  clean and PGD accuracy (`eval.attack`) on `finetune.eval_num_examples` test examples.
-
-  Args:
-    config: the full config.
-    workdir: output directory; for fine-tuning also where the co-training checkpoint is, unless
-      `finetune.init_workdir` is set.
+  checkpoint's G, not a newer co-training one); Madry training starts from a random D. Logs the
+  loss and accuracies on adversarial batches and runs `finetune.evaluators` (by default clean
+  and PGD accuracy on `finetune.eval_num_examples` test examples after each epoch).
 
   Returns:
     The final ClassifierState.
 
   Raises:
     ValueError: invalid config, a checkpoint of another architecture, or settings that differ
-      from those of the workdir's checkpoints (`checkpoints.check_and_write_config`).
+      from those of the workdir's checkpoints (`workdir.check_and_write_config`).
     FileNotFoundError: no co-training checkpoint (fine-tuning) or no data.
-    checkpoints.WorkdirInUseError: another training run holds the workdir.
+    workdir.WorkdirInUseError: another training run holds the workdir.
     FloatingPointError: a non-finite loss or state (the last good checkpoint is kept).
   """
-  validate_config(config)
+  stage = validate_config(config)
   f = config.finetune
   generator, discriminator = models.create_models(config.model, axis_name=AXIS)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(f.batch_size, mesh, 'finetune.batch_size')
-  stage = 'madry' if config.method == 'madry' else 'finetune'
   cotrained = None
-  resuming = checkpoints.latest_step(checkpoints.checkpoint_dir(workdir, stage)) is not None
+  resuming = checkpoints.latest_step(workdir_lib.checkpoint_dir(workdir, stage)) is not None
   if stage == 'finetune' and not resuming:  # A resumed run has its G in its checkpoint.
     try:
       cotrained = checkpoints.load_weights(f.init_workdir or workdir, 'cotrain', config=config)
@@ -219,27 +206,25 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
       raise FileNotFoundError(f'{e}. Fine-tuning starts from a co-training checkpoint: run '
                               '--mode=train first, or point --config.finetune.init_workdir at a '
                               'co-training workdir') from e
-  with checkpoints.lock_workdir(workdir, 'train'):
-    checkpoints.check_and_write_config(config, workdir)
+  with workdir_lib.lock(workdir, 'train'):
+    workdir_lib.check_and_write_config(config, workdir)
     train_data = input_pipeline.training_data(config, batch_size=f.batch_size,
                                               rows=parallel.process_rows(f.batch_size, mesh))
-    test_images, test_labels = input_pipeline.load_subset(config, config.dataset.test_split,
-                                                          f.eval_num_examples)
     epoch_steps = state_lib.classifier_steps_per_epoch(config, train_data.num_examples)
     logging.info('%s: %d updates an epoch.', stage, epoch_steps)
-
-    def test_accuracy(step, state, writer):
-      accuracy = robustness.clean_and_pgd_accuracy(
-          discriminator, state.discriminator.variables, test_images, test_labels,
-          attack_config=config.eval.attack, key=jax.random.PRNGKey(step),
-          batch_size=config.eval.batch_size, mesh=mesh, unroll=config.unroll)
-      writer.write_scalars(step, accuracy)
-      logging.info('epoch %.2f: %s', step / epoch_steps, accuracy)
-
+    context = evaluators.Context(
+        config, task_lib.Task.from_config(config), workdir, stage=stage, training=True,
+        generator=generator, discriminator=discriminator, mesh=mesh)
+    networks = lambda step, state: checkpoints.Weights(
+        config=config, stage=stage, step=step, generator=state.generator,
+        discriminator=state.discriminator.variables)
     return loop.run(
         state=state_lib.create_classifier_state(config, generator, discriminator,
                                                 train_data.num_examples, cotrained),
         train_step=make_classifier_step(config, generator, discriminator, mesh),
         host_batch=train_data.host_batch,
         num_steps=num_train_steps(config, train_data.num_examples), settings=f, mesh=mesh,
-        workdir=workdir, stage=stage, hooks=[loop.Hook('eval', epoch_steps, test_accuracy)])
+        workdir=workdir, stage=stage,
+        hooks=loop.evaluator_hooks(context, f.evaluators, steps_per_unit=epoch_steps,
+                                   directory=workdir_lib.summary_dir(workdir, stage),
+                                   networks=networks))

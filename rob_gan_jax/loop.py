@@ -1,17 +1,15 @@
 """The one training loop of every stage: resume, step, log, periodic hooks, checkpoint.
 
-A stage program (co-training, fine-tuning, the Madry baseline) supplies a fresh state, a jitted
-`train_step(state, *batch) -> (state, metrics)`, a function giving the host batch of step s, and
-its periodic hooks (test accuracy, sample grids, IS/FID). `run` restores the latest checkpoint of
-the stage (so a killed run resumes where it stopped), replicates the state over the mesh, and for
-each step: runs the step, and at the steps where it is time (CLU `periodic_actions`, every N steps
-and always at the last step) writes the averaged metrics, runs the hooks and saves a checkpoint.
-At each of those points it checks the metrics and every array of the state, and stops with an
-error if one is NaN or inf, so a diverged state is never saved and the last good checkpoint is
-never deleted by the retention of later ones. The step is never waited for except at those points.
+A stage program (co-training, fine-tuning, the Madry baseline) gives `run` a fresh state, a jitted
+train step, the host batch of each step and its hooks (test accuracy, sample grids, IS/FID). `run`
+resumes from the stage's latest checkpoint; at the steps where it is time (CLU `periodic_actions`:
+every N steps and at the last) it writes the averaged metrics, runs the hooks and saves a
+checkpoint. Only there does it wait for the step, and first stops with an error if a metric or
+state array is NaN or inf, so a diverged state never replaces the last good checkpoint.
 """
 
 import dataclasses
+import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from absl import logging
@@ -23,46 +21,72 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rob_gan_jax import checkpoints
+from rob_gan_jax import evaluators
 from rob_gan_jax import parallel
+from rob_gan_jax import visualize
+from rob_gan_jax import workdir as workdir_lib
 
 LOOP_FIELDS = ('batch_size', 'log_every_steps', 'checkpoint_every_steps', 'max_to_keep')
 
 
 @dataclasses.dataclass(frozen=True)
 class Hook:
-  """A periodic action of the loop.
-
-  Attributes:
-    name: shown in the progress report's timings.
-    every_steps: run at every multiple of this step (and at the last step); None: only at the
-      last step.
-    fn: `fn(step, state, writer)`, with the replicated state after `step` updates.
-  """
+  """A periodic action `fn(step, state, writer)` (the replicated state after `step` updates), run
+  at multiples of `every_steps` (None: none) and at the last step; `name` labels its timings."""
   name: str
   every_steps: Optional[int]
   fn: Callable[[int, Any, metric_writers.MetricWriter], None]
 
 
 def check_loop_config(group, field: str) -> None:
-  """Raises ValueError if a loop setting of a config group (`LOOP_FIELDS`) is < 1.
-
-  Args:
-    group: e.g. `config.train` or `config.finetune`.
-    field: its name in the config, used in the message.
-  """
+  """Raises ValueError if a `LOOP_FIELDS` setting of config group `group` (named `field`) is < 1."""
   for name in LOOP_FIELDS:
     if group[name] < 1:
       raise ValueError(f'{field}.{name} must be >= 1, got {group[name]}')
 
 
+def check_evaluator_periods(periods, field: str) -> None:
+  """Raises ValueError for an unknown evaluator or a negative period in `periods`
+  ({name: every N steps or epochs, 0 = off}) of config field `field`."""
+  evaluators.check_names(periods, field)
+  for name, every in periods.items():
+    if every < 0:
+      raise ValueError(f'{field}.{name} must be >= 0 (0 = off), got {every}')
+
+
+def evaluator_hooks(context: evaluators.Context, periods, *, directory: str,
+                    networks: Callable[[int, Any], checkpoints.Weights],
+                    steps_per_unit: int = 1) -> List[Hook]:
+  """Hooks running the evaluators of `periods` ({name: every N units of `steps_per_unit` steps,
+  0 = off}) on `networks(step, state)`: scalars to the writer and log, image grids to the writer
+  and, x2 by process 0, to `directory/<image name>/step_<step>.png` (samples/step_0002500.png)."""
+  hooks = []
+  for name, every in periods.items():
+    if not every:
+      continue
+    evaluator = evaluators.create(name, context)
+
+    def run_evaluator(step, state, writer, name=name, evaluator=evaluator):
+      output = evaluator.run(networks(step, state))
+      scalars = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
+      if scalars:
+        writer.write_scalars(step, scalars)
+        logging.info('step %d, %s: %s', step, name, scalars)
+      if output.images and parallel.is_main_process():
+        writer.write_images(step, {k: grid[None] for k, grid in output.images.items()})
+        for image_name, grid in output.images.items():
+          os.makedirs(os.path.join(directory, image_name), exist_ok=True)
+          visualize.save_png(grid, os.path.join(directory, image_name, f'step_{step:07d}.png'),
+                             scale=2)
+
+    hooks.append(Hook(name, max(1, int(round(every * steps_per_unit))), run_evaluator))
+  return hooks
+
+
 def check_finite(step: int, manager: ocp.CheckpointManager, state,
                  metrics: Optional[Dict[str, float]] = None) -> None:
-  """Raises FloatingPointError if a metric or an array of the state is NaN or inf.
-
-  The state is checked itself, not only the logged losses: a compiled step can return finite
-  losses from non-finite weights. The message names the last good checkpoint, which the
-  non-finite state never replaces.
-  """
+  """Raises FloatingPointError, naming the last good checkpoint, if a metric or state array is
+  NaN or inf (the state too: a compiled step can return finite losses from non-finite weights)."""
   bad = {k: v for k, v in (metrics or {}).items() if not np.isfinite(v)}
   bad_arrays = checkpoints.non_finite_arrays(state)
   if bad or bad_arrays:
@@ -79,38 +103,30 @@ def check_finite(step: int, manager: ocp.CheckpointManager, state,
 def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.ndarray]],
         num_steps: int, settings, mesh: jax.sharding.Mesh, workdir: str, stage: str,
         hooks: Sequence[Hook] = ()):
-  """Runs (or resumes) the training loop of a stage to `num_steps`.
+  """Runs (or resumes) `stage` ('cotrain', 'finetune', 'madry') to `num_steps`; returns the state.
 
   Args:
-    state: the fresh state (`step` 0) of the stage; replaced by the latest checkpoint if any.
-    train_step: jitted `train_step(state, *batch) -> (state, metrics)`; `batch` are the global
-      arrays of the step, (k, settings.batch_size, ...), split over the mesh along their second
-      axis (P(None, 'batch')).
-    host_batch: `host_batch(s)` -> numpy arrays (k, b, ...) of the 0-based step s: this
-      process's rows of them (`parallel.process_rows`, all of them in a single process).
-    num_steps: the step to train to.
+    state: the fresh (step 0) state; replaced by the latest checkpoint if any.
+    train_step: jitted `train_step(state, *batch) -> (state, metrics)`; `batch` are global arrays
+      (k, settings.batch_size, ...) split over the mesh along axis 1 (P(None, 'batch')).
+    host_batch: `host_batch(s)` -> this process's rows (`parallel.process_rows`) of the numpy
+      arrays (k, b, ...) of 0-based step s.
     settings: the stage's config group (`LOOP_FIELDS`).
-    mesh: the devices.
-    workdir: the run's workdir.
-    stage: 'cotrain', 'finetune' or 'madry' (where checkpoints and summaries go).
-    hooks: periodic actions, run in order after the metrics and before the checkpoint.
-
-  Returns:
-    The final state.
+    hooks: run in order after the metrics and before the checkpoint.
 
   Raises:
     ValueError: the latest checkpoint does not fit `state`, or is beyond `num_steps`.
     checkpoints.CorruptCheckpointError: checkpoints exist but none is intact.
-    FloatingPointError: a non-finite metric or state array (the last good checkpoint is kept).
+    FloatingPointError: see `check_finite`.
   """
-  manager = checkpoints.manager(checkpoints.checkpoint_dir(workdir, stage), settings.max_to_keep)
+  manager = checkpoints.manager(workdir_lib.checkpoint_dir(workdir, stage), settings.max_to_keep)
   state = checkpoints.restore_latest(manager, parallel.replicate(state, mesh))
   initial_step = int(state.step)
   if initial_step > num_steps:
     raise ValueError(f'the {stage} checkpoint in {manager.directory} is at step {initial_step}, '
                      f'beyond the {num_steps} steps asked for: nothing to do. Ask for more steps '
                      'or use another --workdir.')
-  writer = metric_writers.create_default_writer(checkpoints.summary_dir(workdir, stage),
+  writer = metric_writers.create_default_writer(workdir_lib.summary_dir(workdir, stage),
                                                 just_logging=jax.process_index() > 0)
   logging.info('%s on %d devices from step %d to %d.', stage, mesh.size, initial_step, num_steps)
   report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)

@@ -1,16 +1,10 @@
 """Data parallelism over one or many processes: the 1-D device mesh, batches, writers, loops.
 
-Train steps are per-device code with collectives over `AXIS` (`lax.pmean`, cross-replica
-BatchNorm) wrapped in `jax.shard_map` over `make_mesh()`; evaluation maps over padded batches split
-over the same axis with `map_batches`.
-
-The same code runs in one process or in many (`jax.distributed`, one process per host of a TPU
-pod slice or GPU cluster). The mesh spans the devices of all processes, each process's devices a
-contiguous part of it, so a global batch of B examples is fed by the processes in order: process
-p gives rows `process_rows(B, mesh)` of it (`global_batch`), and nothing but its own part is
-read or augmented on that host. Replicated values (the state, the metrics) are the same in every
-process. Files are written by process 0 only (`is_main_process`); Orbax checkpoints are saved and
-restored by all processes together.
+Train steps use collectives over `AXIS` (`lax.pmean`, cross-replica BatchNorm) in `jax.shard_map`
+over `make_mesh()`. With many processes (`jax.distributed`, one per host) process p feeds, reads
+and augments only rows `process_rows(B, mesh)` of a global batch of B (`global_batch`); replicated
+values (state, metrics) are the same in every process; only process 0 writes files
+(`is_main_process`), while all save and restore Orbax checkpoints together.
 """
 
 from typing import Callable, Optional, Sequence
@@ -29,12 +23,8 @@ def is_main_process() -> bool:
 
 
 def unroll_loops(unroll: Optional[bool]) -> bool:
-  """`config.unroll` resolved: None is True on the CPU backend, False on GPU and TPU.
-
-  XLA:CPU runs convolutions inside a loop body about 3x slower than unrolled (see
-  `attacks.pgd_linf`); accelerators run loop bodies at full speed, and unrolling a PGD-20
-  evaluation would compile 20 copies of D there.
-  """
+  """`config.unroll` resolved: None is True on CPU, whose loop bodies run convolutions ~3x slower
+  (`attacks.pgd_linf`), False on GPU/TPU (unrolled PGD-20 would compile 20 copies of D)."""
   return jax.default_backend() == 'cpu' if unroll is None else unroll
 
 
@@ -47,22 +37,14 @@ CPU_COMPILER_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_
 
 
 def compiler_options(cpu_eigen_convolutions: bool) -> Optional[dict]:
-  """`jax.jit(compiler_options=...)` of the train steps (`config.cpu_eigen_convolutions`).
-
-  Returns `CPU_COMPILER_OPTIONS` on the CPU backend when `cpu_eigen_convolutions`, else None
-  (XLA's defaults; GPU and TPU always get None).
-  """
+  """Train-step jit options: `CPU_COMPILER_OPTIONS` on CPU if `cpu_eigen_convolutions`; or None."""
   if cpu_eigen_convolutions and jax.default_backend() == 'cpu':
     return dict(CPU_COMPILER_OPTIONS)
   return None
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> jax.sharding.Mesh:
-  """A 1-D mesh with axis 'batch' over `devices` (default: all devices of all processes).
-
-  Devices are ordered by process, so that each process feeds one contiguous block of every
-  batch (`process_rows`).
-  """
+  """A 1-D mesh over `AXIS` of `devices` (default: all processes'), ordered by process."""
   devices = jax.devices() if devices is None else devices
   devices = sorted(devices, key=lambda d: (d.process_index, d.id))
   return jax.sharding.Mesh(np.asarray(devices), (AXIS,),
@@ -70,24 +52,14 @@ def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> jax.sharding.Me
 
 
 def check_batch_size(batch_size: int, mesh: jax.sharding.Mesh, field: str) -> None:
-  """Raises ValueError if the global batch `batch_size` does not split evenly over the mesh.
-
-  Args:
-    batch_size: a global batch size.
-    mesh: the mesh the batch is split over.
-    field: the config field that set it, named in the error.
-  """
+  """Raises ValueError, naming config `field`, unless the mesh size divides `batch_size`."""
   if batch_size % mesh.size:
     raise ValueError(f'the global batch size {batch_size} must divide by the number of devices '
                      f'({mesh.size}); change {field}')
 
 
 def process_rows(batch_size: int, mesh: jax.sharding.Mesh) -> slice:
-  """The rows of a global batch of `batch_size` that this process feeds to `mesh`.
-
-  All rows in a single process; in process p of n (with equal device counts) the p-th of n
-  equal blocks. `batch_size` must divide by the mesh size (`check_batch_size`).
-  """
+  """This process's rows of a global batch: block p of n equal ones in process p of n (or all)."""
   mine = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
   per_device = batch_size // mesh.size
   return slice(mine[0] * per_device, (mine[-1] + 1) * per_device)
@@ -95,17 +67,7 @@ def process_rows(batch_size: int, mesh: jax.sharding.Mesh) -> slice:
 
 def global_batch(local: Sequence[np.ndarray], sharding: NamedSharding, batch_axis: int,
                  batch_size: int):
-  """Global arrays of which this process holds the rows `process_rows(batch_size, mesh)`.
-
-  Args:
-    local: arrays holding this process's rows of the global batch along `batch_axis`.
-    sharding: the global arrays' sharding (split along `batch_axis` over the mesh's 'batch').
-    batch_axis: the axis of the batch.
-    batch_size: the global batch size.
-
-  Returns:
-    A tuple of jax.Arrays, shape of each `local` array with `batch_size` at `batch_axis`.
-  """
+  """Global arrays (`batch_size` along `batch_axis`) from `local`, this process's rows of each."""
   def one(x):
     shape = x.shape[:batch_axis] + (batch_size,) + x.shape[batch_axis + 1:]
     return jax.make_array_from_process_local_data(sharding, x, shape)
@@ -119,24 +81,9 @@ def replicate(tree, mesh: jax.sharding.Mesh):
 
 def map_batches(fn: Callable[..., jax.Array], images: np.ndarray, labels: np.ndarray,
                 batch_size: int, mesh: Optional[jax.sharding.Mesh]) -> np.ndarray:
-  """Concatenated per-example outputs of `fn(x, y, start)` over padded batches.
-
-  Batches of `batch_size` (at most N, rounded up to a multiple of the mesh size) are padded at
-  the end and split over the mesh's 'batch' axis when a mesh is given; each process feeds only
-  its rows of each batch (`process_rows`) and gets every row's output back. Padding rows are
-  dropped.
-
-  Args:
-    fn: `fn(x (b, ...), y (b,), start: int) -> (b, ...)`, `start` the index of the batch's first
-      example (for per-batch random keys).
-    images: (N, ...) array, the same in every process.
-    labels: (N,) array.
-    batch_size: examples per call of `fn`.
-    mesh: devices to split each batch over, or None for the default device.
-
-  Returns:
-    (N, ...) numpy array of `fn`'s outputs, in every process.
-  """
+  """(N, ...) numpy outputs of `fn(x (b, ...), y (b,), start) -> (b, ...)` over `images` (N, ...)
+  and `labels` (N,), inputs and result the same in every process; `start` (first index) is for
+  per-batch keys. Batches (<= N, a multiple of the mesh size) are zero-padded at the end."""
   batch_size = max(1, min(batch_size, len(labels)))  # No batch wider than the data.
   if mesh is not None:
     batch_size = -(-batch_size // mesh.size) * mesh.size

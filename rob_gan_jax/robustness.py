@@ -1,24 +1,25 @@
-"""Robustness of D: accuracy under L-inf PGD and local Lipschitz value.
+"""Robustness of D: accuracy under L-inf PGD and strong attacks, and the local Lipschitz value.
 
-Paper Table 1 and Fig. 5: the attack maximises the class cross-entropy of D's class head
-(`attacks.pgd_head(head='class')`; official `acc_under_attack.py`, step size eps / 5). For an
-unconditional D (AS-GAN), every function here takes `head='source'`: the attack maximises D's
-loss for calling the real image real (pushing it towards "fake"), and an example is correct when
-D still calls it real (source logit > 0), the robustness AS-GAN argues about. An example counts as
-robust at a radius only if it is classified correctly after every one of `num_restarts` attacks
-(the first from the clean image, the others from random points of the eps-ball). An accuracy
-curve attacks each radius on its own, as the official script does (the per-radius accuracy), and
-from the same attacks also reports the cumulative accuracy, which counts an example at eps only
-if it survived every radius <= eps. Paper Fig. 1 and 8: the local Lipschitz value and the
-train/test robustness gap.
+Paper Table 1 and Fig. 5: PGD maximises the class cross-entropy of D's class head (official
+`acc_under_attack.py`, step size eps / 5). For an unconditional D (AS-GAN) a `Target` has
+head='source': PGD maximises D's loss of calling the real image real (pushing it towards
+"fake"), and an example is correct while D still calls it real (source logit > 0). Paper Figs. 1
+and 8: the local Lipschitz value and the train/test gap.
 
-An attack sub-config (`config.eval.attack`) names one radius and its step size; a sweep over
-radii keeps their ratio (`step_size_factor`), so PGD-20 at eps 0.03125 with step 0.00625 becomes
-step eps / 5 at every radius.
+Conventions: images are (N, H, W, 3) uint8 and labels (N,) int (any values for 'source'); radii
+and step sizes are in the [-1, 1] pixel scale. An example is robust at a radius only if it
+survives every one of `num_restarts` attacks (the first from the clean image, or a random point
+with `random_start`, the others from random points), so restarts never raise accuracy. An
+accuracy curve attacks each distinct radius once, on its own as the official script does
+(per-radius accuracy), and from the same table of correctness reports the cumulative accuracy:
+robust at every radius <= eps. A sweep keeps the step_size / epsilon ratio of its attack
+sub-config (`step_size_factor`: PGD-20 at eps 0.03125 with step 0.00625 is step eps / 5 at every
+radius).
 """
 
+import dataclasses
 import functools
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -28,6 +29,35 @@ import numpy as np
 from rob_gan_jax import attacks
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import parallel
+
+EVAL_ATTACKS = ('pgd',) + attacks.STRONG_ATTACKS
+AUTOATTACK = ('apgd-ce', 'apgd-t', 'square')  # AutoAttack's standard version, without FAB-T.
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """What is measured: a head of D in inference mode, and how its examples are batched.
+
+  Attributes:
+    discriminator, variables: D and its {'params', 'batch_stats'}.
+    head: 'class' (D's classifier) or 'source' (`attacks.HEADS`).
+    batch_size: examples per compiled call (the last batch is padded).
+    mesh: if given, each batch is split over its 'batch' axis, in every process of a
+      multi-process run (`parallel.map_batches`).
+    unroll: unroll the PGD steps (`config.unroll`; None: on CPU only).
+  """
+  discriminator: nn.Module
+  variables: Any
+  head: str = 'class'
+  batch_size: int = 500
+  mesh: Optional[jax.sharding.Mesh] = None
+  unroll: Optional[bool] = None
+
+  def map_batches(self, fn: Callable, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return parallel.map_batches(fn, images, labels, self.batch_size, self.mesh)
+
+  def replicated_variables(self):
+    return self.variables if self.mesh is None else parallel.replicate(self.variables, self.mesh)
 
 
 @functools.partial(jax.jit,
@@ -62,39 +92,22 @@ def _strong_attack_classifier(discriminator, variables, x, y, epsilon, key, *, a
 
 def strong_attack_classifier(discriminator: nn.Module, variables, x: jax.Array, y: jax.Array,
                              epsilon, key: jax.Array, *, attack: str, settings):
-  """`attacks.strong_attack` on D's class logits in inference mode, jitted (one compile per
-  attack, budgets and shape; the radius is traced).
-
-  Args:
-    discriminator, variables: D and its {'params', 'batch_stats'}.
-    x: (B, H, W, 3) uint8, or float32 in [-1, 1]; y: (B,) int32 labels.
-    epsilon: L-inf radius in the [-1, 1] scale (a scalar array serves every radius).
-    key: PRNG key.
-    attack: a name of `attacks.STRONG_ATTACKS`.
-    settings: the budgets (a dict or ConfigDict, `config.eval.strong_attack`).
+  """`attacks.strong_attack` on D's class logits in inference mode, jitted once per attack,
+  budgets (`settings`, e.g. `config.eval.strong_attack`) and shape; the radius is traced.
 
   Returns:
-    x_adv (B, H, W, 3) float32 in [-1, 1] and robust (B,) bool.
+    x_adv (B, H, W, 3) float32 in [-1, 1] and robust (B,) bool, for x (B, H, W, 3) uint8 or
+    float32 in [-1, 1].
   """
   return _strong_attack_classifier(discriminator, variables, x, y, epsilon, key, attack=attack,
                                    settings=tuple(sorted(dict(settings).items())))
-
-
-def head_of(model_config) -> str:
-  """The head of D whose robustness is measured: 'class' for a class-conditional model, 'source'
-  for an unconditional one (`model.num_classes=0`)."""
-  return 'class' if model_config.num_classes else 'source'
-
-
-def _replicate(variables, mesh: Optional[jax.sharding.Mesh]):
-  return variables if mesh is None else parallel.replicate(variables, mesh)
 
 
 def step_size_factor(attack_config) -> float:
   """step_size / epsilon of an attack sub-config: the step size of a sweep is eps * this.
 
   Raises:
-    ValueError: the sub-config's epsilon is not > 0 or its step size not > 0.
+    ValueError: the sub-config's epsilon or step size is not > 0.
   """
   for name in ('epsilon', 'step_size'):
     if attack_config[name] <= 0:
@@ -103,93 +116,50 @@ def step_size_factor(attack_config) -> float:
   return attack_config.step_size / attack_config.epsilon
 
 
-def correct_under_attack(discriminator: nn.Module, variables, images: np.ndarray,
-                         labels: np.ndarray, *, epsilon: float, step_size: float,
-                         num_steps: int, num_restarts: int = 1, random_start: bool = False,
-                         key: jax.Array, batch_size: int = 500,
-                         mesh: Optional[jax.sharding.Mesh] = None,
-                         head: str = 'class', unroll: Optional[bool] = None) -> np.ndarray:
-  """Which examples D still gets right under L-inf PGD on the loss of `head`.
+def correct_under_attack(target: Target, images: np.ndarray, labels: np.ndarray, *,
+                         epsilon: float, step_size: float, num_steps: int,
+                         num_restarts: int = 1, random_start: bool = False,
+                         key: jax.Array) -> np.ndarray:
+  """(N,) bool: which examples the target head still gets right under PGD.
 
-  'class': D's classifier predicts the label, under PGD on the class cross-entropy. 'source': D
-  calls the real image real, under PGD on its loss for doing so (`attacks.head_loss`).
-
-  The first attack starts at the clean image (at a random point of the eps-ball with
-  `random_start`); each further restart starts at a random point. An example counts as correct
-  only if it survives all of them, so more restarts never raise accuracy. `epsilon = 0` (or
-  `num_steps = 0`) gives clean correctness.
-
-  Args:
-    discriminator: the D module.
-    variables: D's {'params', 'batch_stats'}.
-    images: (N, H, W, 3) uint8 (real images for 'source').
-    labels: (N,) int (any values for 'source').
-    epsilon: L-inf radius in the [-1, 1] pixel scale.
-    step_size: PGD step in the same scale (ignored when epsilon is 0).
-    num_steps: PGD steps.
-    num_restarts: attacks per example (>= 1).
-    random_start: the first attack starts at a random point too.
-    key: PRNG key for the random starts (restart r of the batch that starts at example s splits
-      its per-example keys from `fold_in(fold_in(key, s), r)`, so a run with more restarts
-      repeats those of a run with fewer).
-    batch_size: examples per compiled call (the last batch is padded).
-    mesh: if given, each batch is split over its 'batch' axis (data parallel), in every process
-      of a multi-process run (`parallel.map_batches`).
-    head: 'class' or 'source' (`attacks.HEADS`).
-    unroll: unroll the PGD steps (`config.unroll`; None: on CPU only).
-
-  Returns:
-    (N,) bool.
+  `epsilon = 0` (or `num_steps = 0`) gives clean correctness, whatever the step size. Restart r
+  of the batch starting at example s draws its per-example keys from
+  `fold_in(fold_in(key, s), r)`, so a run with more restarts repeats those of one with fewer.
 
   Raises:
-    ValueError: epsilon < 0, step_size <= 0, num_steps < 0, num_restarts < 1 or an unknown
-      head.
+    ValueError: epsilon < 0, step_size <= 0, num_steps < 0, num_restarts < 1 or an unknown head.
   """
   if num_restarts < 1:
     raise ValueError(f'num_restarts must be >= 1, got {num_restarts}')
-  if epsilon == 0:  # Clean accuracy; any step size is acceptable.
+  if epsilon == 0:
     num_steps, num_restarts, step_size = 0, 1, 1.0
   attacks.check_attack_args(epsilon=epsilon, step_size=step_size, num_steps=num_steps)
-  variables = _replicate(variables, mesh)
+  variables = target.replicated_variables()
 
   def fn(x, y, start):
     ok = True
     for restart in range(num_restarts):
       ok = ok & _correct_under_attack(
-          discriminator, variables, x, y, jnp.float32(epsilon), jnp.float32(step_size),
+          target.discriminator, variables, x, y, jnp.float32(epsilon), jnp.float32(step_size),
           jax.random.fold_in(jax.random.fold_in(key, start), restart),
-          num_steps=num_steps, random_start=random_start or restart > 0, head=head,
-          unroll=unroll)
+          num_steps=num_steps, random_start=random_start or restart > 0, head=target.head,
+          unroll=target.unroll)
     return ok
 
-  return parallel.map_batches(fn, images, labels, batch_size, mesh)
+  return target.map_batches(fn, images, labels)
 
 
-def correct_under_strong_attack(discriminator: nn.Module, variables, images: np.ndarray,
-                                labels: np.ndarray, *, attack: str, epsilon: float, settings,
-                                key: jax.Array, batch_size: int = 500,
-                                mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
-  """Which examples D's classifier still gets right under one of `attacks.STRONG_ATTACKS`.
+def correct_under_strong_attack(target: Target, images: np.ndarray, labels: np.ndarray, *,
+                                attack: str, epsilon: float, settings,
+                                key: jax.Array) -> np.ndarray:
+  """(N,) bool: which examples D's classifier still gets right under one of
+  `attacks.STRONG_ATTACKS` ('apgd-ce', 'apgd-t': Croce & Hein, ICML 2020; 'square':
+  Andriushchenko et al., ECCV 2020) with the budgets of `settings` (`num_steps`,
+  `num_restarts`, `num_target_classes`, `num_queries`).
 
-  'apgd-ce', 'apgd-t' (Croce & Hein, ICML 2020) or 'square' (Andriushchenko et al., ECCV 2020)
-  on D's class logits in inference mode, with the budgets of `settings`
-  (`config.eval.strong_attack`); an example is correct if no point the attack tried is
-  misclassified. `epsilon = 0` gives clean correctness. As in AutoAttack, only the examples
-  that are classified correctly without attack are attacked (the others are not robust at any
-  radius), which saves the attacks' cost on them.
-
-  Args:
-    discriminator, variables: D and its {'params', 'batch_stats'}.
-    images: (N, H, W, 3) uint8; labels: (N,) int.
-    attack: a name of `attacks.STRONG_ATTACKS`.
-    epsilon: L-inf radius in the [-1, 1] pixel scale.
-    settings: `num_steps`, `num_restarts`, `num_target_classes`, `num_queries`.
-    key: PRNG key; the batch that starts at the s-th attacked (clean-correct) example uses
-      `fold_in(key, s)`.
-    batch_size, mesh: as in `correct_under_attack`.
-
-  Returns:
-    (N,) bool.
+  Correct means no point the attack tried is misclassified. As in AutoAttack, only the examples
+  classified correctly without attack are attacked; the batch starting at the s-th of them uses
+  `fold_in(key, s)`. `epsilon = 0` gives clean correctness.
 
   Raises:
     ValueError: an unknown attack, epsilon < 0, a budget < 1, or fewer classes than the
@@ -197,44 +167,41 @@ def correct_under_strong_attack(discriminator: nn.Module, variables, images: np.
   """
   attacks.check_strong_attack_args(epsilon=epsilon)
   attacks.check_strong_attack_config(settings, 'settings', names=(attack,))
-  variables = _replicate(variables, mesh)
+  variables = target.replicated_variables()
 
   def clean(x, y, start):
     del start
-    return _correct_under_attack(discriminator, variables, x, y, jnp.float32(0), jnp.float32(1),
-                                 key, num_steps=0, random_start=False, head='class', unroll=None)
+    return _correct_under_attack(target.discriminator, variables, x, y, jnp.float32(0),
+                                 jnp.float32(1), key, num_steps=0, random_start=False,
+                                 head='class', unroll=None)
 
   def attacked(x, y, start):
-    return strong_attack_classifier(discriminator, variables, x, y, jnp.float32(epsilon),
-                                    jax.random.fold_in(key, start), attack=attack,
-                                    settings=settings)[1]
+    return strong_attack_classifier(target.discriminator, variables, x, y,
+                                    jnp.float32(epsilon), jax.random.fold_in(key, start),
+                                    attack=attack, settings=settings)[1]
 
-  correct = parallel.map_batches(clean, images, labels, batch_size, mesh)
+  correct = target.map_batches(clean, images, labels)
   if epsilon > 0 and correct.any():
-    correct[correct] = parallel.map_batches(attacked, images[correct], labels[correct],
-                                            batch_size, mesh)
+    correct[correct] = target.map_batches(attacked, images[correct], labels[correct])
   return correct
 
 
-def accuracy_under_attack(discriminator: nn.Module, variables, images: np.ndarray,
-                          labels: np.ndarray, **kwargs) -> float:
+def accuracy_under_attack(target: Target, images: np.ndarray, labels: np.ndarray,
+                          **kwargs) -> float:
   """Mean of `correct_under_attack` (same arguments): accuracy in [0, 1]."""
-  return float(np.mean(correct_under_attack(discriminator, variables, images, labels,
-                                            **kwargs)))
+  return float(np.mean(correct_under_attack(target, images, labels, **kwargs)))
 
 
 class AccuracyCurve(NamedTuple):
-  """Accuracy under PGD at each radius, both ways, aligned with the radii.
+  """Accuracy at each radius, aligned with the radii.
 
   Attributes:
-    per_radius: fraction of examples still classified correctly under the attack at that
-      radius, each radius attacked on its own (official `acc_under_attack.py`); the headline
+    per_radius: each radius attacked on its own (official `acc_under_attack.py`); the headline
       figure (`test_accuracy` in eval/robustness.json).
-    cumulative: fraction that survived the attacks at every radius <= eps of the curve (the
-      eps-ball of a smaller radius lies inside a larger one), so it never rises with eps and is
-      at most `per_radius`.
-    correct: (len(epsilons), N) bool, which examples survived the attack at each radius (the
-      table both figures come from; AND it over attacks for the worst case per example).
+    cumulative: robust at every radius <= eps of the curve (the smaller balls lie inside the
+      larger), so never rising with eps and at most `per_radius`.
+    correct: (len(epsilons), N) bool, the table both come from (AND it over attacks for the
+      worst case per example).
   """
   per_radius: List[float]
   cumulative: List[float]
@@ -251,61 +218,36 @@ class AccuracyCurve(NamedTuple):
                cumulative=[float(a) for a in cumulative], correct=correct)
 
 
-def accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray, labels: np.ndarray,
-                   *, epsilons: Sequence[float], step_size_factor: float, num_steps: int,
-                   num_restarts: int = 1, random_start: bool = False, key: jax.Array,
-                   batch_size: int = 500, mesh: Optional[jax.sharding.Mesh] = None,
-                   head: str = 'class', unroll: Optional[bool] = None) -> AccuracyCurve:
-  """Accuracy under PGD at each radius (paper Table 1 and Fig. 5), step size eps * factor.
+def _curve(correct_at: Callable[[float], np.ndarray],
+           epsilons: Sequence[float]) -> AccuracyCurve:
+  radii = sorted(set(epsilons))
+  correct = np.stack([correct_at(eps) for eps in radii])  # (radii, N) bool.
+  return AccuracyCurve.from_correct(correct[[radii.index(eps) for eps in epsilons]], epsilons)
 
-  Each distinct radius is attacked once (`correct_under_attack`, with all its arguments); the
-  per-radius and the cumulative accuracy both come from that one (radius, example) table of
-  correctness.
 
-  Args:
-    discriminator, variables: D and its {'params', 'batch_stats'}; `head` is attacked.
-    images: (N, H, W, 3) uint8; labels: (N,) int.
-    epsilons: radii in the [-1, 1] pixel scale, in any order (0 gives clean accuracy).
-    step_size_factor: the PGD step at radius eps is eps * step_size_factor.
-    num_steps, num_restarts, random_start, key, batch_size, mesh, head, unroll: as in
-      `correct_under_attack`.
-
-  Returns:
-    An AccuracyCurve (fractions in [0, 1]) aligned with `epsilons`.
+def accuracy_curve(target: Target, images: np.ndarray, labels: np.ndarray, *,
+                   epsilons: Sequence[float], step_size_factor: float, num_steps: int,
+                   num_restarts: int = 1, random_start: bool = False,
+                   key: jax.Array) -> AccuracyCurve:
+  """Accuracy under PGD at each radius (paper Table 1 and Fig. 5), step eps * step_size_factor.
 
   Raises:
     ValueError: a negative epsilon, step_size_factor <= 0, num_steps < 0 or num_restarts < 1.
   """
   check_eval_args(epsilons=epsilons, step_size_factor=step_size_factor, num_steps=num_steps,
                   num_restarts=num_restarts)
-  radii = sorted(set(epsilons))
-  correct = np.stack([correct_under_attack(
-      discriminator, variables, images, labels, epsilon=eps, step_size=eps * step_size_factor,
-      num_steps=num_steps, num_restarts=num_restarts, random_start=random_start, key=key,
-      batch_size=batch_size, mesh=mesh, head=head, unroll=unroll)
-      for eps in radii])  # (radii, N) bool.
-  return AccuracyCurve.from_correct(correct[[radii.index(eps) for eps in epsilons]], epsilons)
+  return _curve(lambda eps: correct_under_attack(
+      target, images, labels, epsilon=eps, step_size=eps * step_size_factor,
+      num_steps=num_steps, num_restarts=num_restarts, random_start=random_start, key=key),
+                epsilons)
 
 
-def strong_accuracy_curve(discriminator: nn.Module, variables, images: np.ndarray,
-                          labels: np.ndarray, *, attack: str, epsilons: Sequence[float],
-                          settings, key: jax.Array, batch_size: int = 500,
-                          mesh: Optional[jax.sharding.Mesh] = None) -> AccuracyCurve:
-  """`accuracy_curve` under one of `attacks.STRONG_ATTACKS` (`correct_under_strong_attack`):
-  each distinct radius attacked once, with `settings`' budgets and PRNG key `key`.
-
-  Raises:
-    As `correct_under_strong_attack`.
-  """
-  radii = sorted(set(epsilons))
-  correct = np.stack([correct_under_strong_attack(
-      discriminator, variables, images, labels, attack=attack, epsilon=eps, settings=settings,
-      key=key, batch_size=batch_size, mesh=mesh) for eps in radii])
-  return AccuracyCurve.from_correct(correct[[radii.index(eps) for eps in epsilons]], epsilons)
-
-
-EVAL_ATTACKS = ('pgd',) + attacks.STRONG_ATTACKS
-AUTOATTACK = ('apgd-ce', 'apgd-t', 'square')  # AutoAttack's standard version, without FAB-T.
+def strong_accuracy_curve(target: Target, images: np.ndarray, labels: np.ndarray, *,
+                          attack: str, epsilons: Sequence[float], settings,
+                          key: jax.Array) -> AccuracyCurve:
+  """`accuracy_curve` under a strong attack (`correct_under_strong_attack`, same errors)."""
+  return _curve(lambda eps: correct_under_strong_attack(
+      target, images, labels, attack=attack, epsilon=eps, settings=settings, key=key), epsilons)
 
 
 def eval_attacks(names: Sequence[str]) -> Tuple[str, ...]:
@@ -334,50 +276,25 @@ def check_eval_args(*, epsilons, step_size_factor, num_steps, num_restarts) -> N
     raise ValueError(f'num_restarts must be >= 1, got {num_restarts}')
 
 
-def local_lipschitz_value(discriminator: nn.Module, variables, images: np.ndarray,
-                          labels: np.ndarray, *, batch_size: int = 500,
-                          mesh: Optional[jax.sharding.Mesh] = None,
-                          head: str = 'class') -> float:
-  """Mean over examples of ||d CE(f(x), y) / d x||_2, paper Fig. 1 (right) and Fig. 8.
-
-  With head='source', the loss is D's source loss of calling x real (`attacks.head_loss`).
-
-  Args:
-    discriminator, variables: D and its variables; f is its `head` in inference mode.
-    images: (N, H, W, 3) uint8; the gradient is taken in the [-1, 1] pixel scale.
-    labels: (N,) int.
-
-  Returns:
-    The mean L2 norm of the input gradient of the class cross-entropy.
-  """
-  variables = _replicate(variables, mesh)
-  fn = lambda x, y, start: _input_gradient_norm(discriminator, variables, x, y, head=head)
-  return float(np.mean(parallel.map_batches(fn, images, labels, batch_size, mesh)))
+def local_lipschitz_value(target: Target, images: np.ndarray, labels: np.ndarray) -> float:
+  """Mean over examples of ||d loss(f(x), y) / d x||_2 in the [-1, 1] pixel scale, paper Fig. 1
+  (right) and Fig. 8; the loss is the class cross-entropy, or for head 'source' D's loss of
+  calling x real (`attacks.head_loss`)."""
+  variables = target.replicated_variables()
+  fn = lambda x, y, start: _input_gradient_norm(target.discriminator, variables, x, y,
+                                                head=target.head)
+  return float(np.mean(target.map_batches(fn, images, labels)))
 
 
-def clean_and_pgd_accuracy(discriminator: nn.Module, variables, images: np.ndarray,
-                           labels: np.ndarray, *, attack_config, key: jax.Array,
-                           batch_size: int = 500, mesh: Optional[jax.sharding.Mesh] = None,
-                           head: str = 'class', unroll: Optional[bool] = None) -> Dict[str, float]:
-  """Clean accuracy and accuracy under one PGD attack, the figures logged while training.
-
-  Args:
-    discriminator, variables: D and its variables; `head` ('class' or 'source') is measured.
-    images: (N, H, W, 3) uint8; labels: (N,) int.
-    attack_config: an attack sub-config (`config.eval.attack`).
-    key: PRNG key of a random start.
-    batch_size, mesh, unroll: as in `correct_under_attack`.
-
-  Returns:
-    {'test_accuracy_clean', 'test_accuracy_pgd'} in [0, 1].
-  """
-  kwargs = dict(key=key, batch_size=batch_size, mesh=mesh, head=head, unroll=unroll)
+def clean_and_pgd_accuracy(target: Target, images: np.ndarray, labels: np.ndarray, *,
+                           attack_config, key: jax.Array) -> Dict[str, float]:
+  """{'test_accuracy_clean', 'test_accuracy_pgd'} in [0, 1], the latter under the one attack of
+  `attack_config` (`config.eval.attack`): the figures logged while training."""
   a = attack_config
   return {
       'test_accuracy_clean': accuracy_under_attack(
-          discriminator, variables, images, labels, epsilon=0.0, step_size=1.0, num_steps=0,
-          **kwargs),
+          target, images, labels, epsilon=0.0, step_size=1.0, num_steps=0, key=key),
       'test_accuracy_pgd': accuracy_under_attack(
-          discriminator, variables, images, labels, epsilon=a.epsilon, step_size=a.step_size,
-          num_steps=a.num_steps, random_start=a.random_start, **kwargs),
+          target, images, labels, epsilon=a.epsilon, step_size=a.step_size,
+          num_steps=a.num_steps, random_start=a.random_start, key=key),
   }

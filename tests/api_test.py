@@ -70,6 +70,20 @@ def test_api_accuracy_curve_reports_per_radius_and_cumulative(trained_workdir):
   assert curve.cumulative[0] <= min(curve.per_radius)
 
 
+def test_api_evaluate_runs_the_evaluators_of_eval_mode(trained_workdir):
+  model = api.load(trained_workdir)
+  result = model.evaluate(['accuracy_curve', 'sample_grid'])
+  e = model.config.eval
+  images, labels = model.load_data(e.split, e.num_examples)
+  curve = model.accuracy_curve(images, labels, e.epsilons)
+  assert result['test_accuracy'] == curve.per_radius  # The same attack as --mode=eval's.
+  assert (result['stage'], result['step'], result['head']) == ('finetune', model.step, 'class')
+  rows, per_row = 10, model.config.train.samples_per_class
+  assert result['images']['samples'].shape == (rows * 34 + 2, per_row * 34 + 2, 3)
+  with pytest.raises(ValueError, match='unknown evaluator'):
+    model.evaluate(['fid50k'])
+
+
 def test_api_samples_and_attacks_an_unconditional_model(trained_asgan_workdir):
   model = api.load(trained_asgan_workdir)
   assert model.stage == 'cotrain' and model.head == 'source'

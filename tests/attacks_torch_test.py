@@ -21,6 +21,8 @@ import pytest
 
 from rob_gan_jax import attacks
 
+pytestmark = pytest.mark.slow  # Second lane: the torchattacks cross-checks.
+
 
 def require(module: str):
   if os.environ.get('ROBGAN_REQUIRE_TORCH'):

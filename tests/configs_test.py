@@ -36,8 +36,8 @@ def shrink(config):
   m.z_dim, m.generator_width, m.discriminator_width = 8, 1, 2
   config.attack.num_steps = 1
   config.train.update(batch_size=8, n_dis=2, num_steps=1, log_every_steps=1,
-                      checkpoint_every_steps=1, eval_every_steps=1, eval_num_examples=8,
-                      sample_every_steps=1, samples_per_class=1)
+                      checkpoint_every_steps=1, eval_num_examples=8, samples_per_class=1)
+  config.train.evaluators.update(pgd_accuracy=1, sample_grid=1)
   config.finetune.update(batch_size=8, num_steps=1, log_every_steps=1, checkpoint_every_steps=1,
                          eval_num_examples=8)
   config.finetune.attack.num_steps = 1
@@ -80,6 +80,7 @@ def run_modes(config, workdir, modes=('train', 'finetune', 'eval')):
   return weights
 
 
+@pytest.mark.slow
 def test_imagenet143_64_trains_finetunes_and_evaluates(synset_folder, tmp_path):
   config = shrink(imagenet143_64.get_config())
   config.dataset.image_folder = synset_folder
@@ -111,6 +112,7 @@ def test_128px_configs_read_their_data_and_trace_a_training_step(module, synset_
   assert metrics['d_loss'].shape == ()
 
 
+@pytest.mark.slow
 def test_cifar10_preact_trains_finetunes_and_evaluates(image_folder, tmp_path):
   config = shrink(cifar10_preact.get_config())
   config.dataset.image_folder = image_folder
@@ -132,6 +134,7 @@ def unlabelled_folder(tmp_path_factory):
   return str(root)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('module', [cifar10_asgan, cifar100_asgan, celeba64_asgan,
                                     lsun_bedroom64_asgan], ids=lambda m: m.__name__)
 def test_asgan_config_trains_resumes_and_evaluates(module, image_folder, unlabelled_folder,

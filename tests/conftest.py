@@ -1,22 +1,42 @@
 """Test set-up: 4 fake CPU devices (before JAX starts) and a small JPEG image folder.
 
-Compiled programs are cached on disk for the session (JAX's persistent compilation cache), so the
-tests and the `main.py` subprocesses that build the same tiny train step compile it once.
+Compiling dominates the fast lane's time, so there XLA compiles with its cheapest settings
+(`pytest_configure`: LLVM optimisation level 0, no expensive passes; about half the compile time
+of a tiny train step, the same arithmetic up to float rounding). Compiled programs are cached on
+disk (JAX's persistent compilation cache), so the tests and the `main.py` subprocesses that build
+the same tiny train step compile it once; the pytest-xdist workers of a run share the cache.
+`ROBGAN_TEST_COMPILATION_CACHE` names a directory that several runs share (.ci/run: both lanes).
 """
 
+import fcntl
 import os
+import shutil
 import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4')
+CHEAP_COMPILATION = ' --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='jax_cache_'))
+_RUN = os.environ.get('PYTEST_XDIST_TESTRUNUID')  # Shared by the workers of one run.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', (
+    os.environ.get('ROBGAN_TEST_COMPILATION_CACHE') or
+    (os.path.join(tempfile.gettempdir(), f'jax_cache_{_RUN}') if _RUN else
+     tempfile.mkdtemp(prefix='jax_cache_'))))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
+
+
+def pytest_configure(config):
+  """Cheap compilation in the fast lane only: the second lane's attacks run thousands of steps,
+  which unoptimised code runs several times slower (APGD-T: 171 s instead of 5 s). XLA reads
+  XLA_FLAGS at JAX's first computation, after this."""
+  if 'not slow' in (config.option.markexpr or ''):
+    os.environ['XLA_FLAGS'] += CHEAP_COMPILATION
+
 
 CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
            'truck')
@@ -59,11 +79,33 @@ def assert_same_networks(a, b):
           dict(rtol=0, atol=noise) if noisy else dict(rtol=1e-4, atol=2e-5)))
 
 
+def built_once(tmp_path_factory, name, build):
+  """The directory `build(path)` writes, built once per test run: the first pytest-xdist worker
+  that needs it builds it in the workers' shared temporary directory, the others wait for it."""
+  shared = tmp_path_factory.getbasetemp()
+  if _RUN:
+    shared = shared.parent
+  path = shared / name
+  with open(f'{path}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.exists(f'{path}.done'):
+      build(str(path))
+      open(f'{path}.done', 'w').close()
+  return str(path)
+
+
+def private_copy(tmp_path_factory, path):
+  """A copy of a workdir for this worker alone (tests write eval/ into it and lock it)."""
+  copy = tmp_path_factory.mktemp(os.path.basename(path)) / 'workdir'
+  shutil.copytree(path, copy)
+  return str(copy)
+
+
 @pytest.fixture(scope='session')
 def image_folder(tmp_path_factory):
   """A CIFAR-10-like folder: 10 classes, 32x32, 4 train and 2 test images per class."""
-  return write_image_folder(tmp_path_factory.mktemp('data') / 'images',
-                            per_class={'train': 4, 'test': 2})
+  return built_once(tmp_path_factory, 'images', lambda path: write_image_folder(
+      path, per_class={'train': 4, 'test': 2}))
 
 
 @pytest.fixture
@@ -92,10 +134,15 @@ def trained_workdir(image_folder, tmp_path_factory):
   config.dataset.image_folder = image_folder
   config.train.num_steps = 2
   config.finetune.stage_epochs = (0.2, 0.2)  # Batch 8, 5 steps an epoch: 1 + 1 steps.
-  workdir = str(tmp_path_factory.mktemp('trained'))
-  cotrain.train_and_evaluate(config, workdir)
-  finetune.train_classifier(config, workdir)
-  return workdir
+  # No evaluators while training (tests of the hooks train their own runs): fewer compiles.
+  config.train.evaluators.update(pgd_accuracy=0, sample_grid=0)
+  config.finetune.evaluators.pgd_accuracy = 0
+
+  def build(workdir):
+    cotrain.train_and_evaluate(config, workdir)
+    finetune.train_classifier(config, workdir)
+
+  return private_copy(tmp_path_factory, built_once(tmp_path_factory, 'trained', build))
 
 
 @pytest.fixture(scope='session')
@@ -106,6 +153,7 @@ def trained_asgan_workdir(image_folder, tmp_path_factory):
   config = tiny.get_config('asgan')
   config.dataset.image_folder = image_folder
   config.train.num_steps = 2
-  workdir = str(tmp_path_factory.mktemp('trained_asgan'))
-  cotrain.train_and_evaluate(config, workdir)
-  return workdir
+  config.train.evaluators.update(pgd_accuracy=0, sample_grid=0)
+  return private_copy(tmp_path_factory, built_once(
+      tmp_path_factory, 'trained_asgan', lambda workdir: cotrain.train_and_evaluate(config,
+                                                                                      workdir)))

@@ -18,6 +18,7 @@ from rob_gan_jax import cotrain
 from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import state as state_lib
+from rob_gan_jax import workdir as workdir_lib
 from tests.conftest import assert_same_networks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,9 +31,10 @@ def run_per_device(fn, mesh, state, *batch):
 
 
 @pytest.mark.parametrize('method, step, random_start', [
-    ('robgan', 'discriminator', False), ('robgan', 'discriminator', True),
-    ('robgan', 'generator', False), ('asgan', 'discriminator', False),
-    ('asgan', 'generator', False)])
+    pytest.param('robgan', 'discriminator', False, marks=pytest.mark.slow),
+    ('robgan', 'discriminator', True), ('robgan', 'generator', False),
+    pytest.param('asgan', 'discriminator', False, marks=pytest.mark.slow),
+    pytest.param('asgan', 'generator', False, marks=pytest.mark.slow)])
 def test_step_on_4_devices_equals_1_device(tiny_config, tiny_asgan_config, method, step,
                                            random_start):
   assert jax.device_count() == 4
@@ -105,7 +107,7 @@ def assert_running_stats(stats, expected):
   np.testing.assert_allclose(stats['var'], expected[1], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize('keep', [True, False])
+@pytest.mark.parametrize('keep', [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_running_statistics_after_one_step_by_hand(tiny_config, keep):
   # Official train.py: the D step's pass through G (train mode) updates G's statistics, with the
   # official conditional-BN momentum (running = 0.1 old + 0.9 batch); the G step's pass through D
@@ -160,6 +162,7 @@ def test_running_statistics_after_one_step_by_hand(tiny_config, keep):
                        updated((-0.2, 3.0), 0.9, conv1(x_fake)) if keep else (-0.2, 3.0))
 
 
+@pytest.mark.slow  # Compiles the train step twice, with two settings.
 def test_bfloat16_discriminator_step_is_close_to_float32(tiny_config, tmp_path):
   config = tiny_config
   # One float32 state (the variables are float32 whatever model.dtype).
@@ -221,6 +224,7 @@ def assert_same_step(a, b, metrics_rtol):
                metrics_a, metrics_b)
 
 
+@pytest.mark.slow  # Compiles the train step twice, with two settings.
 def test_rolled_loops_give_the_unrolled_step(tiny_config):
   """config.unroll=False (the GPU/TPU default: the PGD steps in a while loop, the n_dis D updates
   in lax.scan) computes the step that unrolling does."""
@@ -235,6 +239,7 @@ def ynn_fused_convolutions(hlo_text: str) -> int:
   return sum('convolution(' in body for body in bodies)
 
 
+@pytest.mark.slow  # Compiles the train step twice, with two settings.
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='a switch of the CPU backend')
 def test_cpu_eigen_convolutions_moves_convolutions_off_ynnpack_and_keeps_the_step(tiny_config):
   """config.cpu_eigen_convolutions (the default) leaves no convolution in a YNNPACK fusion of
@@ -262,24 +267,25 @@ def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):
   tiny_config.train.n_dis = 1
   with pytest.raises(ValueError, match='train.n_dis: saved 2, requested 1'):
     cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
-  with checkpoints.lock_workdir(str(tmp_path / 'resumed'), 'train'):
-    with pytest.raises(checkpoints.WorkdirInUseError, match='in use'):
+  with workdir_lib.lock(str(tmp_path / 'resumed'), 'train'):
+    with pytest.raises(workdir_lib.WorkdirInUseError, match='in use'):
       cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
 
 
+@pytest.mark.slow  # An end-to-end run of the stage.
 def test_diverging_run_stops_and_keeps_only_finite_checkpoints(tiny_config, tmp_path):
   """lr 1e30 gives finite losses from non-finite weights; the state check stops the run."""
   tiny_config.optim.learning_rate = 1e30
   tiny_config.train.num_steps = 8
-  tiny_config.train.eval_every_steps = 8
-  tiny_config.train.sample_every_steps = 8
+  tiny_config.train.evaluators.update(pgd_accuracy=8, sample_grid=8)
   with pytest.raises(FloatingPointError, match='non-finite'):
     cotrain.train_and_evaluate(tiny_config, str(tmp_path))
-  directory = checkpoints.checkpoint_dir(str(tmp_path), 'cotrain')
+  directory = workdir_lib.checkpoint_dir(str(tmp_path), 'cotrain')
   for step in checkpoints.manager(directory).all_steps():
     assert not checkpoints.non_finite_arrays(checkpoints.manager(directory).restore(step))
 
 
+@pytest.mark.slow
 def test_main_trains_and_writes_checkpoints_and_samples(image_folder, tmp_path):
   workdir = tmp_path / 'run'
   result = subprocess.run(

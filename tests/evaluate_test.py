@@ -8,12 +8,12 @@ import shutil
 import pytest
 
 from configs import tiny
-from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluate
+from rob_gan_jax import workdir as workdir_lib
 
 
 def eval_config(workdir):
-  config = checkpoints.load_config(workdir)
+  config = workdir_lib.load_config(workdir)
   config.eval.epsilons = [0.0, 0.05]
   config.eval.num_examples = None
   config.eval.train_num_examples = 8
@@ -96,7 +96,7 @@ def test_eval_without_checkpoint_or_with_other_architecture_raises(trained_workd
   with pytest.raises(ValueError, match='another architecture'):
     evaluate.evaluate(config, trained_workdir)
   empty = tiny.get_config()
-  checkpoints.check_and_write_config(empty, str(tmp_path / 'empty'))
+  workdir_lib.check_and_write_config(empty, str(tmp_path / 'empty'))
   with pytest.raises(FileNotFoundError, match='no co-training checkpoint'):
     evaluate.evaluate(empty, str(tmp_path / 'empty'))
 

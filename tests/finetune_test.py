@@ -20,6 +20,7 @@ from rob_gan_jax import finetune
 from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import state as state_lib
+from rob_gan_jax import workdir as workdir_lib
 
 
 def log_softmax_ce(logits, labels):
@@ -130,9 +131,10 @@ def test_finetune_resumes_exactly_and_keeps_its_own_checkpoints(trained_workdir,
   for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
     np.testing.assert_array_equal(a, b)
   # D started from the co-trained D; the co-training checkpoints are untouched.
-  assert os.listdir(checkpoints.checkpoint_dir(trained_workdir, 'cotrain')) == ['2']
+  assert os.listdir(workdir_lib.checkpoint_dir(trained_workdir, 'cotrain')) == ['2']
 
 
+@pytest.mark.slow  # End-to-end runs of both stages.
 def test_finetune_keeps_the_generator_it_started_with(trained_workdir, tiny_config, tmp_path):
   """Co-training that continues after fine-tuning started changes neither the resumed
   fine-tuning's G nor the G that load_weights pairs with the fine-tuned D."""
@@ -166,7 +168,7 @@ def test_diverging_finetuning_stops_and_saves_no_non_finite_state(trained_workdi
   config.finetune.num_steps = 8
   with pytest.raises(FloatingPointError, match='non-finite'):
     finetune.train_classifier(config, str(tmp_path))
-  directory = checkpoints.checkpoint_dir(str(tmp_path), 'finetune')
+  directory = workdir_lib.checkpoint_dir(str(tmp_path), 'finetune')
   for step in checkpoints.manager(directory).all_steps():  # Restoring checks finiteness.
     assert not checkpoints.non_finite_arrays(checkpoints.manager(directory).restore(step))
 

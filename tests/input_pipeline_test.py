@@ -71,13 +71,16 @@ def test_image_of_the_wrong_size_is_named_with_its_shape(tmp_path):
     input_pipeline.load_split(folder_config(root), 'train', image_size=32, num_classes=10)
 
 
-def test_splits_with_different_class_folders_raise(tmp_path):
+@pytest.mark.parametrize('augmentation', ['pad_crop', 'random_resized_crop'])
+def test_splits_with_different_class_folders_raise(tmp_path, augmentation):
   root = conftest.write_image_folder(tmp_path / 'images', per_class={'train': 1, 'test': 1})
   conftest.write_image_folder(tmp_path / 'more', per_class={'test': 1}, classes=('unicorn',))
   os.rename(tmp_path / 'more' / 'test' / 'unicorn', os.path.join(root, 'test', 'unicorn'))
+  config = folder_config(root)
+  config.augmentation = augmentation
   # Reading either split checks all of them (TFDS would count 11 classes).
   with pytest.raises(ValueError, match=r"'unicorn' is in test/ but not in train/$"):
-    input_pipeline.load_split(folder_config(root), 'train', image_size=32, num_classes=10)
+    input_pipeline.load_split(config, 'train', image_size=32, num_classes=10)
 
 
 def test_empty_class_folder_is_logged(tmp_path, caplog):
@@ -345,19 +348,52 @@ def test_eval_resizes_the_short_side_and_crops_the_centre(tmp_path):
   np.testing.assert_array_equal(images[3], constant(130, 6, 6))  # Grayscale, cropped.
 
 
-def test_streaming_names_an_unreadable_image(tmp_path):
-  root = write_images(tmp_path, {f'{split}/{c}/{i}.jpg': constant(9, 40, 50)
+@pytest.mark.parametrize('augmentation', ['pad_crop', 'random_resized_crop'])
+def test_both_paths_name_an_unreadable_image_alike(tmp_path, augmentation):
+  root = write_images(tmp_path, {f'{split}/{c}/{i}.jpg': constant(9, 32, 32)
                                  for split in ('train', 'test') for c in 'ab' for i in range(2)})
   with open(os.path.join(root, 'train', 'b', '1.jpg'), 'r+b') as f:
     f.truncate(200)
-  config = streaming_config(root)
-  message = r"^1 image\(s\) of split 'train' of .* cannot be read or decoded: train/b/1.jpg$"
-  data = input_pipeline.training_data(config, batch_size=4)  # Every step has every image.
-  with pytest.raises(ValueError, match=message):
-    data.host_batch(0)
+  config = streaming_config(root, augmentation=augmentation)
+  message = (r"^1 image\(s\) of split 'train' of .* cannot be read: train/b/1.jpg cannot be "
+             r"decoded$")
+  with pytest.raises(ValueError, match=message):  # Streamed: every step has every image.
+    input_pipeline.training_data(config, batch_size=4).host_batch(0)
   with pytest.raises(ValueError, match=message):
     input_pipeline.load_subset(config, 'train', None)
   assert len(input_pipeline.load_subset(config, 'test', None)[0]) == 4
+
+
+def test_both_paths_list_a_folder_alike_in_label_order(tmp_path):
+  """One listing: class folders in label order (not path order, 'cat-2/' < 'cat/'), files by name,
+  any letter case of the extension, other files left out."""
+  names = ['cat/b.png', 'cat/a.PNG', 'cat-2/a.png', 'dog/a.png', 'dog/notes.txt']
+  files = {f'{split}/{name}': constant(10 * i, 32, 32) for i, name in enumerate(names)
+           for split in ('train', 'test') if not name.endswith('.txt')}
+  root = write_images(tmp_path, files)
+  with open(os.path.join(root, 'train', 'dog', 'notes.txt'), 'w') as f:
+    f.write('not an image')
+  for classes, num_classes, brightness, expected in (
+      (None, 3, [10, 0, 20, 30], [0, 0, 1, 2]),
+      (('dog', 'cat'), 2, [30, 10, 0], [0, 1, 1]),
+      (None, 0, [10, 0, 20, 30], [0, 0, 0, 0])):
+    for augmentation in ('pad_crop', 'random_resized_crop'):
+      config = streaming_config(root, augmentation=augmentation, classes=classes)
+      images, labels = input_pipeline.load_split(config.dataset, 'train', image_size=32,
+                                                 num_classes=num_classes)
+      np.testing.assert_array_equal(images[:, 0, 0, 0], brightness)
+      np.testing.assert_array_equal(labels, expected)
+  # tfds.ImageFolder's in-memory order was by path: such a folder resumes with other batches.
+  config.dataset.augmentation = 'pad_crop'
+  for classes, version in ((None, 2), (('dog', 'cat'), 2), (('cat', 'dog'), 1)):
+    config.dataset.classes = classes
+    assert input_pipeline.example_order_version(config.dataset) == version
+  config.dataset.augmentation = 'random_resized_crop'  # The streaming order is unchanged.
+  assert input_pipeline.example_order_version(config.dataset) == 1
+
+
+def test_cifar10_folder_keeps_the_order_of_version_1(image_folder):
+  assert input_pipeline.example_order_version(folder_config(image_folder)) == 1
 
 
 SYNSETS = ('n01440764', 'n02085620', 'n02085782', 'n02086240')  # ImageNet classes 0, 151-153.

@@ -10,6 +10,7 @@ import pytest
 from rob_gan_jax import checkpoints
 from rob_gan_jax import loop
 from rob_gan_jax import parallel
+from rob_gan_jax import workdir as workdir_lib
 
 
 def test_non_finite_loss_or_state_stops_with_last_good_checkpoint(tmp_path):
@@ -56,7 +57,7 @@ def test_hooks_run_every_n_steps_and_at_the_end_and_resume_continues(tmp_path):
   workdir = str(tmp_path)
   state = counting_run(workdir, 6, calls)
   assert calls == [('every5', 5, 5), ('every5', 6, 6), ('last', 6, 6)]
-  assert sorted(map(int, checkpoints.manager(checkpoints.checkpoint_dir(
+  assert sorted(map(int, checkpoints.manager(workdir_lib.checkpoint_dir(
       workdir, 'cotrain')).all_steps())) == [4, 6]
   calls.clear()
   state = counting_run(workdir, 11, calls)  # Resumes from step 6.
@@ -76,7 +77,7 @@ def test_a_diverged_state_with_finite_losses_stops_the_run_and_is_never_saved(
   workdir = str(tmp_path)
   with pytest.raises(FloatingPointError, match=r'at step (4|6).*total'):
     counting_run(workdir, 20, [], losses={'inf_state_at': inf_state_at})
-  manager = checkpoints.manager(checkpoints.checkpoint_dir(workdir, 'cotrain'))
+  manager = checkpoints.manager(workdir_lib.checkpoint_dir(workdir, 'cotrain'))
   assert manager.all_steps() == ([] if inf_state_at == 4 else [4])
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluate
 from rob_gan_jax import input_pipeline
+from rob_gan_jax import workdir as workdir_lib
 from rob_gan_jax.metrics import convert_inception
 from rob_gan_jax.metrics import fid
 from rob_gan_jax.metrics import inception
@@ -85,6 +85,7 @@ def random_weights(tmp_path_factory):
   return pth, npz
 
 
+@pytest.mark.slow
 def test_flax_inception_matches_torch_fidelity(random_weights):
   torch = require_torch()
   pth, npz = random_weights
@@ -170,9 +171,10 @@ def test_inception_score_by_hand():
   assert std == pytest.approx(abs(math.exp(kl) - 1.0) / 2, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_eval_mode_reports_is_and_fid_with_weights(trained_workdir, random_weights):
   _, npz = random_weights
-  config = checkpoints.load_config(trained_workdir)
+  config = workdir_lib.load_config(trained_workdir)
   config.eval.epsilons = [0.0]
   config.eval.train_num_examples = 4
   config.eval.inception_num_samples = 20
@@ -188,6 +190,7 @@ def test_eval_mode_reports_is_and_fid_with_weights(trained_workdir, random_weigh
   assert again['fid'] == pytest.approx(result['fid'])
 
 
+@pytest.mark.slow
 def test_real_statistics_in_chunks_equal_those_of_the_whole_split(tiny_config, random_weights,
                                                                    tmp_path, monkeypatch):
   _, npz = random_weights

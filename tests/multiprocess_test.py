@@ -7,6 +7,7 @@ and files written once, by process 0.
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import socket
@@ -20,7 +21,11 @@ import pytest
 from rob_gan_jax import checkpoints
 from rob_gan_jax import cotrain
 from rob_gan_jax import evaluate
+from rob_gan_jax import workdir as workdir_lib
+from tests import conftest
 from tests.conftest import assert_same_networks
+
+pytestmark = pytest.mark.slow  # Second lane: main.py in two processes.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,12 +60,15 @@ def two_process_workdir(image_folder, tmp_path_factory):
   (A step of the tiny model takes seconds here: its cross-replica BatchNorms make hundreds of
   small all-reduces between the processes over gloo's TCP.)
   """
-  workdir = tmp_path_factory.mktemp('two_processes')
   data = f'--config.dataset.image_folder={image_folder}'
-  main_in_two_processes(workdir / 'run', data, '--config.train.num_steps=1')
-  shutil.copytree(workdir / 'run', workdir / 'at_step_1')
-  main_in_two_processes(workdir / 'run', data, '--config.train.num_steps=2')  # Resumes.
-  return workdir
+
+  def build(workdir):
+    main_in_two_processes(f'{workdir}/run', data, '--config.train.num_steps=1')
+    shutil.copytree(f'{workdir}/run', f'{workdir}/at_step_1')
+    main_in_two_processes(f'{workdir}/run', data, '--config.train.num_steps=2')  # Resumes.
+
+  return pathlib.Path(conftest.private_copy(tmp_path_factory, conftest.built_once(
+      tmp_path_factory, 'two_processes', build)))
 
 
 def test_two_processes_train_and_resume_as_one_process_with_four_devices(
@@ -69,7 +77,7 @@ def test_two_processes_train_and_resume_as_one_process_with_four_devices(
   tiny_config.train.num_steps = 2
   straight = cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
   run = two_process_workdir / 'run'
-  manager = checkpoints.manager(checkpoints.checkpoint_dir(str(run), 'cotrain'))
+  manager = checkpoints.manager(workdir_lib.checkpoint_dir(str(run), 'cotrain'))
   assert manager.all_steps() == [1, 2]
   assert_same_networks(checkpoints.restore_latest(manager, straight), straight)
   # Written once, by process 0: one summary file per launch, the sample grids.

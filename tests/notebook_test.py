@@ -4,6 +4,9 @@ import os
 
 import nbclient
 import nbformat
+import pytest
+
+pytestmark = pytest.mark.slow  # Second lane: the notebook run headless.
 
 NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         'notebooks', 'evaluate_checkpoint.ipynb')

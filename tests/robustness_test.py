@@ -17,16 +17,21 @@ def model_and_data(trained_workdir):
   return model, images, labels
 
 
+def target(model, batch_size=8):
+  return robustness.Target(model.discriminator, model.discriminator_variables,
+                           batch_size=batch_size)
+
+
 def test_zero_epsilon_gives_plain_accuracy(model_and_data):
   model, images, labels = model_and_data
   plain = float(np.mean(np.asarray(model.predict(images)) == labels))
   accuracy = robustness.accuracy_under_attack(
-      model.discriminator, model.discriminator_variables, images, labels, epsilon=0.0,
-      step_size=0.0, num_steps=20, key=jax.random.PRNGKey(0), batch_size=8)
+      target(model), images, labels, epsilon=0.0, step_size=0.0, num_steps=20,
+      key=jax.random.PRNGKey(0))
   assert accuracy == plain
-  both = robustness.clean_and_pgd_accuracy(
-      model.discriminator, model.discriminator_variables, images, labels,
-      attack_config=model.config.eval.attack, key=jax.random.PRNGKey(0), batch_size=8)
+  both = robustness.clean_and_pgd_accuracy(target(model), images, labels,
+                                           attack_config=model.config.eval.attack,
+                                           key=jax.random.PRNGKey(0))
   assert both['test_accuracy_clean'] == plain
   assert both['test_accuracy_pgd'] <= plain
 
@@ -34,14 +39,13 @@ def test_zero_epsilon_gives_plain_accuracy(model_and_data):
 def test_cumulative_accuracy_is_non_increasing_and_restarts_never_help(model_and_data):
   model, images, labels = model_and_data
   kwargs = dict(epsilons=[0.0, 0.02, 0.05, 0.1, 0.3], step_size_factor=0.25, num_steps=3,
-                key=jax.random.PRNGKey(1), batch_size=8)
-  curve = robustness.accuracy_curve(model.discriminator, model.discriminator_variables, images,
-                                    labels, **kwargs)
+                key=jax.random.PRNGKey(1))
+  curve = robustness.accuracy_curve(target(model), images, labels, **kwargs)
   assert all(a >= b for a, b in zip(curve.cumulative, curve.cumulative[1:]))
   assert all(c <= p for c, p in zip(curve.cumulative, curve.per_radius))
   assert curve.per_radius[0] == curve.cumulative[0]  # Clean accuracy.
-  with_restarts = robustness.accuracy_curve(model.discriminator, model.discriminator_variables,
-                                            images, labels, num_restarts=3, **kwargs)
+  with_restarts = robustness.accuracy_curve(target(model), images, labels, num_restarts=3,
+                                            **kwargs)
   for field in ('per_radius', 'cumulative'):
     assert all(r <= a for r, a in zip(getattr(with_restarts, field), getattr(curve, field)))
 
@@ -53,14 +57,13 @@ def test_per_radius_and_cumulative_accuracy_from_one_attack_per_radius(monkeypat
              0.02: [True, True, False, False]}
   attacked = []
 
-  def fake_correct_under_attack(discriminator, variables, images, labels, *, epsilon,
-                                step_size, **kwargs):
+  def fake_correct_under_attack(target, images, labels, *, epsilon, step_size, **kwargs):
     assert step_size == pytest.approx(epsilon * 0.2)
     attacked.append(epsilon)
     return np.array(correct[epsilon])
 
   monkeypatch.setattr(robustness, 'correct_under_attack', fake_correct_under_attack)
-  curve = robustness.accuracy_curve(None, None, np.zeros((4, 2, 2, 3), np.uint8), np.zeros(4),
+  curve = robustness.accuracy_curve(None, np.zeros((4, 2, 2, 3), np.uint8), np.zeros(4),
                                     epsilons=[0.02, 0.0, 0.01, 0.02], step_size_factor=0.2,
                                     num_steps=3, key=jax.random.PRNGKey(0))
   assert sorted(attacked) == [0.0, 0.01, 0.02]  # Each radius attacked once.
@@ -80,8 +83,8 @@ def test_strong_attack_runs_only_on_clean_correct_examples(model_and_data, monke
 
   monkeypatch.setattr(robustness, 'strong_attack_classifier', fake_attack)
   correct = robustness.correct_under_strong_attack(
-      model.discriminator, model.discriminator_variables, images, labels, attack='square',
-      epsilon=0.03, settings=dict(num_queries=1), key=jax.random.PRNGKey(0), batch_size=8)
+      target(model), images, labels, attack='square', epsilon=0.03,
+      settings=dict(num_queries=1), key=jax.random.PRNGKey(0))
   attacked = np.concatenate([x[:n] for x, n in zip(
       seen, np.diff(np.minimum(np.arange(0, len(seen) + 1) * 8, clean.sum())))])
   np.testing.assert_array_equal(attacked, images[clean])
@@ -92,8 +95,7 @@ def test_strong_attack_runs_only_on_clean_correct_examples(model_and_data, monke
 
 def test_local_lipschitz_value_is_mean_input_gradient_norm(model_and_data):
   model, images, labels = model_and_data
-  llv = robustness.local_lipschitz_value(model.discriminator, model.discriminator_variables,
-                                         images[:3], labels[:3], batch_size=2)
+  llv = robustness.local_lipschitz_value(target(model, batch_size=2), images[:3], labels[:3])
   norms = []
   for x, y in zip(images[:3], labels[:3]):
     loss = lambda x: -jax.nn.log_softmax(model.classify(x[None])[0])[y]

@@ -3,12 +3,10 @@
     python -m rob_gan_jax.metrics.convert_inception pt_inception-2015-12-05-6726825d.pth \
         inception_fid.npz
 
-Accepts pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` and torch-fidelity's
-`weights-inception-2015-12-05-6726825d.pth` (the same weights). Only this command needs torch; it
-reads the file with `torch.load(..., weights_only=True)`. When the file name ends in a hash
-(`-6726825d.pth`) the file's sha256 must start with it, as torch.hub checks. Tensor names and
-shapes are checked against the Flax network before anything is written, and the .npz is written
-atomically.
+Accepts pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` or torch-fidelity's
+`weights-inception-2015-12-05-6726825d.pth` (the same weights). Only this command needs torch
+(`torch.load(..., weights_only=True)`). The sha256 must start with a hash ending the file name
+(`-6726825d.pth`), as torch.hub checks; names and shapes are checked before the atomic write.
 """
 
 import os
@@ -36,11 +34,8 @@ def check_hash(path: str) -> None:
 
 
 def convert_state_dict(state_dict: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-  """PyTorch FID Inception state dict -> flat {'params/.../kernel': array} of InceptionV3.
-
-  Raises:
-    ValueError: names or shapes that are not those of the FID Inception-v3.
-  """
+  """PyTorch FID Inception state dict -> flat {'params/.../kernel': array} of InceptionV3;
+  raises ValueError for names or shapes that are not those of the FID Inception-v3."""
   out = {}
   for name, value in state_dict.items():
     value = np.asarray(value, np.float32)

@@ -2,13 +2,11 @@
 
 FID (Heusel et al., 2017): ||mu_r - mu_g||^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2)) between Gaussians
 fitted to the 2048-d pool features of real and generated images. Inception Score (Salimans et al.,
-2016): exp(E_x KL(p(y|x) || p(y))) over 10 splits, mean and std, with p(y|x) the softmax over the
-first 1000 of the network's 1008 logits, as the original code does.
-
-Images enter the network as TensorFlow's graph takes them: quantised to uint8 u (generated
-images too, as if saved as PNG) and scaled to (u - 128) / 128, the convention of torch-fidelity.
-The numbers are comparable with pytorch-fid, torch-fidelity and TF-Inception results; not with
-the official Rob-GAN code's IS, which used torchvision's ImageNet Inception-v3.
+2016): exp(E_x KL(p(y|x) || p(y))) over 10 splits, mean and std, p(y|x) the softmax over the first
+1000 of the 1008 logits, as the original code does. Images are quantised to uint8 u (generated
+ones too, as if saved as PNG) and enter as (u - 128) / 128 (TF graph, torch-fidelity), so the
+numbers compare with pytorch-fid, torch-fidelity and TF-Inception results; not with the official
+Rob-GAN IS, which used torchvision's ImageNet Inception-v3.
 """
 
 import hashlib
@@ -29,16 +27,11 @@ from rob_gan_jax.metrics import inception
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
                      sigma2: np.ndarray, tolerance: float = 1e-3) -> float:
-  """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
+  """Frechet distance between N(mu1 (D,), sigma1 (D, D)) and N(mu2, sigma2), in float64.
 
-  tr((S1 S2)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric
-  PSD matrix S1^(1/2) S2 S1^(1/2) (same spectrum as S1 S2), which needs no general matrix square
-  root. Eigenvalues that numerical error made negative are set to 0, as long as they are small:
-  the analogue of pytorch-fid's check that the square root has no imaginary part.
-
-  Args:
-    mu1, mu2: (D,) means. sigma1, sigma2: (D, D) covariances.
-    tolerance: largest |negative eigenvalue| accepted, relative to the largest eigenvalue.
+  tr((S1 S2)^(1/2)) sums the square roots of the eigenvalues of the PSD S1^(1/2) S2 S1^(1/2) (the
+  spectrum of S1 S2): no general matrix square root. Negative eigenvalues down to -`tolerance`
+  times the largest are rounding, set to 0 (cf. pytorch-fid's imaginary-part check).
 
   Raises:
     ValueError: shapes differ, or an eigenvalue is clearly negative (a covariance is not PSD).
@@ -63,11 +56,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
 
 
 def inception_score(logits: np.ndarray, num_splits: int = 10) -> Tuple[float, float]:
-  """Inception Score of (N, >= 1000) logits: softmax over the first 1000, mean and std over splits.
-
-  Raises:
-    ValueError: fewer examples than splits.
-  """
+  """(mean, std) over splits of the IS of (N, >= 1000) logits; ValueError if N < `num_splits`."""
   logits = np.asarray(logits, np.float64)[:, :1000]
   if len(logits) < num_splits:
     raise ValueError(f'{len(logits)} examples cannot make {num_splits} splits')
@@ -101,13 +90,8 @@ def _features(variables, images):
 
 def extract(variables, images: np.ndarray, *, batch_size: int = 200,
             mesh: Optional[jax.sharding.Mesh] = None) -> Tuple[np.ndarray, np.ndarray]:
-  """Pool features and logits of (N, H, W, 3) images (uint8, or float in [-1, 1]).
-
-  Jitted and batched; with a mesh each batch is split over its 'batch' axis (data parallel).
-
-  Returns:
-    pool (N, 2048) float32 and logits (N, 1008) float32.
-  """
+  """Pool (N, 2048) and logits (N, 1008), float32, of (N, H, W, 3) images (uint8, or float in
+  [-1, 1]), in jitted batches, each split over `mesh` if given."""
   if mesh is not None:
     variables = parallel.replicate(variables, mesh)
   out = parallel.map_batches(lambda x, y, start: _features(variables, x), np.asarray(images),
@@ -117,14 +101,10 @@ def extract(variables, images: np.ndarray, *, batch_size: int = 200,
 
 def real_statistics(config, split: str, variables, weights_path: str, cache_dir: str, *,
                     batch_size: int, mesh) -> Tuple[np.ndarray, np.ndarray]:
-  """(mu, sigma) of a whole split's pool features, cached in `cache_dir`.
-
-  The split is gone through in chunks (`input_pipeline.split_chunks`), accumulating the features'
-  sum and sum of outer products in float64, so ImageNet-size splits need no more host memory than
-  a chunk. The cache file is keyed by data set (TFDS name or image folder), split, the images as
-  the network sees them (`dataset.classes`, `dataset.augmentation`, `model.image_size`) and the
-  weights file, and is written atomically (by process 0).
-  """
+  """(mu, sigma) of a split's pool features, cached in `cache_dir` (atomically, by process 0),
+  keyed by data set, split, image view (`dataset.classes`, `dataset.augmentation`,
+  `model.image_size`) and weights. Chunks (`input_pipeline.split_chunks`) accumulate sum and outer
+  products in float64, so an ImageNet-size split needs one chunk's host memory."""
   d = config.dataset
   source = d.image_folder or d.name
   key = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.abspath(source) if d.image_folder
@@ -151,30 +131,18 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
 
 
 def generator_metrics(sample_fn: Callable[..., jax.Array], config, workdir: str, *,
-                      num_samples: int, mesh: Optional[jax.sharding.Mesh] = None,
-                      seed: int = 0) -> Dict[str, float]:
-  """Inception Score and FID of a generator against `config.eval.inception_split`.
-
-  Args:
-    sample_fn: `sample_fn(labels (B,) int, seed=int) -> (B, H, W, 3)` images in [-1, 1].
-    config: the full config; `eval.inception_weights` names the converted .npz.
-    workdir: real-data statistics are cached in `<workdir>/../fid_stats/`.
-    num_samples: generated images, labels cycling over the classes.
-    mesh: devices to split batches over.
-    seed: seed of the latents.
-
-  Returns:
-    {'inception_score', 'inception_score_std', 'fid'}.
-
-  Raises:
-    FileNotFoundError / ValueError: missing or wrong weights file.
-  """
+                      num_samples: int, label_range: int,
+                      mesh: Optional[jax.sharding.Mesh] = None, seed: int = 0) -> Dict[str, float]:
+  """{'inception_score', 'inception_score_std', 'fid'} of `num_samples` images in [-1, 1] from
+  `sample_fn(labels (B,) int, seed=int) -> (B, H, W, 3)`, labels cycling over [0, label_range),
+  against `config.eval.inception_split` (statistics cached in `<workdir>/../fid_stats/`); raises
+  FileNotFoundError / ValueError for a missing or wrong `eval.inception_weights` .npz."""
   e = config.eval
   variables = inception.load_variables(e.inception_weights)
   cache_dir = os.path.join(os.path.dirname(os.path.abspath(workdir)), 'fid_stats')
   mu_real, sigma_real = real_statistics(config, e.inception_split, variables, e.inception_weights,
                                         cache_dir, batch_size=e.inception_batch_size, mesh=mesh)
-  labels = np.arange(num_samples) % max(config.model.num_classes, 1)
+  labels = np.arange(num_samples) % label_range
   batch = e.inception_batch_size
   samples = np.concatenate([
       input_pipeline.to_uint8(sample_fn(labels[i:i + batch], seed=seed + i))

@@ -160,12 +160,8 @@ def resize_bilinear_tf1(x: jax.Array, size: int = INPUT_SIZE) -> jax.Array:
 
 
 class InceptionV3(nn.Module):
-  """FID Inception-v3.
-
-  Call on (B, H, W, 3) float32 images in [-1, 1] (a uint8 image u enters as (u - 128) / 128, as
-  in the TensorFlow graph); any H, W (resized to 299 x 299). Returns
-  (pool (B, 2048) float32 pool3 features, logits (B, 1008) float32 with the fc bias).
-  """
+  """FID Inception-v3: (B, H, W, 3) float32 in [-1, 1] (`fid.network_input`), any H, W (resized
+  to 299 x 299) -> (pool (B, 2048) pool3 features, logits (B, 1008) with the fc bias), float32."""
 
   @nn.compact
   def __call__(self, x: jax.Array) -> Tuple[jax.Array, jax.Array]:

@@ -1,0 +1,121 @@
+"""Evaluators: one measurement each of a stage's networks (big_vision's `evaluators/`).
+
+An evaluator is a module `rob_gan_jax/evaluators/<name>.py` that defines a class `Evaluator`:
+`Evaluator(context)` loads what it needs once; `run(networks)` measures a `checkpoints.Weights`
+(a checkpoint's networks, or the training state's after `step` updates) and returns an `Output`
+(JSON-able metrics and uint8 image grids). The training loop's hooks, `--mode=eval` and
+`api.Model.evaluate` build and run the same evaluators, named by the config:
+- `train.evaluators`: {name: every N co-training steps (G updates)}, 0 = off;
+- `finetune.evaluators`: {name: every N epochs} of fine-tuning and the Madry baseline, 0 = off;
+- `eval.evaluators`: the names `--mode=eval` runs, whose metrics make `eval/robustness.json`.
+A new metric is a new module here plus its entry in those config fields (configs/default.py).
+"""
+
+import dataclasses
+import functools
+import importlib
+import pkgutil
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from rob_gan_jax import input_pipeline
+from rob_gan_jax import robustness
+from rob_gan_jax import task as task_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+  """What an evaluator measured: `metrics` (name -> float or JSON-able value; scalars are also
+  written to TensorBoard during training) and `images` (name -> (H, W, 3) uint8 grid)."""
+  metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  images: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+class Context:
+  """What every evaluator of a run shares: settings, models, devices and loaded data.
+
+  Attributes:
+    config: the full config.
+    task: its `task.Task`.
+    workdir: the run's workdir (IS/FID cache their real statistics beside it).
+    stage: the stage whose networks are measured ('cotrain', 'finetune', 'madry').
+    training: True in a training hook (sample counts of `train`/`finetune`), False in
+      `--mode=eval` and the API (those of `eval`).
+    generator, discriminator: the modules (inference-mode use only).
+    mesh: devices to split evaluation batches over (None: the default device).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, task: task_lib.Task, workdir: str, *,
+               stage: str, training: bool, generator: nn.Module, discriminator: nn.Module,
+               mesh: Optional[jax.sharding.Mesh]):
+    self.config, self.task, self.workdir = config, task, workdir
+    self.stage, self.training = stage, training
+    self.generator, self.discriminator, self.mesh = generator, discriminator, mesh
+    self._cache: Dict[Tuple, Any] = {}
+
+  def subset(self, split: str, num_examples: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
+    """A fixed random subset of a split, (N, H, W, 3) uint8 and (N,) int32, loaded once."""
+    return self.cached(('subset', split, num_examples),
+                       lambda: input_pipeline.load_subset(self.config, split, num_examples))
+
+  def eval_sample(self, which: str) -> Tuple[np.ndarray, np.ndarray]:
+    """The examples `--mode=eval` measures: 'test' (`eval.split`, `eval.num_examples`; None =
+    the whole split) or 'train' (`eval.train_split`, `eval.train_num_examples`)."""
+    e = self.config.eval
+    if which == 'test':
+      return self.subset(e.split, e.num_examples)
+    return self.subset(e.train_split, e.train_num_examples)
+
+  def target(self, networks) -> robustness.Target:
+    """The head of D that the task measures (`task.Task.head`), batched as `eval` says."""
+    return robustness.Target(self.discriminator, networks.discriminator, head=self.task.head,
+                             batch_size=self.config.eval.batch_size, mesh=self.mesh,
+                             unroll=self.config.unroll)
+
+  def cached(self, key: Tuple, compute: Callable[[], Any]) -> Any:
+    """`compute()`, once per key: results several evaluators use (a subset, a PGD table)."""
+    if key not in self._cache:
+      self._cache[key] = compute()
+    return self._cache[key]
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> Tuple[str, ...]:
+  """The names of the evaluator modules of this package."""
+  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)))
+
+
+def check_names(names, field: str) -> None:
+  """Raises ValueError, naming the config field, for an evaluator name without a module."""
+  unknown = sorted(set(names) - set(available()))
+  if unknown:
+    raise ValueError(f'{field}: unknown evaluator(s) {unknown}; available: {available()}')
+
+
+def create(name: str, context: Context):
+  """Builds evaluator `name` (the module `rob_gan_jax/evaluators/<name>.py`).
+
+  Raises:
+    ValueError: no such evaluator.
+  """
+  check_names([name], 'evaluator')
+  return importlib.import_module(f'{__name__}.{name}').Evaluator(context)
+
+
+def run_all(context: Context, names, networks) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+  """Runs the evaluators `names` on `networks` (a `checkpoints.Weights`), in order.
+
+  Returns:
+    The merged metrics, led by the networks' 'stage' and 'step', and the merged image grids.
+  """
+  metrics = {'stage': networks.stage, 'step': int(networks.step)}
+  images = {}
+  for name in names:
+    output = create(name, context).run(networks)
+    metrics.update(output.metrics)
+    images.update(output.images)
+  return metrics, images

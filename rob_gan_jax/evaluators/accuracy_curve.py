@@ -1,0 +1,50 @@
+"""Accuracy under PGD at each radius of `eval.epsilons` on the test split and on a sample of the
+training split (paper Table 1 and Figs. 1, 5, 8: the train/test robustness gap).
+
+Each radius is attacked on its own, as the official `acc_under_attack.py` does (`test_accuracy`,
+`train_accuracy`); from the same attacks `*_accuracy_cumulative` counts an example at eps only if
+it survived every radius <= eps. The attack is PGD with `eval.attack.num_steps` steps of eps times
+`eval.attack`'s step_size / epsilon, `eval.num_restarts` restarts, keys from `PRNGKey(seed)`; on
+D's classifier, or its source head for an unconditional model (`head` says which).
+"""
+
+import jax
+
+from rob_gan_jax import evaluators
+from rob_gan_jax import robustness
+
+
+def pgd_curve(context, networks, which: str) -> robustness.AccuracyCurve:
+  """The PGD curve of `context.eval_sample(which)`, computed once per networks and sample (the
+  strong-attack evaluator's worst case reuses the test one)."""
+  e = context.config.eval
+
+  def compute():
+    images, labels = context.eval_sample(which)
+    return robustness.accuracy_curve(
+        context.target(networks), images, labels, epsilons=list(e.epsilons),
+        step_size_factor=robustness.step_size_factor(e.attack), num_steps=e.attack.num_steps,
+        num_restarts=e.num_restarts, random_start=e.attack.random_start,
+        key=jax.random.PRNGKey(context.config.seed))
+
+  return context.cached(('pgd_curve', networks.stage, networks.step, which), compute)
+
+
+class Evaluator:
+
+  def __init__(self, context):
+    self.context = context
+
+  def run(self, networks):
+    e = self.context.config.eval
+    curves = {which: pgd_curve(self.context, networks, which) for which in ('test', 'train')}
+    metrics = {'head': self.context.task.head, 'split': e.split,
+               'epsilons': [float(eps) for eps in e.epsilons]}
+    for which, curve in curves.items():
+      metrics[f'{which}_accuracy'] = curve.per_radius
+      metrics[f'{which}_accuracy_cumulative'] = curve.cumulative
+      metrics[f'num_{which}_examples'] = int(curve.correct.shape[1])
+    metrics['attack'] = {'num_steps': e.attack.num_steps,
+                         'step_size_factor': robustness.step_size_factor(e.attack),
+                         'random_start': e.attack.random_start, 'num_restarts': e.num_restarts}
+    return evaluators.Output(metrics=metrics)

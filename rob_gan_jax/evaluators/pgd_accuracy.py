@@ -1,0 +1,33 @@
+"""Clean accuracy and accuracy under `eval.attack` on a fixed subset of the test split: the
+figures logged while training (`test_accuracy_clean`, `test_accuracy_pgd`), of D's classifier or,
+for an unconditional model, of its source head (`robustness`).
+
+The subset has `train.eval_num_examples` examples in co-training, `finetune.eval_num_examples` in
+fine-tuning and the Madry baseline, `eval.num_examples` elsewhere; the random start of step s
+uses `PRNGKey(s)`.
+"""
+
+import jax
+
+from rob_gan_jax import evaluators
+from rob_gan_jax import robustness
+
+
+class Evaluator:
+
+  def __init__(self, context):
+    c = context.config
+    if not context.training:
+      num_examples = c.eval.num_examples
+    elif context.stage == 'cotrain':
+      num_examples = c.train.eval_num_examples
+    else:
+      num_examples = c.finetune.eval_num_examples
+    self.context = context
+    self.images, self.labels = context.subset(c.dataset.test_split, num_examples)
+
+  def run(self, networks):
+    c = self.context
+    return evaluators.Output(metrics=robustness.clean_and_pgd_accuracy(
+        c.target(networks), self.images, self.labels, attack_config=c.config.eval.attack,
+        key=jax.random.PRNGKey(networks.step)))

@@ -1,0 +1,43 @@
+"""Test accuracy of D's classifier under the strong attacks of `eval.attacks` at every radius of
+`eval.epsilons`, and the worst case per example over them and PGD.
+
+'apgd-ce', 'apgd-t' (Croce & Hein, ICML 2020) and 'square' (Andriushchenko et al., ECCV 2020), or
+'autoattack' for the three (AutoAttack's standard version without FAB-T), with the budgets of
+`eval.strong_attack`. PGD alone can overstate robustness (gradient masking, a badly tuned step);
+these are parameter-free and Square uses no gradient. An example counts in the worst case only if
+it survives PGD (`accuracy_curve.pgd_curve`, computed once) and every strong attack. Nothing is
+measured when `eval.attacks` names PGD only.
+"""
+
+from absl import logging
+import jax
+import numpy as np
+
+from rob_gan_jax import evaluators
+from rob_gan_jax import robustness
+from rob_gan_jax.evaluators import accuracy_curve
+
+
+class Evaluator:
+
+  def __init__(self, context):
+    self.context = context
+    self.names = robustness.eval_attacks(context.config.eval.attacks)
+
+  def run(self, networks):
+    c, e = self.context, self.context.config.eval
+    if len(self.names) == 1:
+      return evaluators.Output()
+    images, labels = c.eval_sample('test')
+    curves = {'pgd': accuracy_curve.pgd_curve(c, networks, 'test')}
+    for name in self.names[1:]:
+      logging.info('Test accuracy under %s at %s.', name, list(e.epsilons))
+      curves[name] = robustness.strong_accuracy_curve(
+          c.target(networks), images, labels, attack=name, epsilons=list(e.epsilons),
+          settings=e.strong_attack, key=jax.random.PRNGKey(c.config.seed))
+    worst = robustness.AccuracyCurve.from_correct(
+        np.logical_and.reduce([curve.correct for curve in curves.values()]), e.epsilons)
+    return evaluators.Output(metrics=dict(
+        attacks=list(self.names), strong_attack=e.strong_attack.to_dict(),
+        test_accuracy_by_attack={n: curve.per_radius for n, curve in curves.items()},
+        test_accuracy_worst_case=worst.per_radius))

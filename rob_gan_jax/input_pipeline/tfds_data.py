@@ -1,0 +1,117 @@
+"""TFDS data sets: the builder, a whole split in memory (`as_dataset`), labels of a data source.
+
+In memory, examples are sorted by the 'id' feature (e.g. cifar10) or, for data sets without
+one (lsun, celeb_a, mnist), by TFDS's 'tfds_id' ('<file>__<index>'), which also name them in
+errors. Streamed, they are read by index from array_record files (`sources.split_examples`).
+"""
+
+from typing import Tuple
+
+from absl import logging
+import numpy as np
+
+from rob_gan_jax.input_pipeline import classes
+from rob_gan_jax.input_pipeline import errors
+
+
+def builder(dataset_config):
+  """The prepared TFDS builder of `dataset.name` in `dataset.data_dir`, downloaded if missing.
+
+  Raises:
+    FileNotFoundError: not prepared and not downloadable (the message says how to get data).
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  found = tfds.builder(dataset_config.name, data_dir=dataset_config.data_dir)
+  if not found.is_prepared():
+    try:
+      found.download_and_prepare()
+    except Exception as e:  # Offline, no permission, ... : say how to provide the data.
+      raise FileNotFoundError(errors.missing_data(
+          dataset_config, f'TFDS data set {dataset_config.name!r} is not prepared in '
+          f'{found.data_dir} and could not be downloaded ({type(e).__name__}: {e}).')) from e
+  return found
+
+
+def open_split(dataset_config, split: str, num_classes: int):
+  """builder, the 'label' names (None if unconditional) and `classes.model_classes`.
+
+  Raises:
+    As `builder` and `classes.model_classes`; ValueError: unknown split, a conditional model and
+    a data set without a 'label' feature.
+  """
+  found, name = builder(dataset_config), dataset_config.name
+  errors.check_split(split, found.info.splits, name)
+  available = None
+  if num_classes:
+    if 'label' not in found.info.features:
+      raise ValueError(f'TFDS data set {name!r} has no \'label\' feature (it has '
+                       f'{sorted(found.info.features)}); set model.num_classes=0 for an '
+                       'unconditional GAN')
+    available = found.info.features['label'].names
+  return found, available, classes.model_classes(dataset_config, available, num_classes, name)
+
+
+def source_labels(source, name: str, split: str) -> np.ndarray:
+  """The 'label' feature of every example of a TFDS data source, (N,) int64 (reads the split)."""
+  logging.info('Reading the labels of the %d examples of %s %s.', len(source), name, split)
+  chunks = (source.__getitems__(range(i, min(i + 4096, len(source))))
+            for i in range(0, len(source), 4096))
+  return np.fromiter((ex['label'] for chunk in chunks for ex in chunk), np.int64, len(source))
+
+
+def _as_dataset(tfds_builder, split: str, **kwargs):
+  """`as_dataset` of `split` in file order, with each example's 'tfds_id'."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds_builder.as_dataset(split=split, shuffle_files=False,
+                                 read_config=tfds.ReadConfig(add_tfds_id=True), **kwargs)
+
+
+def _problems(tfds_builder, split: str, key: str, shape) -> list:
+  """Slow diagnosis: `errors.image_problem` of each image of the split."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  decode = tfds_builder.info.features['image'].decode_example
+  problems = []
+  for ex in _as_dataset(tfds_builder, split, decoders={'image': tfds.decode.SkipDecoding()}):
+    try:
+      found = tuple(decode(ex['image']).shape)
+    except tf.errors.InvalidArgumentError:
+      found = None
+    problems.append(errors.image_problem(ex[key].numpy().decode(), found, shape))
+  return [p for p in problems if p]
+
+
+def load_split(dataset_config, split: str, *, image_size: int,
+               num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+  """A whole split of image_size x image_size x 3 images: (N, S, S, 3) uint8, (N,) int32.
+
+  Raises:
+    As `open_split`; ValueError: images not decodable or not S x S x 3 (named), empty split.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds_builder, available, selected = open_split(dataset_config, split, num_classes)
+  key = 'id' if 'id' in tfds_builder.info.features else 'tfds_id'
+  name = dataset_config.name
+  shape, where = (image_size, image_size, 3), f'split {split!r} of {name!r}'
+
+  def example(ex):  # Unconditional: the labels, if any, are not read (`relabel` makes them 0).
+    label = ex['label'] if selected is not None else tf.constant(0, tf.int64)
+    return {'image': tf.ensure_shape(ex['image'], shape), 'label': label, 'key': ex[key]}
+
+  batches = []
+  try:
+    batches += tfds.as_numpy(_as_dataset(tfds_builder, split).map(example).batch(1024))
+  except tf.errors.InvalidArgumentError:
+    problems = _problems(tfds_builder, split, key, shape)
+    if not problems:
+      raise
+    raise errors.unusable_images(where, problems) from None
+  if not batches:
+    raise ValueError(f'{where} is empty')
+  order = np.argsort(np.concatenate([b['key'] for b in batches]), kind='stable')
+  labels = classes.relabel(np.concatenate([b['label'] for b in batches])[order], available,
+                           selected)
+  order, labels = order[labels >= 0], labels[labels >= 0]
+  classes.warn_empty_classes(labels, selected, where)
+  return np.concatenate([b['image'] for b in batches])[order], labels

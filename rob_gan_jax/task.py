@@ -1,0 +1,141 @@
+"""What a config asks for, decided once: the method, whether G and D are class-conditional, which
+head of D the attacks and metrics use, which stages the method has and what each `--mode` runs.
+
+`main.py` builds the `Task` and dispatches on `Task.program(mode)`; the stage programs, the
+evaluators and the API receive it (or build it from the config with `Task.from_config`, the one
+place these decisions are made).
+"""
+
+import dataclasses
+from typing import Callable, Tuple
+
+METHODS = ('robgan', 'asgan', 'madry')
+MODES = ('train', 'finetune', 'eval')
+STAGES = ('cotrain', 'finetune', 'madry')
+_STAGES_OF = {'robgan': ('cotrain', 'finetune'), 'asgan': ('cotrain',), 'madry': ('madry',)}
+_STAGE_MODE = {'cotrain': ('co-training', 'train'), 'finetune': ('fine-tuning', 'finetune'),
+               'madry': ('Madry-baseline', 'train')}
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A method and its class count.
+
+  Attributes:
+    method: 'robgan' (Rob-GAN: step 1 co-training, step 2 fine-tuning), 'asgan' (AS-GAN or the
+      vanilla GAN: unconditional co-training only) or 'madry' (adversarial training of D as a
+      classifier, no G).
+    num_classes: classes of G's labels and D's class head; 0 for an unconditional model.
+  """
+  method: str
+  num_classes: int
+
+  @classmethod
+  def from_config(cls, config) -> 'Task':
+    """The task of a full config.
+
+    Raises:
+      ValueError: an unknown method, or a class count the method cannot have (Rob-GAN and
+        Madry need classes, AS-GAN has none).
+    """
+    task = cls(method=config.method, num_classes=config.model.num_classes)
+    if task.method not in METHODS:
+      raise ValueError(f'method must be one of {METHODS}, got {task.method!r}')
+    if task.conditional != (task.method != 'asgan'):
+      needed = 'model.num_classes=0' if task.method == 'asgan' else 'model.num_classes >= 1'
+      raise ValueError(f'method {task.method!r} needs {needed} (Rob-GAN and the Madry baseline '
+                       'are class-conditional, AS-GAN unconditional), got '
+                       f'model.num_classes={task.num_classes}')
+    return task
+
+  @property
+  def conditional(self) -> bool:
+    return self.num_classes > 0
+
+  @property
+  def head(self) -> str:
+    """The head of D whose robustness is measured: 'class' (its classifier), or 'source' for an
+    unconditional model (real images still called real under PGD pushing them to "fake")."""
+    return 'class' if self.conditional else 'source'
+
+  @property
+  def label_range(self) -> int:
+    """Labels for G are drawn from [0, label_range): the classes, or only 0 when unconditional
+    (G ignores it)."""
+    return max(self.num_classes, 1)
+
+  @property
+  def stages(self) -> Tuple[str, ...]:
+    """The stages the method trains, in order; each has its checkpoints (`workdir`)."""
+    return _STAGES_OF[self.method]
+
+  def program(self, mode: str) -> str:
+    """What `--mode` runs: 'cotrain', 'classifier' (fine-tuning or Madry) or 'evaluate'.
+
+    Raises:
+      ValueError: an unknown mode, or one the method does not have.
+    """
+    if mode not in MODES:
+      raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+    if mode == 'eval':
+      return 'evaluate'
+    stage = self.training_stage(mode)
+    return 'cotrain' if stage == 'cotrain' else 'classifier'
+
+  def training_stage(self, mode: str) -> str:
+    """The stage `--mode=train` or `--mode=finetune` trains.
+
+    Raises:
+      ValueError: the method has no such mode (`classifier_stage`; the Madry baseline trains its
+        classifier with --mode=train).
+    """
+    if mode == 'train':
+      return self.stages[0]
+    if self.method == 'madry':
+      raise ValueError("--mode=finetune is step 2 of Rob-GAN; method 'madry' trains its "
+                       'classifier with --mode=train')
+    return self.classifier_stage
+
+  @property
+  def classifier_stage(self) -> str:
+    """The stage that trains D's classifier: 'finetune' (Rob-GAN step 2) or 'madry'.
+
+    Raises:
+      ValueError: an unconditional GAN, whose D has no classifier.
+    """
+    if not self.conditional:
+      raise ValueError(f'method {self.method!r} with model.num_classes={self.num_classes} is an '
+                       'unconditional GAN: its discriminator has no classifier to fine-tune or '
+                       'to train (--mode=finetune and the Madry baseline need method robgan or '
+                       'madry with model.num_classes >= 1)')
+    return self.stages[-1]
+
+  def resolve_stage(self, stage: str, has_checkpoint: Callable[[str], bool],
+                    where: Callable[[str], str]) -> str:
+    """Which trained stage `stage` means: 'latest' is the last stage of the method that has a
+    checkpoint (fine-tuned D if step 2 ran, else the co-trained one).
+
+    Args:
+      stage: 'latest' or one of `STAGES`.
+      has_checkpoint: whether a stage has a checkpoint.
+      where: a stage's checkpoint directory, for the error message.
+
+    Raises:
+      ValueError: an unknown stage, or one the method does not have.
+      FileNotFoundError: no checkpoint of that stage.
+    """
+    if stage not in ('latest',) + STAGES:
+      raise ValueError(f'stage must be one of {("latest",) + STAGES}, got {stage!r}')
+    if stage == 'latest':
+      stage = next((s for s in reversed(self.stages) if has_checkpoint(s)), self.stages[0])
+    elif stage not in self.stages:
+      raise ValueError(f'a {self.method!r} workdir has no {stage!r} stage (it has '
+                       f'{self.stages})')
+    if not has_checkpoint(stage):
+      what, mode = _STAGE_MODE[stage]
+      raise FileNotFoundError(f'no {what} checkpoint in {where(stage)}: run --mode={mode} first')
+    return stage
+
+  def has_generator(self, stage: str) -> bool:
+    """Whether the checkpoints of a stage hold a G (all but the Madry baseline's)."""
+    return stage != 'madry'

@@ -1,0 +1,56 @@
+"""The Task: one place deciding conditional or not, the head, the stages and each mode's program."""
+
+import pytest
+
+from configs import cifar10_madry
+from configs import tiny
+from rob_gan_jax import task as task_lib
+
+Task = task_lib.Task
+
+
+@pytest.mark.parametrize('config, conditional, head, stages, programs', [
+    (tiny.get_config(), True, 'class', ('cotrain', 'finetune'),
+     {'train': 'cotrain', 'finetune': 'classifier', 'eval': 'evaluate'}),
+    (tiny.get_config('asgan'), False, 'source', ('cotrain',),
+     {'train': 'cotrain', 'finetune': 'unconditional GAN', 'eval': 'evaluate'}),
+    (cifar10_madry.get_config(), True, 'class', ('madry',),
+     {'train': 'classifier', 'finetune': "method 'madry' trains", 'eval': 'evaluate'}),
+], ids=['robgan', 'asgan', 'madry'])
+def test_task_of_each_method(config, conditional, head, stages, programs):
+  task = Task.from_config(config)
+  assert (task.conditional, task.head, task.stages) == (conditional, head, stages)
+  assert task.label_range == (config.model.num_classes if conditional else 1)
+  for mode, program in programs.items():
+    if program in ('cotrain', 'classifier', 'evaluate'):
+      assert task.program(mode) == program
+    else:
+      with pytest.raises(ValueError, match=program):
+        task.program(mode)
+  with pytest.raises(ValueError, match='mode must be one of'):
+    task.program('test')
+
+
+@pytest.mark.parametrize('method, num_classes, match', [
+    ('robgan', 0, 'needs model.num_classes >= 1'),
+    ('madry', 0, 'needs model.num_classes >= 1'),
+    ('asgan', 10, 'needs model.num_classes=0'),
+    ('wgan', 10, 'method must be one of'),
+])
+def test_inconsistent_methods_are_refused(method, num_classes, match):
+  config = tiny.get_config()
+  config.method, config.model.num_classes = method, num_classes
+  with pytest.raises(ValueError, match=match):
+    Task.from_config(config)
+
+
+def test_latest_stage_is_the_last_trained_stage_of_the_method():
+  trained = {'cotrain'}
+  where = lambda stage: f'/w/{stage}'
+  robgan = Task('robgan', 10)
+  assert robgan.resolve_stage('latest', trained.__contains__, where) == 'cotrain'
+  trained.add('finetune')
+  assert robgan.resolve_stage('latest', trained.__contains__, where) == 'finetune'
+  with pytest.raises(FileNotFoundError, match='no Madry-baseline checkpoint in /w/madry'):
+    Task('madry', 10).resolve_stage('latest', trained.__contains__, where)
+  assert not Task('madry', 10).has_generator('madry') and robgan.has_generator('finetune')

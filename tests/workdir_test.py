@@ -1,0 +1,141 @@
+"""Tests of rob_gan_jax.workdir: the workdir lock, settings on resume, stage resolution."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rob_gan_jax import checkpoints
+from rob_gan_jax import task as task_lib
+from rob_gan_jax import workdir as workdir_lib
+
+ROBGAN = task_lib.Task('robgan', 10)
+MADRY = task_lib.Task('madry', 10)
+
+
+def fake_stage(workdir, stage, step):
+  manager = checkpoints.manager(workdir_lib.checkpoint_dir(workdir, stage))
+  checkpoints.save(manager, step, {'w': np.zeros(2)})
+  manager.wait_until_finished()
+
+
+def test_a_second_run_on_a_busy_workdir_is_refused_and_a_killed_run_frees_it(tmp_path):
+  workdir = str(tmp_path / 'run')
+  with workdir_lib.lock(workdir, 'train'):
+    with pytest.raises(workdir_lib.WorkdirInUseError, match=f'pid {os.getpid()}'):
+      with workdir_lib.lock(workdir, 'train'):
+        pass
+    with workdir_lib.lock(workdir, 'eval'):  # Evaluation does not block training.
+      pass
+  with workdir_lib.lock(workdir, 'train'):  # Released at the end of the run.
+    pass
+  # A process that holds the lock and is killed with SIGKILL leaves it free.
+  holder = subprocess.Popen(
+      [sys.executable, '-c', 'import sys, time; from rob_gan_jax import workdir\n'
+       f'with workdir.lock({workdir!r}, "train"):\n'
+       '  print("locked", flush=True); time.sleep(600)'],
+      stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert holder.stdout.readline().strip() == 'locked'
+  with pytest.raises(workdir_lib.WorkdirInUseError, match=f'pid {holder.pid}'):
+    with workdir_lib.lock(workdir, 'train'):
+      pass
+  holder.send_signal(signal.SIGKILL)
+  holder.wait()
+  with workdir_lib.lock(workdir, 'train'):
+    pass
+  with pytest.raises(NotADirectoryError, match='is a file'):
+    with workdir_lib.lock(os.path.join(workdir, '.train.lock'), 'train'):
+      pass
+
+
+def test_changed_settings_are_refused_on_resume_unless_allowed(tiny_config, tmp_path):
+  workdir = str(tmp_path)
+  workdir_lib.check_and_write_config(tiny_config, workdir)
+  # No checkpoint yet: nothing to protect, any change is written.
+  tiny_config.train.n_dis = 3
+  workdir_lib.check_and_write_config(tiny_config, workdir)
+  fake_stage(workdir, 'cotrain', 2)
+  changed = tiny_config.copy_and_resolve_references()
+  changed.train.n_dis = 1
+  changed.optim.learning_rate = 1.0
+  changed.model.discriminator_width = 8
+  with pytest.raises(ValueError) as error:
+    workdir_lib.check_and_write_config(changed, workdir)
+  for field in ('train.n_dis: saved 3, requested 1', 'optim.learning_rate',
+                'model.discriminator_width', 'allow_changes'):
+    assert field in str(error.value)
+  assert workdir_lib.load_config(workdir).train.n_dis == 3  # config.json is unchanged.
+  # Run length, logging and evaluation may change; fine-tuning settings too, until fine-tuning
+  # has checkpoints; the changes are recorded.
+  tiny_config.train.num_steps = 10
+  tiny_config.eval.num_examples = 3
+  tiny_config.finetune.learning_rate = 0.5
+  workdir_lib.check_and_write_config(tiny_config, workdir)
+  fake_stage(workdir, 'finetune', 1)
+  tiny_config.finetune.learning_rate = 0.25
+  with pytest.raises(ValueError, match='finetune.learning_rate: saved 0.5, requested 0.25'):
+    workdir_lib.check_and_write_config(tiny_config, workdir)
+  # An explicit override lets a fixed setting change (a whole section, or a field).
+  tiny_config.allow_changes = ('finetune',)
+  tiny_config.optim.learning_rate = 1e-3
+  with pytest.raises(ValueError, match='optim.learning_rate'):
+    workdir_lib.check_and_write_config(tiny_config, workdir)
+  tiny_config.allow_changes = ('finetune', 'optim.learning_rate')
+  workdir_lib.check_and_write_config(tiny_config, workdir)
+  assert workdir_lib.load_config(workdir).optim.learning_rate == 1e-3
+  with open(os.path.join(workdir, 'config_history.json')) as f:
+    history = json.load(f)
+  assert history[0]['checkpoints'] == {'cotrain': 2}
+  assert history[0]['changes']['train.num_steps'] == [4, 10]
+  assert history[1]['checkpoints'] == {'cotrain': 2, 'finetune': 1}
+  assert history[1]['changes']['optim.learning_rate'] == [2e-4, 1e-3]
+  tiny_config.allow_changes = ('optim.learning_rat',)
+  with pytest.raises(ValueError, match='do not exist'):
+    workdir_lib.check_and_write_config(tiny_config, workdir)
+
+
+def test_resolve_stage(tmp_path):
+  workdir = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match='no co-training checkpoint'):
+    workdir_lib.resolve_stage(workdir, ROBGAN)
+  fake_stage(workdir, 'cotrain', 3)
+  assert workdir_lib.resolve_stage(workdir, ROBGAN) == 'cotrain'
+  with pytest.raises(FileNotFoundError, match='--mode=finetune'):
+    workdir_lib.resolve_stage(workdir, ROBGAN, 'finetune')
+  fake_stage(workdir, 'finetune', 1)
+  assert workdir_lib.resolve_stage(workdir, ROBGAN) == 'finetune'
+  assert workdir_lib.resolve_stage(workdir, ROBGAN, 'cotrain') == 'cotrain'
+  with pytest.raises(ValueError, match="no 'madry' stage"):
+    workdir_lib.resolve_stage(workdir, ROBGAN, 'madry')
+  with pytest.raises(ValueError, match='stage must be one of'):
+    workdir_lib.resolve_stage(workdir, ROBGAN, 'best')
+  # A Madry workdir has one stage, which 'latest' names too.
+  madry = str(tmp_path / 'madry')
+  with pytest.raises(FileNotFoundError, match='Madry-baseline checkpoint'):
+    workdir_lib.resolve_stage(madry, MADRY)
+  fake_stage(madry, 'madry', 2)
+  assert workdir_lib.resolve_stage(madry, MADRY) == 'madry'
+  assert workdir_lib.resolve_stage(madry, MADRY, 'madry') == 'madry'
+  with pytest.raises(ValueError, match='no \'cotrain\' stage'):
+    workdir_lib.resolve_stage(madry, MADRY, 'cotrain')
+
+
+def test_a_workdir_of_another_example_order_is_refused_on_resume(tiny_config, tmp_path):
+  """Checkpoints written before `input_pipeline.EXAMPLE_ORDER_VERSION` (no .example_order file)
+  resume only where the example order did not change."""
+  workdir = str(tmp_path / 'run')
+  workdir_lib.check_and_write_config(tiny_config, workdir)
+  fake_stage(workdir, 'cotrain', 2)
+  os.remove(os.path.join(workdir, '.example_order'))  # As the earlier code left it.
+  workdir_lib.check_and_write_config(tiny_config, workdir)  # Sorted class folders: same order.
+  os.remove(os.path.join(workdir, '.example_order'))
+  tiny_config.dataset.classes = ('truck', 'airplane')  # Version 1 ignored this order.
+  tiny_config.model.num_classes = 2
+  tiny_config.allow_changes = ('dataset', 'model')
+  with pytest.raises(ValueError, match='in the order of an earlier version'):
+    workdir_lib.check_and_write_config(tiny_config, workdir)
+  assert not os.path.exists(os.path.join(workdir, '.example_order'))
