@@ -26,6 +26,6 @@ def get_config(variant: str = ''):
   config.finetune.fake_weight = 0.0
   config.finetune.attack = config.attack  # Step 1's attack: 5 steps of 0.0078, eps 0.03125.
   # D starts from random init, so it trains with batch statistics (its running averages are
-  # updated), not with the frozen running statistics of Rob-GAN's fine-tuning.
+  # updated), whatever step 2's default.
   config.finetune.discriminator_train_mode = True
   return config

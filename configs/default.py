@@ -22,6 +22,15 @@ def attack_config(*, epsilon: float, step_size: float, num_steps: int,
                                         num_steps=num_steps, random_start=random_start))
 
 
+def collapse_guard_config() -> ml_collections.ConfigDict:
+  """When a stage stops because D's classifier has come to ignore its input
+  (`loop.CollapseGuard`): the largest share of one predicted class above `max_class_share`, or
+  the information of its predictions (`robustness.prediction_statistics`, 0 to 1) below
+  `min_information`, at `patience` consecutive log points of one kind (training batches, the
+  test-accuracy evaluator) or at the last step. patience=0 turns the guard off."""
+  return ml_collections.ConfigDict(dict(max_class_share=0.9, min_information=0.02, patience=3))
+
+
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -149,10 +158,13 @@ def get_config() -> ml_collections.ConfigDict:
       # updates G's and the G step's pass through D updates D's. False: a step keeps only the
       # updates of the net it trains.
       keep_all_bn_updates=True,
+      collapse_guard=collapse_guard_config(),
   ))
   # Step 2, fine-tuning of D's classifier (paper eq. 10), and the Madry baseline's training.
   # Official defaults: Adam lr 1e-3, batch 128, stages of 20, 20, 10, 10 epochs with the learning
-  # rate divided by 10 after each; PGD on the class cross-entropy, 5 steps of eps / 5.
+  # rate divided by 10 after each; PGD on the class cross-entropy, 5 steps of eps / 5; D in
+  # inference mode, where ours trains it in training mode, by measurement (README, "Where we
+  # differ").
   config.finetune = ml_collections.ConfigDict(dict(
       init_workdir=config_dict.placeholder(str),  # Co-training workdir; default: --workdir.
       fake_weight=0.5,  # lambda of eq. 10 (official README: 0.3-0.8); 0 = no fake data.
@@ -165,11 +177,16 @@ def get_config() -> ml_collections.ConfigDict:
       # True (official finetune.py, which builds a new Adam after each stage): Adam's moments and
       # bias-correction count restart at each stage; False: they carry on.
       restart_adam_at_stage=True,
-      # False (official finetune.py: `dis.eval()` in the first attack is never undone): D is
-      # trained in inference mode, BatchNorm normalising with its running statistics, which
-      # stay those of the co-trained D. True: training mode (batch statistics, updated running
-      # averages), as the Madry baseline from a random D needs.
-      discriminator_train_mode=False,
+      # True: D trains in training mode (batch statistics, updated running averages). False
+      # (official finetune.py: `dis.eval()` in the first attack is never undone): inference mode,
+      # BatchNorm normalising with the co-trained running statistics, frozen; with the official
+      # learning rate it collapses the classifier (BENCHMARKS.md, "Step 2's BatchNorm").
+      discriminator_train_mode=True,
+      # Re-estimate D's BatchNorm running statistics on `recalibration_examples` real training
+      # images before step 2 starts (rob_gan_jax/recalibration.py): 'none' (official), 'clean',
+      # or 'attacked' (as finetune.attack attacks them).
+      recalibrate_batch_norm='none',
+      recalibration_examples=5_000,
       num_steps=config_dict.placeholder(int),  # Stop after this many updates; None = all stages.
       attack=attack_config(epsilon=0.03125, step_size=0.00625, num_steps=5),
       log_every_steps=50,
@@ -178,6 +195,7 @@ def get_config() -> ml_collections.ConfigDict:
       # Evaluators run while training (as train.evaluators), every N epochs; 0 = off.
       evaluators=dict(pgd_accuracy=1.0),
       eval_num_examples=config_dict.placeholder(int),  # pgd_accuracy's test examples; None = all.
+      collapse_guard=collapse_guard_config(),
   ))
 
   # Robustness evaluation of D's classifier, --mode=eval (official `acc_under_attack.py`: PGD on
@@ -217,6 +235,12 @@ def get_config() -> ml_collections.ConfigDict:
       # which never calls gen.eval()): BatchNorm uses the statistics of the batch being generated,
       # so an image depends on the batch it is generated in. True: running statistics.
       sample_with_running_stats=False,
+      # The evaluator `recalibrated_accuracy` (not run by default; add it to `evaluators`):
+      # `accuracy_curve`'s test figures after re-estimating D's BatchNorm statistics on
+      # `recalibration_examples` training images, 'clean' or 'attacked' (by finetune.attack), as
+      # step 2 can (finetune.recalibrate_batch_norm); reported beside the un-recalibrated ones.
+      recalibrate_batch_norm='clean',
+      recalibration_examples=5_000,
   ))
   config.lock()
   return config

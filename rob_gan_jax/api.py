@@ -36,6 +36,7 @@ from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluators
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
+from rob_gan_jax import recalibration
 from rob_gan_jax import robustness
 from rob_gan_jax import task as task_lib
 
@@ -263,11 +264,27 @@ class Model:
     context = evaluators.Context(
         self.config, self.task, self.workdir, stage=self.stage, training=False,
         generator=self.generator, discriminator=self.discriminator, mesh=None)
-    networks = checkpoints.Weights(config=self.config, stage=self.stage, step=self.step,
-                                   generator=self.generator_variables,
-                                   discriminator=self.discriminator_variables)
-    metrics, images = evaluators.run_all(context, names, networks)
+    metrics, images = evaluators.run_all(context, names, self._networks())
     return {**metrics, 'images': images}
+
+  def recalibrated(self, mode: str = 'clean', num_examples: int = 10_000) -> 'Model':
+    """This model with D's BatchNorm running statistics re-estimated on `num_examples` training
+    images (`recalibration`: 'clean', or 'attacked' by the run's `finetune.attack`), e.g. for a
+    co-trained D (paper Fig. 5 "without fine-tuning"); this model is left as it is, to compare.
+
+    Raises:
+      ValueError: an unknown mode, a D without BatchNorm, 'attacked' for an unconditional model.
+    """
+    recalibration.check_mode(mode, self.config.model, 'mode')
+    networks = recalibration.recalibrated(self.config, self.discriminator, self._networks(),
+                                          mode=mode, num_examples=num_examples,
+                                          batch_size=self.config.eval.batch_size)
+    return dataclasses.replace(self, discriminator_variables=networks.discriminator)
+
+  def _networks(self) -> checkpoints.Weights:
+    return checkpoints.Weights(config=self.config, stage=self.stage, step=self.step,
+                               generator=self.generator_variables,
+                               discriminator=self.discriminator_variables)
 
   def _eval_attack(self) -> Tuple[float, int]:
     attack = self.config.eval.attack

@@ -93,6 +93,15 @@ def markdown_table(result: Dict[str, Any]) -> str:
     if result['head'] == 'source':
       lines.append('Source accuracy: the fraction of real images D calls real, under PGD that '
                    'pushes them towards fake.')
+  if 'recalibrated_test_accuracy' in result:
+    columns = [(f'test, BatchNorm recalibrated ({result["recalibrated_batch_norm"]})',
+                result['recalibrated_test_accuracy']),
+               ('recalibrated, cumulative', result['recalibrated_test_accuracy_cumulative'])]
+    if 'test_accuracy' in result:
+      columns.insert(0, ('test, as saved', result['test_accuracy']))
+    lines += [''] + _radius_table(result['epsilons'], columns)
+    lines.append(f'Recalibrated: D\'s BatchNorm statistics re-estimated on '
+                 f'{result["recalibration_examples"]} training images.')
   if 'test_accuracy_by_attack' in result:
     by_attack = result['test_accuracy_by_attack']
     lines += [''] + _radius_table(result['epsilons'], [
@@ -134,7 +143,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     'num_test_examples', 'num_train_examples', 'attack'; 'llv_train', 'llv_test'; with strong
     attacks 'attacks', 'strong_attack', 'test_accuracy_by_attack' ({name: per radius}, 'pgd'
     included), 'test_accuracy_worst_case'; with Inception weights 'inception_score',
-    'inception_score_std', 'fid', 'inception_num_samples'.
+    'inception_score_std', 'fid', 'inception_num_samples'; with `recalibrated_accuracy`
+    'recalibrated_test_accuracy' and the other keys of its module docstring.
 
   Raises:
     ValueError: bad eval settings, unknown split, a checkpoint of another architecture.

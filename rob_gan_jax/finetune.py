@@ -4,12 +4,18 @@ Fine-tuning, paper eq. 10: starting from the co-trained D, minimise
     CE(f(x_real_adv), y) + lambda * CE(f(x_fake_adv), y_fake),
 with x_fake = G(z, y_fake) from the frozen co-trained G and both adversarial batches from PGD on
 the class cross-entropy alone (official `finetune.py` and `attack_label_Linf_PGD`: 5 steps of
-eps / 5). Only D changes. The official code puts D in eval mode in its first attack
-(`attack_label_Linf_PGD` calls `dis.eval()`) and never back, so it trains D with BatchNorm
-normalising by the co-trained running statistics, which never change; that is our default
-(`finetune.discriminator_train_mode=False`); True trains with batch statistics and updates the
-running ones. Adam restarts at each stage, as the official code builds a new one
+eps / 5). Only D changes. Adam restarts at each stage, as the official code builds a new one
 (`finetune.restart_adam_at_stage`).
+
+D's BatchNorm: the paper is silent. The official code puts D in eval mode in its first attack
+(`attack_label_Linf_PGD` calls `dis.eval()`) and never back, so it trains D normalising by the
+co-trained running statistics, frozen (`finetune.discriminator_train_mode=False`). Measured on
+CIFAR-10 (BENCHMARKS.md, "Step 2's BatchNorm"), that mode at the official learning rate turns
+the classifier into one that gives every image the uniform distribution within 60 updates,
+whether or not its statistics are first re-estimated on real images
+(`finetune.recalibrate_batch_norm`), so the default is training mode (True: batch statistics,
+updated running averages), and the official mode a named option. `loop.CollapseGuard` stops a
+run whose classifier collapses anyway.
 
 Madry baseline (`config.method = 'madry'`): the same update with lambda = 0 and no generator,
 starting from a randomly initialised D, i.e. Madry et al.'s adversarial training of the same
@@ -24,6 +30,8 @@ split over devices, so a step gives the same result on any number of devices.
 """
 
 import functools
+import json
+import os
 from typing import Dict, Optional, Tuple
 
 from absl import logging
@@ -41,6 +49,8 @@ from rob_gan_jax import loop
 from rob_gan_jax import losses
 from rob_gan_jax import models
 from rob_gan_jax import parallel
+from rob_gan_jax import recalibration
+from rob_gan_jax import robustness
 from rob_gan_jax import state as state_lib
 from rob_gan_jax import task as task_lib
 from rob_gan_jax import workdir as workdir_lib
@@ -69,6 +79,15 @@ def validate_config(config: ml_collections.ConfigDict) -> str:
     raise ValueError(f'finetune.stage_epochs must be positive, got {f.stage_epochs}')
   if f.num_steps is not None and f.num_steps < 1:
     raise ValueError(f'finetune.num_steps must be >= 1 or None, got {f.num_steps}')
+  recalibration.check_mode(f.recalibrate_batch_norm, config.model,
+                           'finetune.recalibrate_batch_norm')
+  if f.recalibrate_batch_norm != 'none':
+    if stage == 'madry':
+      raise ValueError('the Madry baseline starts from a random D, which has no statistics to '
+                       "recalibrate: set finetune.recalibrate_batch_norm='none'")
+    if f.recalibration_examples < f.batch_size:
+      raise ValueError(f'finetune.recalibration_examples ({f.recalibration_examples}) must be at '
+                       f'least finetune.batch_size ({f.batch_size})')
   return stage
 
 
@@ -99,7 +118,9 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
       `discriminator_train_mode`).
 
   Returns:
-    The new state and scalar metrics averaged over devices.
+    The new state and scalar metrics averaged over devices, among them `max_class_share` and
+    `prediction_information` of the predictions on the attacked real batch
+    (`robustness.prediction_statistics`, for `loop.CollapseGuard`).
   """
   f = finetune_config
   d = state.discriminator
@@ -125,7 +146,8 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
 
   def loss_fn(params):
     logits_real, batch_stats = class_logits(params, d.batch_stats, x_real_adv)
-    metrics = {'accuracy_real_adv': jnp.mean(jnp.argmax(logits_real, -1) == y_real)}
+    metrics = {'accuracy_real_adv': jnp.mean(jnp.argmax(logits_real, -1) == y_real),
+               'predictions': robustness.prediction_means(logits_real)}
     if use_fake:
       logits_fake, batch_stats = class_logits(params, batch_stats, x_fake_adv)
       loss = losses.finetune_loss(real_logits=logits_real, real_labels=y_real,
@@ -138,6 +160,7 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
   grads, metrics = jax.lax.pmean((grads, metrics), AXIS)
+  metrics.update(robustness.prediction_statistics(metrics.pop('predictions')))
   d = d.apply_gradients(grads=grads, batch_stats=batch_stats)
   return state.replace(step=state.step + 1, discriminator=d), metrics
 
@@ -173,14 +196,60 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
   return step
 
 
+def start_comparison(context: evaluators.Context, workdir: str,
+                     cotrained: Optional[checkpoints.Weights], networks) -> Optional[loop.Hook]:
+  """A hook for the last step of fine-tuning: the change of `pgd_accuracy`'s clean and PGD test
+  accuracy since the start, written as `test_accuracy_*_change` and, if clean accuracy fell,
+  logged as a warning (fine-tuning is meant to improve the co-trained classifier; a drop with a
+  gain under attack may be a fair trade, a drop of both is not).
+
+  The start, the co-trained D as step 2 starts from it (recalibrated if asked), is measured when
+  `cotrained` is given (a fresh run) and kept in `finetune/start_accuracy.json` for a resumed run.
+  None if neither is there (a workdir fine-tuned by an earlier version).
+  """
+  path = os.path.join(workdir_lib.summary_dir(workdir, 'finetune'), 'start_accuracy.json')
+  evaluator = evaluators.create('pgd_accuracy', context)
+  if cotrained is not None:
+    start = evaluator.run(cotrained).metrics
+    logging.info('finetune: before step 2, %s', start)
+    if parallel.is_main_process():
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      with open(path + '.tmp', 'w') as f:
+        json.dump(start, f)
+      os.replace(path + '.tmp', path)
+  elif os.path.exists(path):
+    with open(path) as f:
+      start = json.load(f)
+  else:
+    return None
+
+  def compare(step, state, writer):
+    end = evaluator.run(networks(step, state)).metrics  # The evaluator hook's, if it ran.
+    change = {f'{k}_change': end[k] - start[k]
+              for k in ('test_accuracy_clean', 'test_accuracy_pgd')}
+    writer.write_scalars(step, change)
+    if change['test_accuracy_clean_change'] < 0:
+      logging.warning(
+          'finetune: after %d updates D\'s clean test accuracy is %.4f, below the %.4f it started '
+          'from (PGD: %.4f from %.4f)%s. Fine-tuning with other BatchNorm handling or a lower '
+          'learning rate may keep it (BENCHMARKS.md, "Step 2\'s BatchNorm").', step,
+          end['test_accuracy_clean'], start['test_accuracy_clean'], end['test_accuracy_pgd'],
+          start['test_accuracy_pgd'],
+          ', lower under attack too' if change['test_accuracy_pgd_change'] < 0 else '')
+    return change
+
+  return loop.Hook('start_comparison', None, compare)
+
+
 def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_lib.ClassifierState:
   """Runs (or resumes) fine-tuning (method 'robgan') or Madry training (method 'madry').
 
   Fine-tuning starts D from the latest co-training checkpoint of `finetune.init_workdir` (or
-  `workdir`) and keeps that checkpoint's G, frozen, in its state (a resumed run uses its own
+  `workdir`), its BatchNorm statistics re-estimated if `finetune.recalibrate_batch_norm`, and keeps that checkpoint's G, frozen, in its state (a resumed run uses its own
   checkpoint's G, not a newer co-training one); Madry training starts from a random D. Logs the
   loss and accuracies on adversarial batches and runs `finetune.evaluators` (by default clean
-  and PGD accuracy on `finetune.eval_num_examples` test examples after each epoch).
+  and PGD accuracy on `finetune.eval_num_examples` test examples after each epoch); fine-tuning
+  also measures them before its first update and compares at its last (`start_comparison`).
 
   Returns:
     The final ClassifierState.
@@ -191,6 +260,8 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
     FileNotFoundError: no co-training checkpoint (fine-tuning) or no data.
     workdir.WorkdirInUseError: another training run holds the workdir.
     FloatingPointError: a non-finite loss or state (the last good checkpoint is kept).
+    loop.ClassifierCollapseError: the classifier came to predict one class
+      (`finetune.collapse_guard`; the last good checkpoint is kept).
   """
   stage = validate_config(config)
   f = config.finetune
@@ -208,6 +279,10 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
                               'co-training workdir') from e
   with workdir_lib.lock(workdir, 'train'):
     workdir_lib.check_and_write_config(config, workdir)
+    if cotrained is not None:
+      cotrained = recalibration.recalibrated(
+          config, discriminator, cotrained, mode=f.recalibrate_batch_norm,
+          num_examples=f.recalibration_examples, batch_size=f.batch_size)
     train_data = input_pipeline.training_data(config, batch_size=f.batch_size,
                                               rows=parallel.process_rows(f.batch_size, mesh))
     epoch_steps = state_lib.classifier_steps_per_epoch(config, train_data.num_examples)
@@ -218,13 +293,16 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
     networks = lambda step, state: checkpoints.Weights(
         config=config, stage=stage, step=step, generator=state.generator,
         discriminator=state.discriminator.variables)
+    hooks = loop.evaluator_hooks(context, f.evaluators, steps_per_unit=epoch_steps,
+                                 directory=workdir_lib.summary_dir(workdir, stage),
+                                 networks=networks)
+    if stage == 'finetune':
+      comparison = start_comparison(context, workdir, cotrained, networks)
+      hooks += [comparison] if comparison else []
     return loop.run(
         state=state_lib.create_classifier_state(config, generator, discriminator,
                                                 train_data.num_examples, cotrained),
         train_step=make_classifier_step(config, generator, discriminator, mesh),
         host_batch=train_data.host_batch,
         num_steps=num_train_steps(config, train_data.num_examples), settings=f, mesh=mesh,
-        workdir=workdir, stage=stage,
-        hooks=loop.evaluator_hooks(context, f.evaluators, steps_per_unit=epoch_steps,
-                                   directory=workdir_lib.summary_dir(workdir, stage),
-                                   networks=networks))
+        workdir=workdir, stage=stage, hooks=hooks)

@@ -5,12 +5,13 @@ train step, the host batch of each step and its hooks (test accuracy, sample gri
 resumes from the stage's latest checkpoint; at the steps where it is time (CLU `periodic_actions`:
 every N steps and at the last) it writes the averaged metrics, runs the hooks and saves a
 checkpoint. Only there does it wait for the step, and first stops with an error if a metric or
-state array is NaN or inf, so a diverged state never replaces the last good checkpoint.
+state array is NaN or inf, so a diverged state never replaces the last good checkpoint; likewise
+`CollapseGuard` stops a stage whose classifier has come to predict one class.
 """
 
 import dataclasses
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 from clu import metric_writers
@@ -32,17 +33,89 @@ LOOP_FIELDS = ('batch_size', 'log_every_steps', 'checkpoint_every_steps', 'max_t
 @dataclasses.dataclass(frozen=True)
 class Hook:
   """A periodic action `fn(step, state, writer)` (the replicated state after `step` updates), run
-  at multiples of `every_steps` (None: none) and at the last step; `name` labels its timings."""
+  at multiples of `every_steps` (None: none) and at the last step; `name` labels its timings.
+  `fn` may return the scalars it wrote, for `CollapseGuard`."""
   name: str
   every_steps: Optional[int]
-  fn: Callable[[int, Any, metric_writers.MetricWriter], None]
+  fn: Callable[[int, Any, metric_writers.MetricWriter], Optional[Dict[str, float]]]
+
+
+class ClassifierCollapseError(RuntimeError):
+  """D's classifier came to ignore its input (`CollapseGuard`)."""
+
+
+# What to try when a stage's classifier collapses.
+_COLLAPSE_ADVICE = {
+    'cotrain': 'a lower optim.learning_rate, or more co-training before judging the classifier',
+    'finetune': "finetune.recalibrate_batch_norm='clean', finetune.discriminator_train_mode=True "
+                'or a lower finetune.learning_rate',
+    'madry': 'a lower finetune.learning_rate',
+}
+# The metrics (by name suffix) the guard watches: the `collapse_guard` field bounding each, and
+# whether a collapsed classifier lies above (+1) or below (-1) it.
+_WATCHED = {'max_class_share': ('max_class_share', +1),
+            'prediction_information': ('min_information', -1)}
+
+
+class CollapseGuard:
+  """Stops a stage whose classifier has come to ignore its input: predicting one class for most
+  inputs, or the same distribution for all. It watches the metrics of
+  `robustness.prediction_statistics`, of the training batches (`max_class_share`,
+  `prediction_information`) and of `pgd_accuracy` (`test_*`): a share above
+  `settings.max_class_share` or an information below `settings.min_information`, at
+  `settings.patience` consecutive observations of one metric or at the last step, raises. Such a
+  classifier is not worth keeping, so while the latest observation of a metric is beyond its
+  bound no checkpoint is saved (`collapsed`): the last one saved is a good one.
+  `settings.patience` = 0 turns the guard off."""
+
+  def __init__(self, settings, *, stage: str, num_steps: int, manager: ocp.CheckpointManager):
+    self.settings, self.stage, self.num_steps, self.manager = settings, stage, num_steps, manager
+    self.streaks: Dict[str, List[Tuple[int, float]]] = {}
+
+  @property
+  def collapsed(self) -> bool:
+    return any(self.streaks.values())
+
+  def observe(self, step: int, scalars: Optional[Dict[str, float]]) -> None:
+    """Raises ClassifierCollapseError if the classifier has collapsed by step `step`."""
+    if not self.settings.patience:
+      return
+    for name, value in (scalars or {}).items():
+      watched = [rule for suffix, rule in _WATCHED.items() if name.endswith(suffix)]
+      if not watched:
+        continue
+      (field, sign), = watched
+      bound = self.settings[field]
+      streak = self.streaks.setdefault(name, [])
+      if sign * (value - bound) <= 0:
+        streak.clear()
+        continue
+      streak.append((step, value))
+      if len(streak) >= self.settings.patience or step == self.num_steps:
+        values = ', '.join(f'{v:.3f} at step {t}' for t, v in streak)
+        raise ClassifierCollapseError(
+            f'{self.stage}: D\'s classifier collapsed: {name} was {values}, '
+            f'{"above" if sign > 0 else "below"} collapse_guard.{field}={bound} '
+            f'(robustness.prediction_statistics). '
+            f'{checkpoints.last_good_checkpoint(self.manager)} It is kept: no checkpoint is '
+            f'saved while the classifier looks collapsed. Try {_COLLAPSE_ADVICE[self.stage]}; '
+            f'--config.{"train" if self.stage == "cotrain" else "finetune"}.collapse_guard.'
+            'patience=0 turns this check off.')
 
 
 def check_loop_config(group, field: str) -> None:
-  """Raises ValueError if a `LOOP_FIELDS` setting of config group `group` (named `field`) is < 1."""
+  """Raises ValueError if a `LOOP_FIELDS` setting of config group `group` (named `field`) is < 1,
+  or its `collapse_guard` has a bound outside [0, 1] or a negative patience."""
   for name in LOOP_FIELDS:
     if group[name] < 1:
       raise ValueError(f'{field}.{name} must be >= 1, got {group[name]}')
+  guard = group.collapse_guard
+  for name in ('max_class_share', 'min_information'):
+    if not 0 <= guard[name] <= 1:
+      raise ValueError(f'{field}.collapse_guard.{name} must be in [0, 1], got {guard[name]}')
+  if guard.patience < 0:
+    raise ValueError(f'{field}.collapse_guard.patience must be >= 0 (0 = off), got '
+                     f'{guard.patience}')
 
 
 def check_evaluator_periods(periods, field: str) -> None:
@@ -78,6 +151,7 @@ def evaluator_hooks(context: evaluators.Context, periods, *, directory: str,
           os.makedirs(os.path.join(directory, image_name), exist_ok=True)
           visualize.save_png(grid, os.path.join(directory, image_name, f'step_{step:07d}.png'),
                              scale=2)
+      return scalars
 
     hooks.append(Hook(name, max(1, int(round(every * steps_per_unit))), run_evaluator))
   return hooks
@@ -111,13 +185,14 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
       (k, settings.batch_size, ...) split over the mesh along axis 1 (P(None, 'batch')).
     host_batch: `host_batch(s)` -> this process's rows (`parallel.process_rows`) of the numpy
       arrays (k, b, ...) of 0-based step s.
-    settings: the stage's config group (`LOOP_FIELDS`).
+    settings: the stage's config group (`LOOP_FIELDS`, `collapse_guard`).
     hooks: run in order after the metrics and before the checkpoint.
 
   Raises:
     ValueError: the latest checkpoint does not fit `state`, or is beyond `num_steps`.
     checkpoints.CorruptCheckpointError: checkpoints exist but none is intact.
     FloatingPointError: see `check_finite`.
+    ClassifierCollapseError: see `CollapseGuard`.
   """
   manager = checkpoints.manager(workdir_lib.checkpoint_dir(workdir, stage), settings.max_to_keep)
   state = checkpoints.restore_latest(manager, parallel.replicate(state, mesh))
@@ -131,6 +206,7 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
   logging.info('%s on %d devices from step %d to %d.', stage, mesh.size, initial_step, num_steps)
   report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
   batch_sharding = NamedSharding(mesh, P(None, parallel.AXIS))
+  guard = CollapseGuard(settings.collapse_guard, stage=stage, num_steps=num_steps, manager=manager)
   pending: List[Dict[str, jax.Array]] = []
 
   def write_metrics(step, t):
@@ -140,11 +216,20 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
     check_finite(step, manager, state, summary)  # Waits for the step to finish,
     writer.write_scalars(step, summary)
     report_progress(step)  # so steps/s counts computed steps, not dispatched ones.
+    guard.observe(step, summary)
 
   def run_hook(hook, step, t):
     del t
     with report_progress.timed(hook.name):
-      hook.fn(step, state, writer)
+      guard.observe(step, hook.fn(step, state, writer))
+
+  def save(step, t):
+    del t
+    if guard.collapsed:
+      logging.warning('step %d: no checkpoint saved, the classifier looks collapsed (%s).',
+                      step, {k: v[-1][1] for k, v in guard.streaks.items() if v})
+    else:
+      checkpoints.save(manager, step, state)
 
   checkpoint_steps = range(settings.checkpoint_every_steps, num_steps + 1,
                            settings.checkpoint_every_steps)
@@ -156,7 +241,7 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
       callback_fn=lambda step, t, hook=hook: run_hook(hook, step, t)) for hook in hooks]
   actions.append(periodic_actions.PeriodicCallback(
       every_steps=settings.checkpoint_every_steps, on_steps=[num_steps],
-      callback_fn=lambda step, t: checkpoints.save(manager, step, state)))
+      callback_fn=save))
   for step in range(initial_step + 1, num_steps + 1):
     batch = parallel.global_batch(host_batch(step - 1), batch_sharding, 1, settings.batch_size)
     state, metrics = train_step(state, *batch)

@@ -72,6 +72,42 @@ def _correct_under_attack(discriminator, variables, x, y, epsilon, step_size, ke
   return attacks.head_correct(discriminator, variables, x_adv, y, head=head)
 
 
+def prediction_means(logits: jax.Array) -> Dict[str, jax.Array]:
+  """Means over a batch of (B, K) class logits from which `prediction_statistics` follow: the
+  mean softmax 'probabilities' (K,), their mean 'entropy' () in nats, the 'histogram' (K,) of
+  predicted classes. Means of parts of a batch average to the whole batch's."""
+  log_p = jax.nn.log_softmax(logits)
+  p = jnp.exp(log_p)
+  return {'probabilities': jnp.mean(p, 0), 'entropy': -jnp.mean(jnp.sum(p * log_p, -1)),
+          'histogram': jnp.mean(jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1]), 0)}
+
+
+def prediction_statistics(means: Dict[str, jax.Array]) -> Dict[str, jax.Array]:
+  """How much a classifier's predictions depend on its input, from `prediction_means`:
+  'max_class_share', the largest share of one predicted class, in [1 / K, 1]; and
+  'prediction_information', the mutual information between input and predicted class
+  H(mean p) - mean H(p), in units of ln K, in [0, 1]. A collapsed classifier has a share near 1
+  (one class for every input) or an information near 0 (one class, or the same distribution, for
+  every input: a fine-tuning loss of 1.5 ln 10 is the uniform one)."""
+  p = means['probabilities']
+  spread = -jnp.sum(p * jnp.log(jnp.maximum(p, 1e-30)))
+  return {'max_class_share': jnp.max(means['histogram']),
+          'prediction_information': (spread - means['entropy']) / jnp.log(p.shape[-1])}
+
+
+@functools.partial(jax.jit, static_argnames=('discriminator',))
+def _clean_class_logits(discriminator, variables, x):
+  return attacks.class_logits(discriminator, variables, input_pipeline.to_float(x))
+
+
+def clean_prediction_statistics(target: Target, images: np.ndarray) -> Dict[str, float]:
+  """`prediction_statistics` of D's classifier on clean `images` (N, H, W, 3) uint8."""
+  variables = target.replicated_variables()
+  fn = lambda x, y, start: _clean_class_logits(target.discriminator, variables, x)
+  logits = target.map_batches(fn, images, np.zeros(len(images), np.int32))
+  return {k: float(v) for k, v in prediction_statistics(prediction_means(logits)).items()}
+
+
 @functools.partial(jax.jit, static_argnames=('discriminator', 'head'))
 def _input_gradient_norm(discriminator, variables, x, y, *, head):
   # Examples do not interact in inference mode, so the gradient of the summed loss holds each
@@ -289,12 +325,18 @@ def local_lipschitz_value(target: Target, images: np.ndarray, labels: np.ndarray
 def clean_and_pgd_accuracy(target: Target, images: np.ndarray, labels: np.ndarray, *,
                            attack_config, key: jax.Array) -> Dict[str, float]:
   """{'test_accuracy_clean', 'test_accuracy_pgd'} in [0, 1], the latter under the one attack of
-  `attack_config` (`config.eval.attack`): the figures logged while training."""
+  `attack_config` (`config.eval.attack`), and for D's classifier 'test_max_class_share' and
+  'test_prediction_information' on the clean images (`prediction_statistics`, for
+  `loop.CollapseGuard`): the figures logged while training."""
   a = attack_config
-  return {
+  metrics = {
       'test_accuracy_clean': accuracy_under_attack(
           target, images, labels, epsilon=0.0, step_size=1.0, num_steps=0, key=key),
       'test_accuracy_pgd': accuracy_under_attack(
           target, images, labels, epsilon=a.epsilon, step_size=a.step_size,
           num_steps=a.num_steps, random_start=a.random_start, key=key),
   }
+  if target.head == 'class':
+    statistics = clean_prediction_statistics(target, images)
+    metrics.update({f'test_{k}': v for k, v in statistics.items()})
+  return metrics

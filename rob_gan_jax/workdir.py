@@ -108,8 +108,13 @@ RESUMABLE_CHANGES = (
                              # Fields of configs older than `train.evaluators`.
                              'eval_every_steps', 'sample_every_steps',
                              'inception_every_steps')),
+    'train.collapse_guard',
     *(f'finetune.{k}' for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
-                                'max_to_keep', 'evaluators', 'eval_num_examples')))
+                                'max_to_keep', 'evaluators', 'eval_num_examples',
+                                'collapse_guard')))
+# What a setting added since a config.json was written did then: its value there.
+_VALUES_BEFORE_FIELD = {'finetune.recalibrate_batch_norm': 'none',
+                        'finetune.recalibration_examples': 5_000}
 # The config sections a stage's checkpoints depend on, besides those of every stage (seed,
 # method, model, dataset).
 _STAGE_SECTIONS = {'cotrain': ('attack', 'optim', 'train'), 'finetune': ('finetune',),
@@ -167,7 +172,7 @@ def check_and_write_config(config, workdir: str) -> None:
     raise ValueError(f'allow_changes names fields that do not exist: {unknown}')
   if os.path.exists(path):
     with open(path) as f:
-      old = _flatten(json.load(f))
+      old = {**_VALUES_BEFORE_FIELD, **_flatten(json.load(f))}
     trained = _trained_stages(workdir)
     _check_example_order(config, workdir, trained)
     changes = {k: (old.get(k, _MISSING), new.get(k, _MISSING))

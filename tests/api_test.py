@@ -84,6 +84,24 @@ def test_api_evaluate_runs_the_evaluators_of_eval_mode(trained_workdir):
     model.evaluate(['fid50k'])
 
 
+def test_api_recalibrated_model_is_reported_beside_the_saved_one(trained_workdir):
+  model = api.load(trained_workdir, 'cotrain')
+  result = model.evaluate(['accuracy_curve', 'recalibrated_accuracy'])
+  e = model.config.eval
+  recalibrated = model.recalibrated(e.recalibrate_batch_norm, e.recalibration_examples)
+  images, labels = model.load_data(e.split, e.num_examples)
+  assert result['test_accuracy'] == model.accuracy_curve(images, labels, e.epsilons).per_radius
+  assert result['recalibrated_test_accuracy'] == recalibrated.accuracy_curve(
+      images, labels, e.epsilons).per_radius
+  assert result['recalibrated_batch_norm'] == 'clean'
+  saved = api.load(trained_workdir, 'cotrain').discriminator_variables['batch_stats']
+  jax.tree.map(np.testing.assert_array_equal, model.discriminator_variables['batch_stats'], saved)
+  assert not all(jax.tree.leaves(jax.tree.map(
+      np.array_equal, recalibrated.discriminator_variables['batch_stats'], saved)))
+  with pytest.raises(ValueError, match='mode must be one of'):
+    model.recalibrated('both')
+
+
 def test_api_samples_and_attacks_an_unconditional_model(trained_asgan_workdir):
   model = api.load(trained_asgan_workdir)
   assert model.stage == 'cotrain' and model.head == 'source'

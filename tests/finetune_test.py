@@ -1,13 +1,18 @@
 """Tests of rob_gan_jax.finetune: eq. 10 by hand, resumption, the Madry baseline, bad input."""
 
+import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import scipy.special
 from jax.sharding import PartitionSpec as P
 
 import main
@@ -21,6 +26,8 @@ from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import state as state_lib
 from rob_gan_jax import workdir as workdir_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def log_softmax_ce(logits, labels):
@@ -86,6 +93,12 @@ def test_classifier_step_loss_is_eq10_by_hand(tiny_config, train_mode):
     expected_stats = d_vars['batch_stats']
   expected = log_softmax_ce(logits_real, y) + 0.3 * log_softmax_ce(logits_fake, y_fake)
   assert float(metrics['loss']) == pytest.approx(expected, rel=1e-4)
+  predicted = np.argmax(logits_real, -1)
+  assert float(metrics['max_class_share']) == np.max(np.bincount(predicted)) / 4
+  p = scipy.special.softmax(np.asarray(logits_real, np.float64), -1)
+  entropy = lambda q: np.sum(scipy.special.entr(q), -1)
+  information = (entropy(p.mean(0)) - np.mean(entropy(p))) / np.log(10)
+  assert float(metrics['prediction_information']) == pytest.approx(information, abs=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                new_state.discriminator.batch_stats, expected_stats)
 
@@ -123,6 +136,12 @@ def test_finetune_resumes_exactly_and_keeps_its_own_checkpoints(trained_workdir,
   config.finetune.init_workdir = trained_workdir
   straight = finetune.train_classifier(config, str(tmp_path / 'straight'))
   assert int(straight.step) == 4
+  # The start it is compared with at the end: the co-trained D's test accuracy.
+  with open(tmp_path / 'straight' / 'finetune' / 'start_accuracy.json') as f:
+    start = json.load(f)
+  model = api.load(trained_workdir, 'cotrain')
+  images, labels = model.load_data('test', config.finetune.eval_num_examples)
+  assert start['test_accuracy_clean'] == np.mean(np.asarray(model.predict(images)) == labels)
   assert sorted(os.listdir(tmp_path / 'straight' / 'finetune' / 'checkpoints')) == ['2', '4']
   # A run killed after its checkpoint at step 2 resumes from there.
   shutil.copytree(tmp_path / 'straight', tmp_path / 'killed')
@@ -192,6 +211,9 @@ def test_madry_baseline_trains_a_classifier_only(image_folder, tmp_path):
     model.sample(jnp.arange(2))
   with pytest.raises(ValueError, match='--mode=train'):
     main.run(config, str(tmp_path), 'finetune')
+  config.finetune.recalibrate_batch_norm = 'clean'
+  with pytest.raises(ValueError, match='random D, which has no statistics to recalibrate'):
+    finetune.validate_config(config)
 
 
 def test_finetune_without_cotraining_checkpoint_raises_and_writes_nothing(tiny_config, tmp_path):
@@ -206,8 +228,13 @@ def test_finetune_without_cotraining_checkpoint_raises_and_writes_nothing(tiny_c
     ('fake_weight', -1.0, 'fake_weight'),
     ('num_steps', 0, 'finetune.num_steps'),
     ('batch_size', 6, 'divide'),
+    ('recalibrate_batch_norm', 'sometimes', 'finetune.recalibrate_batch_norm must be one of'),
+    ('recalibration_examples', 4, 'recalibration_examples \\(4\\) must be at least'),
+    ('collapse_guard.patience', -1, 'finetune.collapse_guard.patience must be >= 0'),
+    ('collapse_guard.min_information', 1.5, 'min_information must be in \\[0, 1\\]'),
 ])
 def test_bad_finetune_configs_raise(tiny_config, tmp_path, field, value, match):
+  tiny_config.finetune.recalibrate_batch_norm = 'clean'
   group = tiny_config.finetune
   *path, name = field.split('.')
   for part in path:
@@ -215,3 +242,25 @@ def test_bad_finetune_configs_raise(tiny_config, tmp_path, field, value, match):
   group[name] = value
   with pytest.raises(ValueError, match=match):
     finetune.train_classifier(tiny_config, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_a_collapsing_finetuning_run_exits_non_zero_and_keeps_its_last_good_checkpoint(
+    trained_workdir, image_folder, tmp_path):
+  # In the official mode at learning rate 0.1 the tiny D's classifier soon ignores its input.
+  result = subprocess.run(
+      [sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={tmp_path}',
+       '--mode=finetune', f'--config.dataset.image_folder={image_folder}',
+       f'--config.finetune.init_workdir={trained_workdir}', '--config.finetune.learning_rate=0.1',
+       '--config.finetune.discriminator_train_mode=False',
+       '--config.finetune.num_steps=40', '--config.finetune.collapse_guard.patience=3'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr[-3000:]
+  message = re.search(r'ClassifierCollapseError: (.*)', result.stderr).group(1)
+  steps = [int(s) for s in re.findall(r'at step (\d+)', message)]
+  assert len(steps) == 3 and steps[-1] < 40
+  kept = int(re.search(r'last good checkpoint is step (\d+)', message).group(1))
+  directory = workdir_lib.checkpoint_dir(str(tmp_path), 'finetune')
+  assert sorted(map(int, checkpoints.manager(directory).all_steps()))[-1] == kept < steps[0]
+  assert checkpoints.load_weights(str(tmp_path), 'finetune').step == kept
+  assert 'finetune.recalibrate_batch_norm' in message

@@ -30,8 +30,9 @@ class CountingState(flax.struct.PyTreeNode):
 
 def counting_run(workdir, num_steps, calls, losses=None):
   """Runs a loop whose state counts its steps; records hook calls."""
-  settings = ml_collections.ConfigDict(dict(batch_size=4, log_every_steps=3,
-                                            checkpoint_every_steps=4, max_to_keep=10))
+  settings = ml_collections.ConfigDict(dict(
+      batch_size=4, log_every_steps=3, checkpoint_every_steps=4, max_to_keep=10,
+      collapse_guard=dict(max_class_share=0.9, min_information=0.02, patience=3)))
   losses = losses or {}
 
   @jax.jit
@@ -41,7 +42,9 @@ def counting_run(workdir, num_steps, calls, losses=None):
     # From step `inf_state_at` on, the state diverges while the loss stays finite.
     total = jnp.where(step >= losses.get('inf_state_at', 1 << 30), jnp.inf,
                       state.total + jnp.sum(x))
-    return CountingState(step=step, total=total), {'loss': loss}
+    # From step `collapse_from` on, the classifier predicts one class.
+    share = jnp.where(step >= losses.get('collapse_from', 1 << 30), 1.0, 0.2)
+    return CountingState(step=step, total=total), {'loss': loss, 'max_class_share': share}
 
   record = lambda name: lambda step, state, writer: calls.append((name, step, int(state.step)))
   return loop.run(
@@ -86,3 +89,53 @@ def test_num_steps_below_the_checkpoint_is_an_error(tmp_path):
   counting_run(str(tmp_path), 8, [])  # A finished run: nothing to do.
   with pytest.raises(ValueError, match='at step 8, beyond the 5 steps asked for'):
     counting_run(str(tmp_path), 5, [])
+
+
+def test_a_collapsed_classifier_stops_the_run_and_no_checkpoint_of_it_is_saved(tmp_path):
+  # Metrics are written at steps 3, 4, 6, 8, 9 (log and checkpoint steps): collapsed from 6 on.
+  workdir = str(tmp_path)
+  with pytest.raises(loop.ClassifierCollapseError,
+                     match=r'1.000 at step 6, 1.000 at step 8, 1.000 at step 9, above '
+                           r'collapse_guard.max_class_share=0.9 .* The last good checkpoint is '
+                           r'step 4 .* It is kept'):
+    counting_run(workdir, 20, [], losses={'collapse_from': 5})
+  manager = checkpoints.manager(workdir_lib.checkpoint_dir(workdir, 'cotrain'))
+  assert list(manager.all_steps()) == [4]  # Not 8: the classifier had collapsed.
+
+
+@pytest.mark.parametrize('patience', [0, 3])
+def test_collapse_guard_needs_consecutive_observations_of_one_metric(tmp_path, patience):
+  manager = checkpoints.manager(str(tmp_path))
+  settings = ml_collections.ConfigDict(dict(max_class_share=0.9, min_information=0.02,
+                                            patience=patience))
+  g = loop.CollapseGuard(settings, stage='finetune', num_steps=100, manager=manager)
+  # Three metrics, each at most two observations in a row beyond its bound: no collapse.
+  for step, scalars in [(10, {'max_class_share': 0.95, 'loss': 1.0}), (20, {'max_class_share': 1}),
+                        (30, {'max_class_share': 0.5}), (30, {'test_max_class_share': 0.99}),
+                        (40, {'max_class_share': 0.95}), (40, {'test_max_class_share': 0.99}),
+                        (40, {'prediction_information': 0.001}), (50, None),
+                        (50, {'prediction_information': 0.01}),
+                        (60, {'prediction_information': 0.3})]:
+    g.observe(step, scalars)
+  assert g.collapsed == bool(patience)  # While it is, checkpoints wait.
+  if not patience:
+    g.observe(100, {'max_class_share': 1.0})  # Off: not even at the last step.
+    return
+  with pytest.raises(loop.ClassifierCollapseError,
+                     match=r'test_max_class_share was 0.990 at step 30, 0.990 at step 40, 1.000 '
+                           r'at step 60.*no checkpoint in .*finetune.recalibrate_batch_norm'):
+    g.observe(60, {'test_max_class_share': 1.0})
+
+
+def test_collapse_guard_stops_a_run_ending_collapsed(tmp_path):
+  settings = ml_collections.ConfigDict(dict(max_class_share=0.9, min_information=0.02,
+                                            patience=3))
+  g = loop.CollapseGuard(settings, stage='madry', num_steps=60,
+                         manager=checkpoints.manager(str(tmp_path)))
+  g.observe(50, {'max_class_share': 0.9})  # At the bound is not above it.
+  assert not g.collapsed
+  g.observe(50, {'test_prediction_information': 0.02})  # Nor at the other bound.
+  assert not g.collapsed
+  with pytest.raises(loop.ClassifierCollapseError,
+                     match='test_prediction_information was 0.001 at step 60, below'):
+    g.observe(60, {'test_prediction_information': 0.001})

@@ -34,6 +34,32 @@ def test_zero_epsilon_gives_plain_accuracy(model_and_data):
                                            key=jax.random.PRNGKey(0))
   assert both['test_accuracy_clean'] == plain
   assert both['test_accuracy_pgd'] <= plain
+  counts = np.bincount(np.asarray(model.predict(images)))
+  assert both['test_max_class_share'] == pytest.approx(np.max(counts) / len(images))
+  assert 0 < both['test_prediction_information'] <= 1
+
+
+@pytest.mark.parametrize('collapse', ['one class', 'uniform'])
+def test_prediction_statistics_of_a_classifier_that_ignores_its_input(model_and_data, collapse):
+  model, images, _ = model_and_data
+  variables = jax.tree.map(np.array, model.discriminator_variables)
+  head = variables['params']['class_head']
+  if collapse == 'one class':
+    head['bias'][3] = 1e6  # Every input is class 3, with certainty.
+  else:
+    head['kernel'][:] = 0  # The same (uniform) distribution for every input.
+  statistics = robustness.clean_prediction_statistics(
+      robustness.Target(model.discriminator, variables, batch_size=8), images)
+  assert statistics['prediction_information'] == pytest.approx(0, abs=1e-6)
+  if collapse == 'one class':
+    assert statistics['max_class_share'] == 1.0
+
+
+def test_prediction_information_of_a_perfect_balanced_classifier():
+  logits = 50.0 * np.eye(10)[np.arange(40) % 10]
+  statistics = robustness.prediction_statistics(robustness.prediction_means(logits))
+  assert float(statistics['prediction_information']) == pytest.approx(1.0, abs=1e-6)
+  assert float(statistics['max_class_share']) == pytest.approx(0.1)
 
 
 def test_cumulative_accuracy_is_non_increasing_and_restarts_never_help(model_and_data):

@@ -139,3 +139,24 @@ def test_a_workdir_of_another_example_order_is_refused_on_resume(tiny_config, tm
   with pytest.raises(ValueError, match='in the order of an earlier version'):
     workdir_lib.check_and_write_config(tiny_config, workdir)
   assert not os.path.exists(os.path.join(workdir, '.example_order'))
+
+
+def test_a_config_from_before_a_field_existed_resumes_with_the_behaviour_it_had(tiny_config,
+                                                                               tmp_path):
+  workdir = str(tmp_path)
+  workdir_lib.check_and_write_config(tiny_config, workdir)
+  fake_stage(workdir, 'finetune', 1)
+  path = os.path.join(workdir, 'config.json')
+  with open(path) as f:
+    old = json.load(f)
+  for field in ('recalibrate_batch_norm', 'recalibration_examples', 'collapse_guard'):
+    del old['finetune'][field]
+  del old['train']['collapse_guard']
+  with open(path, 'w') as f:
+    json.dump(old, f)
+  workdir_lib.check_and_write_config(tiny_config, workdir)  # Those runs did not recalibrate.
+  with open(path, 'w') as f:
+    json.dump(old, f)
+  tiny_config.finetune.recalibrate_batch_norm = 'clean'
+  with pytest.raises(ValueError, match="recalibrate_batch_norm: saved 'none', requested 'clean'"):
+    workdir_lib.check_and_write_config(tiny_config, workdir)

@@ -14,9 +14,10 @@ from rob_gan_jax import evaluators
 from rob_gan_jax import robustness
 
 
-def pgd_curve(context, networks, which: str) -> robustness.AccuracyCurve:
-  """The PGD curve of `context.eval_sample(which)`, computed once per networks and sample (the
-  strong-attack evaluator's worst case reuses the test one)."""
+def pgd_curve(context, networks, which: str, variant: str = '') -> robustness.AccuracyCurve:
+  """The PGD curve of `context.eval_sample(which)`, computed once per networks (`variant` names
+  networks derived from a checkpoint's, e.g. 'recalibrated') and sample (the strong-attack
+  evaluator's worst case reuses the test one)."""
   e = context.config.eval
 
   def compute():
@@ -27,7 +28,7 @@ def pgd_curve(context, networks, which: str) -> robustness.AccuracyCurve:
         num_restarts=e.num_restarts, random_start=e.attack.random_start,
         key=jax.random.PRNGKey(context.config.seed))
 
-  return context.cached(('pgd_curve', networks.stage, networks.step, which), compute)
+  return context.cached(('pgd_curve', networks.stage, networks.step, variant, which), compute)
 
 
 class Evaluator:

@@ -4,7 +4,8 @@ for an unconditional model, of its source head (`robustness`).
 
 The subset has `train.eval_num_examples` examples in co-training, `finetune.eval_num_examples` in
 fine-tuning and the Madry baseline, `eval.num_examples` elsewhere; the random start of step s
-uses `PRNGKey(s)`.
+uses `PRNGKey(s)`. A result is computed once per stage and step of the networks measured
+(fine-tuning compares its last one with its start's).
 """
 
 import jax
@@ -28,6 +29,8 @@ class Evaluator:
 
   def run(self, networks):
     c = self.context
-    return evaluators.Output(metrics=robustness.clean_and_pgd_accuracy(
-        c.target(networks), self.images, self.labels, attack_config=c.config.eval.attack,
-        key=jax.random.PRNGKey(networks.step)))
+    return c.cached(('pgd_accuracy', networks.stage, networks.step),
+                    lambda: evaluators.Output(metrics=robustness.clean_and_pgd_accuracy(
+                        c.target(networks), self.images, self.labels,
+                        attack_config=c.config.eval.attack,
+                        key=jax.random.PRNGKey(networks.step))))
