@@ -28,7 +28,8 @@ strong=(--config.eval.attacks="('pgd', 'autoattack')"
         --config.eval.epsilons="(0.0, 0.02, 0.04, 0.0627, 0.08)"
         --config.eval.num_examples=100 --config.eval.train_num_examples=100
         --config.eval.strong_attack.num_queries=1000)
-# Rob-GAN's co-trained D: at this budget fine-tuning collapses its classifier (BENCHMARKS.md).
+# Rob-GAN's co-trained D: issue 12's fine-tuning, in the official frozen-BatchNorm mode then the
+# default, collapsed its classifier (BENCHMARKS.md, "Step 2's BatchNorm").
 for run in robgan madry; do
   stage=(); [ $run = robgan ] && stage=(--config.eval.stage=cotrain)
   python main.py --config="$(config_of $run)" --workdir="$out/$run" --mode=eval "${flags[@]}" \

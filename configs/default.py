@@ -27,7 +27,8 @@ def collapse_guard_config() -> ml_collections.ConfigDict:
   (`loop.CollapseGuard`): the largest share of one predicted class above `max_class_share`, or
   the information of its predictions (`robustness.prediction_statistics`, 0 to 1) below
   `min_information`, at `patience` consecutive log points of one kind (training batches, the
-  test-accuracy evaluator) or at the last step. patience=0 turns the guard off."""
+  test-accuracy evaluator) or at the last step, after it was once within the bound. patience=0
+  turns the guard off."""
   return ml_collections.ConfigDict(dict(max_class_share=0.9, min_information=0.02, patience=3))
 
 

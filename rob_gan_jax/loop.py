@@ -63,14 +63,16 @@ class CollapseGuard:
   `robustness.prediction_statistics`, of the training batches (`max_class_share`,
   `prediction_information`) and of `pgd_accuracy` (`test_*`): a share above
   `settings.max_class_share` or an information below `settings.min_information`, at
-  `settings.patience` consecutive observations of one metric or at the last step, raises. Such a
-  classifier is not worth keeping, so while the latest observation of a metric is beyond its
+  `settings.patience` consecutive observations of one metric or at the last step, raises, once
+  that metric has been within its bound (a classifier that has not learned yet, e.g. a random D
+  after a few updates, has not collapsed). Such a classifier is not worth keeping, so while the latest observation of a metric is beyond its
   bound no checkpoint is saved (`collapsed`): the last one saved is a good one.
   `settings.patience` = 0 turns the guard off."""
 
   def __init__(self, settings, *, stage: str, num_steps: int, manager: ocp.CheckpointManager):
     self.settings, self.stage, self.num_steps, self.manager = settings, stage, num_steps, manager
     self.streaks: Dict[str, List[Tuple[int, float]]] = {}
+    self.been_within_bounds = set()
 
   @property
   def collapsed(self) -> bool:
@@ -88,7 +90,10 @@ class CollapseGuard:
       bound = self.settings[field]
       streak = self.streaks.setdefault(name, [])
       if sign * (value - bound) <= 0:
+        self.been_within_bounds.add(name)
         streak.clear()
+        continue
+      if name not in self.been_within_bounds:
         continue
       streak.append((step, value))
       if len(streak) >= self.settings.patience or step == self.num_steps:

@@ -109,7 +109,11 @@ def test_collapse_guard_needs_consecutive_observations_of_one_metric(tmp_path, p
   settings = ml_collections.ConfigDict(dict(max_class_share=0.9, min_information=0.02,
                                             patience=patience))
   g = loop.CollapseGuard(settings, stage='finetune', num_steps=100, manager=manager)
+  # Never within its bound yet: not learned, not collapsed.
+  for step in (1, 2, 3, 100):
+    g.observe(step, {'test_prediction_information': 0.0})
   # Three metrics, each at most two observations in a row beyond its bound: no collapse.
+  g.observe(5, {'max_class_share': 0.5, 'test_max_class_share': 0.5, 'prediction_information': 1})
   for step, scalars in [(10, {'max_class_share': 0.95, 'loss': 1.0}), (20, {'max_class_share': 1}),
                         (30, {'max_class_share': 0.5}), (30, {'test_max_class_share': 0.99}),
                         (40, {'max_class_share': 0.95}), (40, {'test_max_class_share': 0.99}),
