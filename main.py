@@ -24,6 +24,7 @@ from rob_gan_jax import cotrain
 from rob_gan_jax import evaluate
 from rob_gan_jax import finetune
 from rob_gan_jax import task
+from rob_gan_jax.input_pipeline import host_tf
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
@@ -70,9 +71,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   initialize_distributed()
-  # TensorFlow only reads data here; keep it off the accelerators JAX uses.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
+  host_tf.tensorflow()  # Before anything reads data; a missing TensorFlow is named at once.
   logging.info('Process %d of %d; JAX devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
   run(FLAGS.config, FLAGS.workdir, FLAGS.mode)

@@ -14,6 +14,7 @@ from typing import Callable, Protocol, Tuple
 
 import numpy as np
 
+from rob_gan_jax.input_pipeline import host_tf
 from rob_gan_jax.input_pipeline import sources
 from rob_gan_jax.input_pipeline import transforms
 
@@ -107,7 +108,7 @@ class StreamedTrainingData:
 
   def _dataset(self, first_step: int):
     """The tf.data pipeline of steps first_step, first_step + 1, ..."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf = host_tf.tensorflow()
     per_step, local = self._k * self._batch_size, self._positions.size
     positions = tf.constant(self._positions.ravel(), tf.int64)
 
@@ -127,7 +128,7 @@ class StreamedTrainingData:
 
   def host_batch(self, step: int) -> Tuple[np.ndarray, np.ndarray]:
     """Raises ValueError naming the step's images that cannot be read or decoded."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf = host_tf.tensorflow()
     if step != self._next_step:
       self._iterator = self._dataset(step).as_numpy_iterator()
     self._next_step = None

@@ -16,6 +16,7 @@ import numpy as np
 from rob_gan_jax.input_pipeline import classes
 from rob_gan_jax.input_pipeline import errors
 from rob_gan_jax.input_pipeline import folder
+from rob_gan_jax.input_pipeline import host_tf
 from rob_gan_jax.input_pipeline import tfds_data
 from rob_gan_jax.input_pipeline import transforms
 
@@ -32,7 +33,7 @@ class Examples:
 
 
 def _folder_examples(dataset_config, split: str, num_classes: int) -> Examples:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   listing = folder.list_split(dataset_config, split, num_classes=num_classes)
   paths = tf.constant([os.path.join(listing.root, f) for f in listing.files])
   return Examples(where=listing.where, labels=listing.labels, names=listing.files.__getitem__,
@@ -41,7 +42,7 @@ def _folder_examples(dataset_config, split: str, num_classes: int) -> Examples:
 
 def _tfds_examples(dataset_config, split: str, num_classes: int) -> Examples:
   """Unconditional: every example, labelled 0; the labels are not read."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder, available, selected = tfds_data.open_split(dataset_config, split, num_classes)
   name = dataset_config.name
@@ -90,7 +91,7 @@ def unusable(examples: Examples, indices: np.ndarray, error: Exception,
              shape: Optional[Tuple[int, ...]] = None) -> Exception:
   """ValueError naming the examples among `indices` that cannot be read or decoded or are not
   `shape`; `error` if there are none."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   indices = np.unique(indices)
   decoded = tf.data.Dataset.from_tensor_slices(indices).map(
       lambda i: (i, tf.shape(transforms.decode(examples.read(i)))),
@@ -114,7 +115,7 @@ def load_examples(examples: Examples, indices, *, image_size: int,
                   exact_size: bool = False) -> np.ndarray:
   """Images of `indices`, decoded on parallel tf.data workers: S x S x 3 if `exact_size` (else
   ValueError), otherwise `transforms.resize_and_centre_crop` (the streaming paths' evaluation)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   shape = (image_size, image_size, 3)
 
   def image(i):

@@ -12,6 +12,7 @@ import numpy as np
 
 from rob_gan_jax.input_pipeline import classes
 from rob_gan_jax.input_pipeline import errors
+from rob_gan_jax.input_pipeline import host_tf
 
 
 def builder(dataset_config):
@@ -68,7 +69,7 @@ def _as_dataset(tfds_builder, split: str, **kwargs):
 
 def _problems(tfds_builder, split: str, key: str, shape) -> list:
   """Slow diagnosis: `errors.image_problem` of each image of the split."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   decode = tfds_builder.info.features['image'].decode_example
   problems = []
@@ -88,7 +89,7 @@ def load_split(dataset_config, split: str, *, image_size: int,
   Raises:
     As `open_split`; ValueError: images not decodable or not S x S x 3 (named), empty split.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds_builder, available, selected = open_split(dataset_config, split, num_classes)
   key = 'id' if 'id' in tfds_builder.info.features else 'tfds_id'

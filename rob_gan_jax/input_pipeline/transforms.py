@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rob_gan_jax.input_pipeline import host_tf
+
 PAD_CROP = 'pad_crop'
 RANDOM_RESIZED_CROP = 'random_resized_crop'
 CENTRE_CROP = 'centre_crop'
@@ -35,19 +37,19 @@ def check_dataset_config(dataset_config) -> None:
 
 def decode(encoded):
   """tf.string (JPEG, PNG, GIF or BMP) -> (H, W, 3) uint8; grayscale becomes RGB."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
   return tf.ensure_shape(image, [None, None, 3])
 
 
 def _saturate_uint8(image):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   return tf.saturate_cast(tf.round(image), tf.uint8)
 
 
 def _flip(image, seed, random_flip: bool):
   """Flips left-right with probability 1/2 if `random_flip`, seeded by the flip half of `seed`."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   if not random_flip:
     return image
   _, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -61,7 +63,7 @@ def random_resized_crop(image, seed, *, image_size: int, crop_scale: Tuple[float
   Resized bilinearly with antialiasing, like PIL. Differs: TF's sampler (10 attempts) draws the
   side uniformly, torchvision the area; where no square fits, both take the centre square.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   crop_seed, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   shape = tf.shape(image)
   begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
@@ -82,7 +84,7 @@ def resize_and_centre_crop(image, image_size: int):
 
   The crop starts at ((H' - S) // 2, (W' - S) // 2) of the resized H' x W' image.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = host_tf.tensorflow()
   shape = tf.cast(tf.shape(image)[:2], tf.float64)
   resized = tf.maximum(tf.cast(tf.round(shape * image_size / tf.reduce_min(shape)), tf.int32),
                        image_size)
