@@ -14,6 +14,8 @@ command in every process with --distributed (Cloud TPU, SLURM and Open MPI give
 --process_id on a plain cluster.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -23,6 +25,7 @@ from ml_collections import config_flags
 from rob_gan_jax import cotrain
 from rob_gan_jax import evaluate
 from rob_gan_jax import finetune
+from rob_gan_jax import loop
 from rob_gan_jax import task
 from rob_gan_jax.input_pipeline import host_tf
 
@@ -74,7 +77,11 @@ def main(argv):
   host_tf.tensorflow()  # Before anything reads data; a missing TensorFlow is named at once.
   logging.info('Process %d of %d; JAX devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
-  run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  try:
+    run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  except loop.Preempted as e:
+    logging.warning('%s (exit status %d).', e, loop.PREEMPTED_EXIT_STATUS)
+    sys.exit(loop.PREEMPTED_EXIT_STATUS)
 
 
 if __name__ == '__main__':

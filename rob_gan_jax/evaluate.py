@@ -175,9 +175,7 @@ def _evaluate(config, workdir: str, weights: checkpoints.Weights,
   if not parallel.is_main_process():
     return result
   path = os.path.join(directory, 'robustness.json')
-  with open(path + '.tmp', 'w') as f:
-    json.dump(result, f, indent=2)
-  os.replace(path + '.tmp', path)
+  workdir_lib.write_atomically(path, json.dumps(result, indent=2))
   for name, grid in images.items():
     visualize.save_png(grid, os.path.join(directory, f'{name}.png'), scale=2)
   visualize.plot_robustness(result, directory)

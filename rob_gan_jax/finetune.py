@@ -214,12 +214,9 @@ def start_comparison(context: evaluators.Context, workdir: str,
     logging.info('finetune: before step 2, %s', start)
     if parallel.is_main_process():
       os.makedirs(os.path.dirname(path), exist_ok=True)
-      with open(path + '.tmp', 'w') as f:
-        json.dump(start, f)
-      os.replace(path + '.tmp', path)
+      workdir_lib.write_atomically(path, json.dumps(start))
   elif os.path.exists(path):
-    with open(path) as f:
-      start = json.load(f)
+    start = workdir_lib.read_json(path)
   else:
     return None
 

@@ -6,17 +6,21 @@ resumes from the stage's latest checkpoint; at the steps where it is time (CLU `
 every N steps and at the last) it writes the averaged metrics, runs the hooks and saves a
 checkpoint. Only there does it wait for the step, and first stops with an error if a metric or
 state array is NaN or inf, so a diverged state never replaces the last good checkpoint; likewise
-`CollapseGuard` stops a stage whose classifier has come to predict one class.
+`CollapseGuard` stops a stage whose classifier has come to predict one class. SIGTERM (or SIGINT)
+stops it too, at a step every process agrees on, after a checkpoint of that step is saved
+(`PreemptionNotice`, `Preempted`).
 """
 
 import dataclasses
 import os
+import signal
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 import orbax.checkpoint as ocp
@@ -38,6 +42,70 @@ class Hook:
   name: str
   every_steps: Optional[int]
   fn: Callable[[int, Any, metric_writers.MetricWriter], Optional[Dict[str, float]]]
+
+
+# The exit status of a run stopped by `Preempted` (EX_TEMPFAIL: run the same command again).
+PREEMPTED_EXIT_STATUS = 75
+
+
+class Preempted(Exception):
+  """The run was told to stop (SIGTERM or SIGINT) and stopped at a step boundary, after saving
+  a checkpoint of that step (unless `CollapseGuard` held saves back).
+
+  Attributes:
+    step: the step it stopped at; the same in every process.
+    saved: the latest checkpoint's step.
+  """
+
+  def __init__(self, stage: str, step: int, saved: Optional[int], directory: str,
+               signal_name: str):
+    kept = (f'saved step {step}' if saved == step
+            else f'kept its latest checkpoint, step {saved}')
+    super().__init__(f'{stage} was stopped by {signal_name} after step {step} and {kept} in '
+                     f'{directory}; run the same command again to resume')
+    self.step, self.saved = step, saved
+
+
+class PreemptionNotice:
+  """Whether the run has been told to stop, as a context around the steps.
+
+  One process: SIGTERM and SIGINT are caught (the run ends at the next step boundary instead of
+  at once; a second signal ends it at once). Several processes (`jax.distributed`): JAX's preemption service catches SIGTERM in
+  every process and `multihost_utils.reached_preemption_sync_point` says True at the same step in
+  all of them, the first step after the notice that every process can still reach; SIGINT is
+  left as it is (it would stop one process only).
+  """
+
+  def __init__(self):
+    self.received: Optional[str] = None
+    self._previous = {}
+
+  def __enter__(self):
+    if jax.process_count() == 1:
+      for number in (signal.SIGTERM, signal.SIGINT):
+        self._previous[number] = signal.signal(number, self._handle)
+    return self
+
+  def __exit__(self, *exc_info):
+    for number, handler in self._previous.items():
+      signal.signal(number, handler)
+
+  def _handle(self, number, frame):
+    del frame
+    if self.received:  # A second signal: stop at once, as without this handler.
+      self.__exit__()
+      os.kill(os.getpid(), number)
+      return
+    self.received = signal.Signals(number).name
+    logging.warning('%s received: stopping after this step, once it is saved (send it again to '
+                    'stop at once).', self.received)
+
+  def reached(self, step: int) -> bool:
+    """Whether to save `step` and stop; to be called at every step, in every process."""
+    if multihost_utils.reached_preemption_sync_point(step):
+      self.received = self.received or 'SIGTERM'
+      return True
+    return self.received is not None
 
 
 class ClassifierCollapseError(RuntimeError):
@@ -198,6 +266,7 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
     checkpoints.CorruptCheckpointError: checkpoints exist but none is intact.
     FloatingPointError: see `check_finite`.
     ClassifierCollapseError: see `CollapseGuard`.
+    Preempted: SIGTERM or SIGINT (`PreemptionNotice`); the step reached is saved first.
   """
   manager = checkpoints.manager(workdir_lib.checkpoint_dir(workdir, stage), settings.max_to_keep)
   state = checkpoints.restore_latest(manager, parallel.replicate(state, mesh))
@@ -233,7 +302,7 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
     if guard.collapsed:
       logging.warning('step %d: no checkpoint saved, the classifier looks collapsed (%s).',
                       step, {k: v[-1][1] for k, v in guard.streaks.items() if v})
-    else:
+    elif manager.latest_step() != step:
       checkpoints.save(manager, step, state)
 
   checkpoint_steps = range(settings.checkpoint_every_steps, num_steps + 1,
@@ -247,12 +316,20 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
   actions.append(periodic_actions.PeriodicCallback(
       every_steps=settings.checkpoint_every_steps, on_steps=[num_steps],
       callback_fn=save))
-  for step in range(initial_step + 1, num_steps + 1):
-    batch = parallel.global_batch(host_batch(step - 1), batch_sharding, 1, settings.batch_size)
-    state, metrics = train_step(state, *batch)
-    pending.append(metrics)
-    for action in actions:
-      action(step)
+  with PreemptionNotice() as notice:
+    for step in range(initial_step + 1, num_steps + 1):
+      batch = parallel.global_batch(host_batch(step - 1), batch_sharding, 1, settings.batch_size)
+      state, metrics = train_step(state, *batch)
+      pending.append(metrics)
+      for action in actions:
+        action(step)
+      if notice.reached(step) and step < num_steps:
+        if pending:
+          write_metrics(step, None)  # Checks the state is finite first.
+        save(step, None)
+        manager.wait_until_finished()
+        writer.flush()
+        raise Preempted(stage, step, manager.latest_step(), manager.directory, notice.received)
   manager.wait_until_finished()
   writer.flush()
   return state

@@ -3,6 +3,7 @@
 One method per workdir (`config.method` 'robgan', 'madry' or 'asgan'):
   config.json                  the config of the run (`check_and_write_config`)
   config_history.json          settings changed on resume, with the steps they changed at
+  data_identity.json           what the data is, wherever it lies (a moved data set resumes)
   .train.lock, .eval.lock      held by the run using the workdir (`lock`)
   checkpoints/<step>/          stage 'cotrain' (Rob-GAN step 1, AS-GAN): the whole GANState
   finetune/checkpoints/<step>/ stage 'finetune' (Rob-GAN step 2): ClassifierState
@@ -16,8 +17,9 @@ import json
 import os
 import socket
 import time
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Tuple
 
+from absl import logging
 import jax
 import ml_collections
 
@@ -121,6 +123,10 @@ _STAGE_SECTIONS = {'cotrain': ('attack', 'optim', 'train'), 'finetune': ('finetu
                    'madry': ('finetune',)}
 _MISSING = '<missing>'
 _EXAMPLE_ORDER_FILE = '.example_order'
+# Where the data lies, not what it is: on resume these may change to a location holding the same
+# data (`_check_same_data`), as when a run moves to another machine or mount point.
+DATA_LOCATION_FIELDS = ('dataset.image_folder', 'dataset.data_dir')
+_DATA_IDENTITY_FILE = 'data_identity.json'
 
 
 def _config_json(config) -> str:
@@ -171,8 +177,7 @@ def check_and_write_config(config, workdir: str) -> None:
   if unknown:
     raise ValueError(f'allow_changes names fields that do not exist: {unknown}')
   if os.path.exists(path):
-    with open(path) as f:
-      old = {**_VALUES_BEFORE_FIELD, **_flatten(json.load(f))}
+    old = {**_VALUES_BEFORE_FIELD, **_flatten(read_json(path))}
     trained = _trained_stages(workdir)
     _check_example_order(config, workdir, trained)
     changes = {k: (old.get(k, _MISSING), new.get(k, _MISSING))
@@ -180,6 +185,10 @@ def check_and_write_config(config, workdir: str) -> None:
                if old.get(k, _MISSING) != new.get(k, _MISSING)}
     refused = {k: v for k, v in changes.items()
                if _is_fixed(k, trained) and not _covers(config.allow_changes, k)}
+    moved = [k for k in refused if k in DATA_LOCATION_FIELDS]
+    if moved:
+      _check_same_data(config, workdir, {k: refused[k] for k in moved})
+      refused = {k: v for k, v in refused.items() if k not in moved}
     if refused:
       lines = '\n'.join(f'  {k}: saved {old_v!r}, requested {new_v!r}'
                          for k, (old_v, new_v) in refused.items())
@@ -193,9 +202,56 @@ def check_and_write_config(config, workdir: str) -> None:
                                 'changes': {k: list(v) for k, v in changes.items()}})
   if parallel.is_main_process():
     os.makedirs(workdir, exist_ok=True)
-    _write_atomically(path, _config_json(config))
-    _write_atomically(os.path.join(workdir, _EXAMPLE_ORDER_FILE),
+    identity_path = os.path.join(workdir, _DATA_IDENTITY_FILE)
+    if not os.path.exists(identity_path) and _data_is_there(config.dataset):
+      write_atomically(identity_path, json.dumps(
+          input_pipeline.data_identity(config.dataset, config.model.num_classes), indent=1))
+    write_atomically(path, _config_json(config))
+    write_atomically(os.path.join(workdir, _EXAMPLE_ORDER_FILE),
                       str(input_pipeline.EXAMPLE_ORDER_VERSION))
+
+
+def _data_is_there(dataset_config) -> bool:
+  """Whether the data can be identified without downloading it."""
+  if dataset_config.image_folder is not None:
+    return os.path.isdir(dataset_config.image_folder)
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds.builder(dataset_config.name, data_dir=dataset_config.data_dir).is_prepared()
+
+
+def _check_same_data(config, workdir: str, moved: Dict[str, Tuple[Any, Any]]) -> None:
+  """Refuses unless the data at the new locations of `moved` ({field of
+  `DATA_LOCATION_FIELDS`: (saved value, requested value)}) is the data the checkpoints were
+  trained on: `input_pipeline.data_identity` against the one saved in the workdir at its first
+  run, or, for a workdir without it, computed at the old location.
+
+  Raises:
+    ValueError: it is other data, or it cannot be told (the old location is gone and nothing
+      was saved); the message says what differs and how to go on.
+  """
+  saved_path = os.path.join(workdir, _DATA_IDENTITY_FILE)
+  was = ', '.join(f'{k}={v[0]!r}' for k, v in moved.items())
+  now = ', '.join(f'{k}={v[1]!r}' for k, v in moved.items())
+  if os.path.exists(saved_path):
+    saved = read_json(saved_path)
+  else:
+    before = ml_collections.ConfigDict(config.dataset.to_dict())
+    for key, (saved_value, _) in moved.items():
+      setattr(before, key.split('.', 1)[1], saved_value)
+    if not _data_is_there(before):
+      raise ValueError(
+          f'{workdir} was trained on the data at {was}, which is gone, and it predates '
+          f'{_DATA_IDENTITY_FILE}, so whether {now} holds the same data cannot be told. If it '
+          f'does, resume with --config.allow_changes="{tuple(moved)!r}"')
+    saved = input_pipeline.data_identity(before, config.model.num_classes)
+  found = input_pipeline.data_identity(config.dataset, config.model.num_classes)
+  if found != saved:
+    differ = sorted(k for k in saved.keys() | found.keys() if saved.get(k) != found.get(k))
+    raise ValueError(
+        f'{workdir} was trained on the data at {was}; {now} holds other data (these differ: '
+        f'{differ}; the identity saved at the first run is in {saved_path}). Resume on the same '
+        'data, or use another --workdir.')
+  logging.info('The data moved (%s, was %s) and is the same: resuming.', now, was)
 
 
 def _check_example_order(config, workdir: str, trained) -> None:
@@ -215,19 +271,38 @@ def _check_example_order(config, workdir: str, trained) -> None:
         'batches. Start a new --workdir, or evaluate the checkpoints as they are.')
 
 
-def _write_atomically(path: str, text: str) -> None:
+def write_atomically(path: str, text: str) -> None:
+  """Writes `text` to `path` whole: a reader (or a run killed mid-write) sees the old file or
+  the new one, never part of one."""
   with open(path + '.tmp', 'w') as f:
     f.write(text)
   os.replace(path + '.tmp', path)
 
 
+def read_json(path: str) -> Any:
+  """The JSON value of a workdir file that runs write whole (`write_atomically`).
+
+  Raises:
+    ValueError: the file is not JSON (damaged, or edited by hand); the message names it and
+      how to go on. Nothing is changed.
+  """
+  with open(path) as f:
+    text = f.read()
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(
+        f'{path} is damaged: it is not JSON ({e}). Runs write it whole (a temporary file, then a '
+        'rename), so it was edited by hand or its disk failed. Restore it from a copy, or move '
+        'it away and run again; the checkpoints are kept (a config.json is then written anew '
+        'from the flags, and the settings the checkpoints were trained with can no longer be '
+        'checked).') from None
+
+
 def _append_history(workdir: str, entry: dict) -> None:
   path = os.path.join(workdir, 'config_history.json')
-  history = []
-  if os.path.exists(path):
-    with open(path) as f:
-      history = json.load(f)
-  _write_atomically(path, json.dumps(history + [entry], indent=2))
+  history = read_json(path) if os.path.exists(path) else []
+  write_atomically(path, json.dumps(history + [entry], indent=2))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -239,5 +314,4 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise FileNotFoundError(f'{workdir} has no config.json: no run was started there')
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(read_json(path))

@@ -3,8 +3,10 @@
 import functools
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -297,6 +299,41 @@ def test_main_trains_and_writes_checkpoints_and_samples(image_folder, tmp_path):
   assert os.listdir(workdir / 'samples') == ['step_0000002.png']
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
   assert 'test_accuracy_pgd' in result.stderr
+
+
+@pytest.mark.slow
+def test_main_on_sigterm_saves_the_step_reached_and_resumes_exactly(image_folder, tmp_path):
+  command = lambda workdir: [
+      sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={workdir}',
+      f'--config.dataset.image_folder={image_folder}', '--config.train.num_steps=60',
+      '--config.train.log_every_steps=1', '--config.train.checkpoint_every_steps=1000',
+      '--config.train.evaluators.pgd_accuracy=0', '--config.train.evaluators.sample_grid=0']
+  log = tmp_path / 'run.log'
+  with open(log, 'w') as f:
+    run = subprocess.Popen(command(tmp_path / 'run'), cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.monotonic() + 240
+      while '] [2] ' not in log.read_text():  # Training, past compilation.
+        assert time.monotonic() < deadline and run.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.05)
+      run.send_signal(signal.SIGTERM)  # As a scheduler before it kills.
+      run.wait(timeout=120)
+    finally:
+      run.kill()
+  text = log.read_text()
+  stopped = re.search(r'stopped by SIGTERM after step (\d+) and saved step \1.*exit status 75',
+                      text)
+  assert run.returncode == 75 and stopped, text[-3000:]
+  assert 2 <= int(stopped[1]) < 60
+  for workdir in ('run', 'straight'):  # Resumed, and uninterrupted.
+    result = subprocess.run(command(tmp_path / workdir), cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+  resumed, straight = (checkpoints.load_weights(str(tmp_path / w), 'cotrain')
+                       for w in ('run', 'straight'))
+  assert resumed.step == straight.step == 60
+  for net in ('generator', 'discriminator'):
+    jax.tree.map(np.testing.assert_array_equal, getattr(resumed, net), getattr(straight, net))
 
 
 def test_main_rejects_unknown_config_key(tmp_path):

@@ -3,6 +3,7 @@
 import logging
 import os
 import socket
+import time
 
 import jax
 import jax.numpy as jnp
@@ -119,6 +120,23 @@ def test_tfds_download_runs_up_to_the_http_request(tmp_path, monkeypatch):
     chain.append(chain[-1].__cause__ or chain[-1].__context__)
   assert not any(isinstance(e, ImportError) for e in chain), chain
   assert any(isinstance(e, requests.exceptions.ConnectionError) for e in chain), chain
+
+
+def test_tfds_download_fails_at_once_when_its_hosts_cannot_be_resolved(tmp_path, monkeypatch):
+  for var in ('http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'):
+    monkeypatch.delenv(var, raising=False)
+
+  def offline(host, *args, **kwargs):
+    raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+
+  monkeypatch.setattr(socket, 'getaddrinfo', offline)
+  config = default.get_config().dataset
+  config.name, config.data_dir, config.image_folder = 'cifar10', str(tmp_path), None
+  start = time.monotonic()
+  with pytest.raises(FileNotFoundError, match=r'(?s)cannot resolve www\.cs\.toronto\.edu \(offline'
+                                              r'.*image_folder'):
+    input_pipeline.load_split(config, 'train', image_size=32, num_classes=10)
+  assert time.monotonic() - start < 30  # Not TFDS's minutes of retries.
 
 
 def test_batch_indices_are_a_function_of_seed_and_step():

@@ -1,5 +1,8 @@
 """Tests of rob_gan_jax.loop: when hooks, metrics and checkpoints run; the non-finite guard."""
 
+import os
+import signal
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -28,8 +31,9 @@ class CountingState(flax.struct.PyTreeNode):
   total: jax.Array
 
 
-def counting_run(workdir, num_steps, calls, losses=None):
-  """Runs a loop whose state counts its steps; records hook calls."""
+def counting_run(workdir, num_steps, calls, losses=None, signal_at=None):
+  """Runs a loop whose state counts its steps; records hook calls; sends itself the signal
+  `signal_at[1]` while reading the batch of step `signal_at[0]`."""
   settings = ml_collections.ConfigDict(dict(
       batch_size=4, log_every_steps=3, checkpoint_every_steps=4, max_to_keep=10,
       collapse_guard=dict(max_class_share=0.9, min_information=0.02, patience=3)))
@@ -46,10 +50,15 @@ def counting_run(workdir, num_steps, calls, losses=None):
     share = jnp.where(step >= losses.get('collapse_from', 1 << 30), 1.0, 0.2)
     return CountingState(step=step, total=total), {'loss': loss, 'max_class_share': share}
 
+  def host_batch(s):
+    if signal_at and s + 1 == signal_at[0]:
+      os.kill(os.getpid(), signal_at[1])
+    return (np.full((1, 4), s, np.float32),)
+
   record = lambda name: lambda step, state, writer: calls.append((name, step, int(state.step)))
   return loop.run(
       state=CountingState(step=jnp.zeros((), jnp.int32), total=jnp.zeros(())),
-      train_step=train_step, host_batch=lambda s: (np.full((1, 4), s, np.float32),),
+      train_step=train_step, host_batch=host_batch,
       num_steps=num_steps, settings=settings, mesh=parallel.make_mesh(), workdir=workdir,
       stage='cotrain', hooks=[loop.Hook('every5', 5, record('every5')),
                               loop.Hook('last', None, record('last'))])
@@ -67,6 +76,34 @@ def test_hooks_run_every_n_steps_and_at_the_end_and_resume_continues(tmp_path):
   assert calls == [('every5', 10, 10), ('every5', 11, 11), ('last', 11, 11)]
   # Each step s added 4 * (s - 1): resumed and uninterrupted give the same sum.
   assert int(state.step) == 11 and float(state.total) == 4 * sum(range(11))
+
+
+@pytest.mark.parametrize('number', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_the_step_reached_and_resuming_equals_no_interruption(tmp_path, number):
+  workdir = str(tmp_path)
+  handlers = {n: signal.getsignal(n) for n in (signal.SIGTERM, signal.SIGINT)}
+  with pytest.raises(loop.Preempted, match=f'stopped by {number.name} after step 6 and saved '
+                                           'step 6') as stopped:
+    counting_run(workdir, 11, [], signal_at=(6, number))
+  assert (stopped.value.step, stopped.value.saved) == (6, 6)
+  assert handlers == {n: signal.getsignal(n) for n in handlers}  # Restored.
+  assert sorted(map(int, checkpoints.manager(workdir_lib.checkpoint_dir(
+      workdir, 'cotrain')).all_steps())) == [4, 6]
+  state = counting_run(workdir, 11, [])
+  assert int(state.step) == 11 and float(state.total) == 4 * sum(range(11))
+
+
+def test_a_second_signal_stops_at_once():
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # As in a terminal.
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      with loop.PreemptionNotice() as notice:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert notice.reached(1) and notice.received == 'SIGINT'
+        os.kill(os.getpid(), signal.SIGINT)  # The default handler's KeyboardInterrupt.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  finally:
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_non_finite_metric_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):

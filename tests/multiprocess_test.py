@@ -10,9 +10,11 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -36,17 +38,22 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def main_in_two_processes(workdir, *flags):
-  """Runs main.py as processes 0 and 1 of a 2-process run, 2 CPU devices each."""
+def start_two_processes(workdir, *flags, stdout=subprocess.PIPE):
+  """Starts main.py as processes 0 and 1 of a 2-process run, 2 CPU devices each."""
   env = dict(os.environ, XLA_FLAGS=re.sub(r'--xla_force_host_platform_device_count=\d+', '',
                                           os.environ.get('XLA_FLAGS', '')) +
              ' --xla_force_host_platform_device_count=2')
   address = f'localhost:{free_port()}'
-  processes = [subprocess.Popen(
+  return [subprocess.Popen(
       [sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={workdir}', *flags,
        f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+      cwd=REPO, env=env, stdout=stdout if stdout is subprocess.PIPE else stdout[i],
+      stderr=subprocess.STDOUT, text=True) for i in range(2)]
+
+
+def main_in_two_processes(workdir, *flags):
+  """Runs main.py as processes 0 and 1 of a 2-process run, 2 CPU devices each."""
+  processes = start_two_processes(workdir, *flags)
   logs = [p.communicate(timeout=600)[0] for p in processes]
   for i, (p, log) in enumerate(zip(processes, logs)):
     assert p.returncode == 0, f'process {i}:\n{log[-3000:]}'
@@ -103,3 +110,30 @@ def test_eval_in_two_processes_writes_the_robustness_json_of_one_process(
     else:  # Accuracies are counts of examples; every example must come out the same.
       assert two[key] == value, key
   assert not [f for f in os.listdir(run / 'eval') if f.startswith('.write_probe')]
+
+
+def test_sigterm_to_one_process_makes_both_save_the_same_step_and_exit(image_folder, tmp_path):
+  paths = [tmp_path / f'process{i}.log' for i in range(2)]
+  files = [open(path, 'w') for path in paths]
+  processes = start_two_processes(
+      tmp_path / 'run', f'--config.dataset.image_folder={image_folder}',
+      '--config.train.num_steps=100', '--config.train.log_every_steps=1', stdout=files)
+  try:
+    deadline = time.monotonic() + 300
+    while '] [2] ' not in paths[0].read_text():  # Training, past compilation.
+      assert time.monotonic() < deadline and processes[0].poll() is None, paths[0].read_text()
+      time.sleep(0.5)
+    processes[1].send_signal(signal.SIGTERM)  # As a scheduler preempting one host.
+    for p in processes:
+      p.wait(timeout=300)
+  finally:
+    for p, f in zip(processes, files):
+      p.kill()
+      f.close()
+  logs = [path.read_text() for path in paths]
+  steps = [re.search(r'stopped by SIGTERM after step (\d+) and saved step \1', log) for log in logs]
+  assert all(steps), logs[1][-3000:]
+  assert steps[0][1] == steps[1][1] and 2 <= int(steps[0][1]) < 100
+  assert [p.returncode for p in processes] == [75, 75]
+  manager = checkpoints.manager(workdir_lib.checkpoint_dir(str(tmp_path / 'run'), 'cotrain'))
+  assert manager.latest_step() == int(steps[0][1])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,4 +160,52 @@ def test_a_config_from_before_a_field_existed_resumes_with_the_behaviour_it_had(
     json.dump(old, f)
   tiny_config.finetune.recalibrate_batch_norm = 'clean'
   with pytest.raises(ValueError, match="recalibrate_batch_norm: saved 'none', requested 'clean'"):
+    workdir_lib.check_and_write_config(tiny_config, workdir)
+
+
+def test_a_damaged_config_json_is_named_and_left_as_it_is(tiny_config, tmp_path):
+  workdir = str(tmp_path)
+  workdir_lib.check_and_write_config(tiny_config, workdir)
+  fake_stage(workdir, 'cotrain', 2)
+  path = os.path.join(workdir, 'config.json')
+  with open(path, 'w') as f:
+    f.write('{"model": {"generator_width": 4,')  # Cut short, as by a full disk.
+  for read in (lambda: workdir_lib.check_and_write_config(tiny_config, workdir),
+               lambda: workdir_lib.load_config(workdir)):
+    with pytest.raises(ValueError, match=rf'{path} is damaged: it is not JSON .*move it away'):
+      read()
+  with open(path) as f:
+    assert f.read() == '{"model": {"generator_width": 4,'
+  assert workdir_lib.resolve_stage(workdir, ROBGAN) == 'cotrain'  # The checkpoint is kept.
+
+
+def test_data_moved_on_resume_is_compared_by_what_it_is(tiny_config, image_folder, tmp_path):
+  workdir, first = str(tmp_path / 'run'), str(tmp_path / 'first')
+  shutil.copytree(image_folder, first)
+  tiny_config.dataset.image_folder = first
+  workdir_lib.check_and_write_config(tiny_config, workdir)
+  fake_stage(workdir, 'cotrain', 2)
+  moved = str(tmp_path / 'moved')
+  shutil.move(first, moved)  # Another mount point: the old path is gone.
+  tiny_config.dataset.image_folder = moved
+  workdir_lib.check_and_write_config(tiny_config, workdir)
+  assert workdir_lib.load_config(workdir).dataset.image_folder == moved
+  other = str(tmp_path / 'other')
+  shutil.copytree(moved, other)
+  cat = os.path.join(other, 'train', sorted(os.listdir(os.path.join(other, 'train')))[0])
+  os.remove(os.path.join(cat, sorted(os.listdir(cat))[0]))  # One training image fewer.
+  tiny_config.dataset.image_folder = other
+  with pytest.raises(ValueError, match=r"holds other data \(these differ: \['train'\]"):
+    workdir_lib.check_and_write_config(tiny_config, workdir)
+  # A workdir from before data_identity.json: the old location is read if it is still there,
+  # else the move cannot be judged.
+  os.remove(os.path.join(workdir, 'data_identity.json'))
+  again = str(tmp_path / 'again')
+  shutil.copytree(moved, again)
+  tiny_config.dataset.image_folder = again
+  workdir_lib.check_and_write_config(tiny_config, workdir)
+  os.remove(os.path.join(workdir, 'data_identity.json'))
+  shutil.rmtree(again)
+  tiny_config.dataset.image_folder = moved
+  with pytest.raises(ValueError, match=r"which is gone.*allow_changes="):
     workdir_lib.check_and_write_config(tiny_config, workdir)

@@ -24,6 +24,7 @@ from rob_gan_jax.input_pipeline.folder import IMAGE_EXTENSIONS
 from rob_gan_jax.input_pipeline.sources import Examples
 from rob_gan_jax.input_pipeline.sources import load_examples
 from rob_gan_jax.input_pipeline.sources import split_examples
+from rob_gan_jax.input_pipeline.splits import data_identity
 from rob_gan_jax.input_pipeline.splits import load_split
 from rob_gan_jax.input_pipeline.splits import load_subset
 from rob_gan_jax.input_pipeline.splits import split_chunks

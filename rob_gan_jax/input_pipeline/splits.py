@@ -9,12 +9,15 @@ Images are (n, S, S, 3) uint8, labels (n,) int32, in the order of `sources`. Eve
 point raises as `load_split`.
 """
 
+import hashlib
 from typing import Callable, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
 from rob_gan_jax.input_pipeline import batches
+from rob_gan_jax.input_pipeline import folder
 from rob_gan_jax.input_pipeline import sources
+from rob_gan_jax.input_pipeline import tfds_data
 from rob_gan_jax.input_pipeline import transforms
 
 Indices = Union[np.ndarray, slice]
@@ -100,3 +103,27 @@ def training_data(config, *, batch_size: int, batches_per_step: int = 1,
   d, m = config.dataset, config.model
   return _open(d, d.train_split, image_size=m.image_size, num_classes=m.num_classes).training_data(
       seed=config.seed, batch_size=batch_size, batches_per_step=batches_per_step, rows=rows)
+
+
+def data_identity(dataset_config, num_classes: int) -> dict:
+  """What the data of `dataset_config` is, wherever it lies, for a run resumed on data that has
+  moved (`workdir.check_and_write_config`): for an image folder, per split (train and test) the
+  number of images, the selected class folders and a SHA-256 of the listing
+  ('<split>/<class>/<file>' names, in reading order); for TFDS, the data set's name, version and
+  split sizes. JSON values.
+
+  Raises:
+    As `load_split` (the data is missing or unreadable).
+  """
+  d = dataset_config
+  if d.image_folder is None:
+    found = tfds_data.builder(d)
+    return {'tfds': d.name, 'version': str(found.info.version),
+            'splits': {s: found.info.splits[s].num_examples for s in (d.train_split, d.test_split)}}
+  identity = {}
+  for split in (d.train_split, d.test_split):
+    listing = folder.list_split(d, split, num_classes=num_classes)
+    classes = sorted({f.split('/')[1] for f in listing.files})
+    identity[split] = {'images': len(listing.files), 'classes': classes, 'listing_sha256':
+                       hashlib.sha256('\n'.join(listing.files).encode()).hexdigest()}
+  return identity

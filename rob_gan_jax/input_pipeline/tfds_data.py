@@ -5,7 +5,10 @@ one (lsun, celeb_a, mnist), by TFDS's 'tfds_id' ('<file>__<index>'), which also 
 errors. Streamed, they are read by index from array_record files (`sources.split_examples`).
 """
 
+import socket
 from typing import Tuple
+import urllib.parse
+import urllib.request
 
 from absl import logging
 import numpy as np
@@ -24,13 +27,32 @@ def builder(dataset_config):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   found = tfds.builder(dataset_config.name, data_dir=dataset_config.data_dir)
   if not found.is_prepared():
+    where = f'TFDS data set {dataset_config.name!r} is not prepared in {found.data_dir}'
+    hosts = sorted({urllib.parse.urlparse(url).hostname for url in found.url_infos or {}})
+    # Offline, TFDS would retry for minutes before failing. Behind a proxy, the proxy resolves.
+    offline = (hosts and not urllib.request.getproxies()
+               and not any(_resolves(host) for host in hosts))
+    if offline:
+      raise FileNotFoundError(errors.missing_data(
+          dataset_config, f'{where} and cannot be downloaded: this machine cannot resolve '
+          f'{", ".join(hosts)} (offline?).'))
+    logging.info('%s: downloading it from %s (where a download cannot finish, TFDS retries for '
+                 'minutes; stop it and set dataset.image_folder or dataset.data_dir to local '
+                 'data).', where, ', '.join(hosts) or 'its sources')
     try:
       found.download_and_prepare()
     except Exception as e:  # Offline, no permission, ... : say how to provide the data.
       raise FileNotFoundError(errors.missing_data(
-          dataset_config, f'TFDS data set {dataset_config.name!r} is not prepared in '
-          f'{found.data_dir} and could not be downloaded ({type(e).__name__}: {e}).')) from e
+          dataset_config, f'{where} and could not be downloaded ({type(e).__name__}: {e}).')) from e
   return found
+
+
+def _resolves(host: str) -> bool:
+  try:
+    socket.getaddrinfo(host, 443)
+  except socket.gaierror:
+    return False
+  return True
 
 
 def open_split(dataset_config, split: str, num_classes: int):
