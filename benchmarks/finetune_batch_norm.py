@@ -105,13 +105,13 @@ def slug(variant: str) -> str:
   return re.sub(r'[^a-z0-9]+', '_', variant.lower()).strip('_')
 
 
-def run(out: str, name: str, flags, *, done, after=None) -> None:
-  """Runs `python main.py --config=CONFIG flags` with its log in out/name.log, unless the log
-  says it finished (`done(log text)`)."""
+def run(out: str, name: str, flags, *, done, after=None, config: str = CONFIG) -> None:
+  """Runs `python main.py --config=<config> flags` with its log in out/name.log, unless the log
+  says it finished (`done(log text)`); then `after()`, if it exited 0."""
   log = os.path.join(out, f'{name}.log')
   if os.path.exists(log) and done(open(log).read()):
     return
-  command = [sys.executable, 'main.py', f'--config={CONFIG}', *flags]
+  command = [sys.executable, 'main.py', f'--config={config}', *flags]
   print('$', ' '.join(command), flush=True)
   with open(log, 'w') as f:
     code = subprocess.call(command, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
@@ -121,17 +121,19 @@ def run(out: str, name: str, flags, *, done, after=None) -> None:
     after()
 
 
-def single_checkpoint_workdir(cotrain: str, step: int, workdir: str) -> str:
-  """A workdir of `cotrain`'s config whose only checkpoint is its step `step`, so that
-  `finetune.init_workdir` (which takes the latest) starts from it."""
-  checkpoint = os.path.join(cotrain, 'checkpoints', str(step))
+def single_checkpoint_workdir(source: str, step: int, workdir: str, *,
+                              stage_dir: str = 'checkpoints') -> str:
+  """A workdir of `source`'s config whose only checkpoint of the stage kept in `stage_dir`
+  (co-training's by default; 'madry/checkpoints') is its step `step`, so that
+  `finetune.init_workdir` and `--mode=eval` (which take the latest) use it."""
+  checkpoint = os.path.join(source, stage_dir, str(step))
   if not os.path.isdir(checkpoint):
-    raise FileNotFoundError(f'{checkpoint} is missing: co-training did not keep step {step}')
-  if not os.path.isdir(os.path.join(workdir, 'checkpoints', str(step))):
-    os.makedirs(os.path.join(workdir, 'checkpoints'), exist_ok=True)
+    raise FileNotFoundError(f'{checkpoint} is missing: the run did not keep step {step}')
+  if not os.path.isdir(os.path.join(workdir, stage_dir, str(step))):
+    os.makedirs(os.path.join(workdir, stage_dir), exist_ok=True)
     for name in ('config.json', '.example_order'):
-      shutil.copy(os.path.join(cotrain, name), workdir)
-    shutil.copytree(checkpoint, os.path.join(workdir, 'checkpoints', str(step)))
+      shutil.copy(os.path.join(source, name), workdir)
+    shutil.copytree(checkpoint, os.path.join(workdir, stage_dir, str(step)))
   return workdir
 
 
