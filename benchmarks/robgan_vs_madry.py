@@ -15,7 +15,7 @@ Per seed of `--seeds`, on the real CIFAR-10 images:
 3. `--mode=eval` of each model (Rob-GAN without step 2, with it, with it at lambda 0, and the two
    Madry checkpoints) on `--test_examples` test and `--train_examples` training images (fixed
    random subsets per seed): PGD-20 (step eps / 5) at every radius of `EPSILONS`, the train/test
-   gap, and for Rob-GAN with step 2 and both Madry checkpoints APGD-T with `APGD_T` budgets.
+   gap, and for Rob-GAN with step 2 and Madry at the same wall time APGD-T with `APGD_T` budgets.
 The training runs log PGD-20 test accuracy at eps 0.02 on the same test images (Rob-GAN: every
 `--cotrain_steps / 2` G steps and after step 2; Madry: every `--madry_every * 4` updates); that
 is the curve of the plot. Training wall time is the time from a run's first log line to each
@@ -105,7 +105,8 @@ def main(argv=None):
              ('robgan_finetune_lambda0', ROBGAN, robgan + '_lambda0', 'finetune', [])]
     for budget, step in madry_budgets(out, seed, args).items():
       evals.append((f'madry_{budget}', MADRY, single_checkpoint_workdir(
-          madry, step, f'{madry}_step{step}', stage_dir='madry/checkpoints'), 'madry', APGD_T))
+          madry, step, f'{madry}_step{step}', stage_dir='madry/checkpoints'), 'madry',
+                    APGD_T if budget == 'time' else []))
     for name, config, workdir, stage, strong in evals:
       attacks = "('pgd', 'apgd-t')" if strong else "('pgd',)"
       evaluators = "('accuracy_curve', 'strong_attacks')" if strong else "('accuracy_curve',)"
