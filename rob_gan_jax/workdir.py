@@ -26,6 +26,7 @@ import ml_collections
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import parallel
 from rob_gan_jax import task as task_lib
+from rob_gan_jax.input_pipeline import tfds_data
 
 STAGES = task_lib.STAGES
 _STAGE_DIRS = {'cotrain': '', 'finetune': 'finetune', 'madry': 'madry'}
@@ -215,8 +216,7 @@ def _data_is_there(dataset_config) -> bool:
   """Whether the data can be identified without downloading it."""
   if dataset_config.image_folder is not None:
     return os.path.isdir(dataset_config.image_folder)
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return tfds.builder(dataset_config.name, data_dir=dataset_config.data_dir).is_prepared()
+  return tfds_data.is_prepared(dataset_config)
 
 
 def _check_same_data(config, workdir: str, moved: Dict[str, Tuple[Any, Any]]) -> None:

@@ -18,6 +18,12 @@ from rob_gan_jax.input_pipeline import errors
 from rob_gan_jax.input_pipeline import host_tf
 
 
+def is_prepared(dataset_config) -> bool:
+  """Whether `dataset.name` is prepared in `dataset.data_dir` (nothing is downloaded)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds.builder(dataset_config.name, data_dir=dataset_config.data_dir).is_prepared()
+
+
 def builder(dataset_config):
   """The prepared TFDS builder of `dataset.name` in `dataset.data_dir`, downloaded if missing.
 
