@@ -59,6 +59,10 @@ def get_config(variant: str = ''):
   t.evaluators.update(dict(pgd_accuracy=5_000, sample_grid=5_000))
   t.checkpoint_every_steps = 2_500
 
+  # G's metrics in the features of the reference classifier of CIFAR-10's 10 classes, the one
+  # the class-conditional configs share.
+  config.reference.num_classes = 10
+
   # D's source-head robustness on real test images, around the training radius.
   e = config.eval
   e.epsilons = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04)

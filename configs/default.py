@@ -13,6 +13,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from rob_gan_jax import attacks
+from rob_gan_jax.metrics import reference
 
 
 def attack_config(*, epsilon: float, step_size: float, num_steps: int,
@@ -149,8 +150,10 @@ def get_config() -> ml_collections.ConfigDict:
       # Evaluators run while training (rob_gan_jax/evaluators/<name>.py): every N steps, 0 = off.
       # pgd_accuracy: clean and PGD (eval.attack) accuracy of D's classifier (source head when
       # unconditional) on eval_num_examples test examples; sample_grid: the fixed-noise grid,
-      # one row per class; inception: IS and FID (needs eval.inception_weights).
-      evaluators=dict(pgd_accuracy=2_500, sample_grid=2_500, inception=0),
+      # one row per class; inception: IS and FID (needs eval.inception_weights);
+      # reference_metrics: fd_ref, KID, precision, recall, GAN-test and CAS of G in the reference
+      # classifier's features (config.reference).
+      evaluators=dict(pgd_accuracy=2_500, sample_grid=2_500, inception=0, reference_metrics=0),
       eval_num_examples=1_000,
       samples_per_class=10,
       inception_num_samples=5_000,
@@ -199,12 +202,18 @@ def get_config() -> ml_collections.ConfigDict:
       collapse_guard=collapse_guard_config(),
   ))
 
+  # The reference classifier of G's metrics without downloaded weights, and their sample counts
+  # (rob_gan_jax/metrics/reference.py, evaluators/reference_metrics.py).
+  config.reference = reference.default_config()
+
   # Robustness evaluation of D's classifier, --mode=eval (official `acc_under_attack.py`: PGD on
   # the class cross-entropy, step size eps / 5). The official script attacks the training split
   # for CIFAR-10; we report the test split, and a sample of the training split for the gap.
   config.eval = ml_collections.ConfigDict(dict(
       # What --mode=eval measures (rob_gan_jax/evaluators/<name>.py); their metrics make
       # eval/robustness.json, their images eval/<name>.png.
+      # 'reference_metrics' (G in a reference classifier's features, README) is not run by
+      # default: its first use trains the data set's reference classifier (30 minutes on CPU).
       evaluators=('accuracy_curve', 'strong_attacks', 'local_lipschitz', 'sample_grid',
                   'inception'),
       # 'latest' (fine-tuned if there is a step-2 checkpoint), 'cotrain', 'finetune', 'madry'.

@@ -49,4 +49,8 @@ def get_config(base: str = ''):
   config.eval.batch_size = 16
   config.eval.inception_num_samples = 20
   config.eval.inception_batch_size = 10
+  # A reference classifier of seconds: 1 epoch of 512 images at widths (8, 16, 16).
+  r = config.reference
+  r.widths, r.num_examples, r.num_epochs, r.batch_size = (8, 16, 16), 512, 1.0, 128
+  r.train_num_samples = r.eval_num_samples = r.eval_cas_num_samples = 40
   return config

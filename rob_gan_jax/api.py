@@ -292,8 +292,8 @@ class Model:
 
 
 def load(workdir: str, stage: str = 'latest', *,
-         config: Optional[ml_collections.ConfigDict] = None) -> Model:
-  """Loads the latest checkpoint of a stage of a workdir.
+         config: Optional[ml_collections.ConfigDict] = None, step: Optional[int] = None) -> Model:
+  """Loads the latest checkpoint of a stage of a workdir, or the one of `step`.
 
   Args:
     workdir: a workdir written by main.py.
@@ -302,15 +302,17 @@ def load(workdir: str, stage: str = 'latest', *,
       there).
     config: the config to load with (default: workdir/config.json); its `model` section must
       equal the saved one.
+    step: a saved step of that stage (`max_to_keep` decides which are kept); None = the latest.
 
   Returns:
     A Model. For 'finetune', G is the co-trained G of `finetune.init_workdir` (or `workdir`).
 
   Raises:
-    FileNotFoundError: no config.json or no checkpoint of that stage.
+    FileNotFoundError: no config.json or no checkpoint of that stage (or step; the message lists
+      the saved steps).
     ValueError: unknown stage, or a config/checkpoint of another architecture.
   """
-  weights = checkpoints.load_weights(workdir, stage, config=config)
+  weights = checkpoints.load_weights(workdir, stage, config=config, step=step)
   generator, discriminator = models.create_models(weights.config.model)
   return Model(config=weights.config, stage=weights.stage, step=weights.step,
                generator=generator if weights.generator is not None else None,

@@ -201,7 +201,7 @@ class Weights:
   discriminator: Dict[str, Any]
 
 
-def _load_networks(directory: str, networks) -> Dict[str, Any]:
+def _load_networks(directory: str, networks, step: Optional[int]) -> Dict[str, Any]:
   def abstract(saved):
     try:
       wanted = {'step': saved['step'], **{
@@ -212,7 +212,13 @@ def _load_networks(directory: str, networks) -> Dict[str, Any]:
                        'project') from e
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), wanted)
 
-  step, loaded = _restore_newest_intact(manager(directory), abstract, partial=True,
+  checkpoint_manager = manager(directory)
+  if step is not None:
+    if step not in checkpoint_manager.all_steps():
+      raise FileNotFoundError(f'no checkpoint of step {step} in {directory}; saved steps: '
+                              f'{sorted(checkpoint_manager.all_steps())}')
+    return _restore(checkpoint_manager, step, abstract, partial=True)
+  step, loaded = _restore_newest_intact(checkpoint_manager, abstract, partial=True,
                                         move_corrupt=False)
   if step is None:
     raise FileNotFoundError(f'no checkpoint in {directory}')
@@ -220,16 +226,19 @@ def _load_networks(directory: str, networks) -> Dict[str, Any]:
 
 
 def load_weights(workdir: str, stage: str = 'latest', *,
-                 config: Optional[ml_collections.ConfigDict] = None) -> Weights:
-  """The networks of a stage (`workdir_lib.resolve_stage`), without any optimizer state.
+                 config: Optional[ml_collections.ConfigDict] = None,
+                 step: Optional[int] = None) -> Weights:
+  """The networks of a stage (`workdir_lib.resolve_stage`) at its newest intact checkpoint, or at
+  `step`, without any optimizer state.
 
   `config` defaults to workdir/config.json, and its `model` must equal the saved one. A
   fine-tuning checkpoint holds the co-trained G it was trained with.
 
   Raises:
-    FileNotFoundError: no config.json or no checkpoint of that stage.
+    FileNotFoundError: no config.json or no checkpoint of that stage (or step).
     ValueError: unknown stage, a config of another architecture, or a checkpoint without the
       networks.
+    CorruptCheckpointError: the checkpoint of `step` is damaged.
   """
   saved = workdir_lib.load_config(workdir)
   config = saved if config is None else config
@@ -239,7 +248,7 @@ def load_weights(workdir: str, stage: str = 'latest', *,
   task = task_lib.Task.from_config(config)
   stage = workdir_lib.resolve_stage(workdir, task, stage)
   networks = ('generator',) * task.has_generator(stage) + ('discriminator',)
-  loaded = _load_networks(workdir_lib.checkpoint_dir(workdir, stage), networks)
+  loaded = _load_networks(workdir_lib.checkpoint_dir(workdir, stage), networks, step)
   generator = loaded.get('generator')
   return Weights(config=config, stage=stage, step=int(loaded['step']), generator=generator,
                  discriminator=loaded['discriminator'])

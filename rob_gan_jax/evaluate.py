@@ -115,6 +115,17 @@ def markdown_table(result: Dict[str, Any]) -> str:
     lines.append(f'Inception Score {result["inception_score"]:.3f} +- '
                  f'{result["inception_score_std"]:.3f}, FID {result["fid"]:.2f} '
                  f'({result["inception_num_samples"]} samples)')
+  if 'fd_ref' in result:
+    line = (f'In the reference classifier\'s features (clean test accuracy '
+            f'{result["reference_test_accuracy"]:.4f}; not FID): fd_ref {result["fd_ref"]:.3f}, '
+            f'KID {result["kid_ref"]:.4f} +- {result["kid_ref_std"]:.4f}, precision '
+            f'{result["precision_ref"]:.3f}, recall {result["recall_ref"]:.3f}')
+    if 'gan_test_accuracy' in result:
+      line += f', GAN-test {result["gan_test_accuracy"]:.4f}'
+    if 'cas_accuracy' in result:
+      line += (f', CAS {result["cas_accuracy"]:.4f} (the same classifier on as many real '
+               f'images: {result["cas_real_accuracy"]:.4f})')
+    lines.append(f'{line} ({result["reference_num_samples"]} samples)')
   return '\n'.join(lines)
 
 
@@ -143,7 +154,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     'num_test_examples', 'num_train_examples', 'attack'; 'llv_train', 'llv_test'; with strong
     attacks 'attacks', 'strong_attack', 'test_accuracy_by_attack' ({name: per radius}, 'pgd'
     included), 'test_accuracy_worst_case'; with Inception weights 'inception_score',
-    'inception_score_std', 'fid', 'inception_num_samples'; with `recalibrated_accuracy`
+    'inception_score_std', 'fid', 'inception_num_samples'; with G, `reference_metrics`'s
+    'fd_ref', 'kid_ref', 'kid_ref_std', 'precision_ref', 'recall_ref', 'gan_test_accuracy',
+    'gan_test_per_class', 'cas_accuracy', 'cas_real_accuracy', 'reference_test_accuracy',
+    'reference_num_samples', 'reference_classifier'; with `recalibrated_accuracy`
     'recalibrated_test_accuracy' and the other keys of its module docstring.
 
   Raises:

@@ -27,6 +27,7 @@ from rob_gan_jax import input_pipeline
 from rob_gan_jax import parallel
 from rob_gan_jax import task as task_lib
 from rob_gan_jax.input_pipeline import tfds_data
+from rob_gan_jax.metrics import reference
 
 STAGES = task_lib.STAGES
 _STAGE_DIRS = {'cotrain': '', 'finetune': 'finetune', 'madry': 'madry'}
@@ -100,11 +101,11 @@ def lock(workdir: str, purpose: str) -> Iterator[None]:
 
 
 # Settings that may change when a run is resumed: run length, logging, checkpoint and evaluation
-# frequency, everything of --mode=eval, and how the same computation is compiled (activation
+# frequency, everything of --mode=eval and of G's reference metrics, and how the same computation is compiled (activation
 # dtype, loop unrolling). Any other setting of a stage with checkpoints is fixed, unless named in
 # `config.allow_changes`.
 RESUMABLE_CHANGES = (
-    'allow_changes', 'cpu_eigen_convolutions', 'eval', 'model.dtype', 'unroll',
+    'allow_changes', 'cpu_eigen_convolutions', 'eval', 'model.dtype', 'reference', 'unroll',
     *(f'train.{k}' for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
                              'max_to_keep', 'evaluators', 'eval_num_examples',
                              'samples_per_class', 'inception_num_samples',
@@ -306,7 +307,8 @@ def _append_history(workdir: str, entry: dict) -> None:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config saved in `workdir/config.json`.
+  """The config saved in `workdir/config.json` (with today's `reference` section if it has none:
+  evaluation settings only).
 
   Raises:
     FileNotFoundError: the workdir has no config.json (no run was started there).
@@ -314,4 +316,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise FileNotFoundError(f'{workdir} has no config.json: no run was started there')
-  return ml_collections.ConfigDict(read_json(path))
+  config = ml_collections.ConfigDict(read_json(path))
+  if 'reference' not in config:  # Written before G's reference metrics existed.
+    config.reference = reference.default_config()
+  return config

@@ -15,6 +15,9 @@ def test_api_loads_latest_stage_and_samples_classifies_attacks(trained_workdir):
   model = api.load(trained_workdir)
   assert model.stage == 'finetune' and model.step == 2
   assert api.load(trained_workdir, 'cotrain').stage == 'cotrain'
+  assert api.load(trained_workdir, 'cotrain', step=2).step == 2  # Its one checkpoint.
+  with pytest.raises(FileNotFoundError, match=r'no checkpoint of step 1 .*saved steps: \[2\]'):
+    api.load(trained_workdir, 'cotrain', step=1)
   images = model.sample(jnp.arange(10))
   assert images.shape == (10, 32, 32, 3) and float(jnp.abs(images).max()) <= 1.0
   assert model.predict(images).shape == (10,)

@@ -153,8 +153,11 @@ def test_a_config_from_before_a_field_existed_resumes_with_the_behaviour_it_had(
   for field in ('recalibrate_batch_norm', 'recalibration_examples', 'collapse_guard'):
     del old['finetune'][field]
   del old['train']['collapse_guard']
+  del old['reference']
   with open(path, 'w') as f:
     json.dump(old, f)
+  # G's reference metrics are evaluation settings: today's, for an old workdir and its config.
+  assert workdir_lib.load_config(workdir).reference.eval_num_samples == 10_000
   workdir_lib.check_and_write_config(tiny_config, workdir)  # Those runs did not recalibrate.
   with open(path, 'w') as f:
     json.dump(old, f)

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from rob_gan_jax import input_pipeline
+from rob_gan_jax import models
 from rob_gan_jax import robustness
 from rob_gan_jax import task as task_lib
 
@@ -56,6 +57,7 @@ class Context:
     self.stage, self.training = stage, training
     self.generator, self.discriminator, self.mesh = generator, discriminator, mesh
     self._cache: Dict[Tuple, Any] = {}
+    self._generated: Tuple[Optional[Tuple], Any] = (None, None)
 
   def subset(self, split: str, num_examples: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
     """A fixed random subset of a split, (N, H, W, 3) uint8 and (N,) int32, loaded once."""
@@ -75,6 +77,24 @@ class Context:
     return robustness.Target(self.discriminator, networks.discriminator, head=self.task.head,
                              batch_size=self.config.eval.batch_size, mesh=self.mesh,
                              unroll=self.config.unroll)
+
+  def generated(self, networks, num_samples: int) -> Tuple[np.ndarray, np.ndarray]:
+    """`num_samples` images of G (`networks.generator`), (N, H, W, 3) uint8, and the (N,) int32
+    labels they were drawn for (cycling over the task's label range), made as `models.sample`
+    makes them (`eval.sample_with_running_stats`) in batches of `eval.inception_batch_size` from
+    fixed seeds. Only the last networks' samples are kept (a training run measures many)."""
+    def make():
+      labels = (np.arange(num_samples) % self.task.label_range).astype(np.int32)
+      batch = self.config.eval.inception_batch_size
+      running_stats = self.config.eval.sample_with_running_stats
+      images = [input_pipeline.to_uint8(models.sample(
+          self.generator, networks.generator, labels[i:i + batch], seed=i,
+          running_stats=running_stats)) for i in range(0, num_samples, batch)]
+      return np.concatenate(images), labels
+    key = (networks.stage, int(networks.step), num_samples)
+    if self._generated[0] != key:
+      self._generated = (key, make())
+    return self._generated[1]
 
   def cached(self, key: Tuple, compute: Callable[[], Any]) -> Any:
     """`compute()`, once per key: results several evaluators use (a subset, a PGD table)."""

@@ -4,12 +4,9 @@ samples during training and `eval.inception_num_samples` in `--mode=eval`. G mak
 `models.sample` does (`eval.sample_with_running_stats`). Skipped, with one warning, without the
 weights or without a G (Madry baseline)."""
 
-import functools
-
 from absl import logging
 
 from rob_gan_jax import evaluators
-from rob_gan_jax import models
 from rob_gan_jax.metrics import fid
 
 
@@ -30,10 +27,8 @@ class Evaluator:
       logging.warning('Inception Score and FID are skipped: a %s checkpoint has no generator.',
                       networks.stage)
       return evaluators.Output()
-    sample_fn = functools.partial(models.sample, c.generator, networks.generator,
-                                  running_stats=c.config.eval.sample_with_running_stats)
-    metrics = fid.generator_metrics(sample_fn, c.config, c.workdir, num_samples=self.num_samples,
-                                    label_range=c.task.label_range, mesh=c.mesh)
+    samples, _ = c.generated(networks, self.num_samples)
+    metrics = fid.generator_metrics(samples, c.config, c.workdir, mesh=c.mesh)
     if not c.training:
       metrics['inception_num_samples'] = self.num_samples
     return evaluators.Output(metrics=metrics)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from absl import logging
 import jax
@@ -130,11 +130,9 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
   return mu, sigma
 
 
-def generator_metrics(sample_fn: Callable[..., jax.Array], config, workdir: str, *,
-                      num_samples: int, label_range: int,
-                      mesh: Optional[jax.sharding.Mesh] = None, seed: int = 0) -> Dict[str, float]:
-  """{'inception_score', 'inception_score_std', 'fid'} of `num_samples` images in [-1, 1] from
-  `sample_fn(labels (B,) int, seed=int) -> (B, H, W, 3)`, labels cycling over [0, label_range),
+def generator_metrics(samples: np.ndarray, config, workdir: str, *,
+                      mesh: Optional[jax.sharding.Mesh] = None) -> Dict[str, float]:
+  """{'inception_score', 'inception_score_std', 'fid'} of G's (N, H, W, 3) uint8 `samples`
   against `config.eval.inception_split` (statistics cached in `<workdir>/../fid_stats/`); raises
   FileNotFoundError / ValueError for a missing or wrong `eval.inception_weights` .npz."""
   e = config.eval
@@ -142,12 +140,7 @@ def generator_metrics(sample_fn: Callable[..., jax.Array], config, workdir: str,
   cache_dir = os.path.join(os.path.dirname(os.path.abspath(workdir)), 'fid_stats')
   mu_real, sigma_real = real_statistics(config, e.inception_split, variables, e.inception_weights,
                                         cache_dir, batch_size=e.inception_batch_size, mesh=mesh)
-  labels = np.arange(num_samples) % label_range
-  batch = e.inception_batch_size
-  samples = np.concatenate([
-      input_pipeline.to_uint8(sample_fn(labels[i:i + batch], seed=seed + i))
-      for i in range(0, num_samples, batch)])
-  pool, logits = extract(variables, samples, batch_size=batch, mesh=mesh)
+  pool, logits = extract(variables, samples, batch_size=e.inception_batch_size, mesh=mesh)
   score, score_std = inception_score(logits)
   return {'inception_score': score, 'inception_score_std': score_std,
           'fid': frechet_distance(*statistics(pool), mu_real, sigma_real)}
