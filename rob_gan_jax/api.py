@@ -36,6 +36,7 @@ from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluators
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
+from rob_gan_jax import parallel
 from rob_gan_jax import recalibration
 from rob_gan_jax import robustness
 from rob_gan_jax import task as task_lib
@@ -46,10 +47,10 @@ def _as_float(images) -> jax.Array:
   return input_pipeline.to_float(images) if images.dtype == jnp.uint8 else images
 
 
-_logits = jax.jit(lambda discriminator, variables, x: discriminator.apply(variables, x,
+_logits = parallel.jit(lambda discriminator, variables, x: discriminator.apply(variables, x,
                                                                           train=False),
                   static_argnums=0)
-_pgd_head = jax.jit(attacks.pgd_head, static_argnums=0,
+_pgd_head = parallel.jit(attacks.pgd_head, static_argnums=0,
                     static_argnames=('head', 'num_steps', 'random_start'))
 
 

@@ -5,7 +5,10 @@ metadata. Every restore (`restore_latest`, `load_weights`) checks the structure,
 and finiteness. Arrays are named as Orbax names them ('discriminator.params.block1.conv1.kernel').
 """
 import dataclasses
+import errno
+import glob
 import os
+import shutil
 from typing import Any, Dict, List, Optional
 import zlib
 
@@ -69,19 +72,73 @@ def last_good_checkpoint(checkpoint_manager: ocp.CheckpointManager) -> str:
   return f'The last good checkpoint is step {step} in {checkpoint_manager.directory}.'
 
 
+def _is_disk_full(error: Optional[BaseException]) -> bool:
+  """Whether `error`, or one it was raised from, says the disk is full (errno ENOSPC; TensorStore
+  reports it as RESOURCE_EXHAUSTED)."""
+  while error is not None:
+    text = str(error)
+    if (getattr(error, 'errno', None) == errno.ENOSPC or 'No space left' in text
+        or 'RESOURCE_EXHAUSTED' in text):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _disk_full(checkpoint_manager: ocp.CheckpointManager, detail: str) -> OSError:
+  """The error of a checkpoint that does not fit, after removing what Orbax left of it."""
+  directory = checkpoint_manager.directory
+  if parallel.is_main_process():
+    for partial in glob.glob(os.path.join(directory, '*.orbax-checkpoint-tmp*')):
+      shutil.rmtree(partial, ignore_errors=True)
+  checkpoint_manager.reload()
+  latest = checkpoint_manager.latest_step()
+  kept = (f'the last complete checkpoint is step {latest}' if latest is not None
+          else 'there is no complete checkpoint yet')
+  return OSError(errno.ENOSPC, f'no space left on {directory} ({detail}); {kept}. Free space '
+                 'there (or move the workdir) and run the same command to resume from it')
+
+
 def save(checkpoint_manager: ocp.CheckpointManager, step: int, state) -> None:
   """Saves `state` as checkpoint `step` (asynchronously), with its checksums.
 
   Raises:
     FloatingPointError: a non-finite array (nothing is saved; the message names the last good
       checkpoint).
+    OSError: (errno ENOSPC) the folder's file system has less free space than the state's size,
+      or a save (this one or the previous, asynchronous one) filled it; the message names the
+      folder and the last complete checkpoint. Later failures come from `wait_until_finished`.
   """
   bad = non_finite_arrays(state)
   if bad:
     raise FloatingPointError(f'the state at step {step} has non-finite arrays {bad[:3]}; it is '
                              f'not saved. {last_good_checkpoint(checkpoint_manager)}')
-  checkpoint_manager.save(step, args=ocp.args.PyTreeSave(state),
-                          custom_metadata={'crc32': _checksums(state)})
+  needed = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, 'nbytes'))
+  free = shutil.disk_usage(checkpoint_manager.directory).free
+  if free < 1.1 * needed + 2**20:  # Metadata and checksums beside the arrays.
+    raise _disk_full(checkpoint_manager, f'checkpoint {step} needs about '
+                     f'{needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free; nothing of it '
+                     'was written')
+  try:
+    checkpoint_manager.save(step, args=ocp.args.PyTreeSave(state),
+                            custom_metadata={'crc32': _checksums(state)})
+  except Exception as e:  # pylint: disable=broad-except
+    if _is_disk_full(e):
+      raise _disk_full(checkpoint_manager, f'saving checkpoint {step}') from e
+    raise
+
+
+def wait_until_finished(checkpoint_manager: ocp.CheckpointManager) -> None:
+  """Waits for the manager's pending save.
+
+  Raises:
+    OSError: (errno ENOSPC) the disk filled up during the save (its partial files are removed).
+  """
+  try:
+    checkpoint_manager.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    if _is_disk_full(e):
+      raise _disk_full(checkpoint_manager, 'finishing a checkpoint save') from e
+    raise
 
 
 class CorruptCheckpointError(RuntimeError):

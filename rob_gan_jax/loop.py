@@ -327,9 +327,9 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
         if pending:
           write_metrics(step, None)  # Checks the state is finite first.
         save(step, None)
-        manager.wait_until_finished()
+        checkpoints.wait_until_finished(manager)
         writer.flush()
         raise Preempted(stage, step, manager.latest_step(), manager.directory, notice.received)
-  manager.wait_until_finished()
+  checkpoints.wait_until_finished(manager)
   writer.flush()
   return state

@@ -7,6 +7,7 @@ values (state, metrics) are the same in every process; only process 0 writes fil
 (`is_main_process`), while all save and restore Orbax checkpoints together.
 """
 
+import functools
 from typing import Callable, Optional, Sequence
 
 import jax
@@ -41,6 +42,27 @@ def compiler_options(cpu_eigen_convolutions: bool) -> Optional[dict]:
   if cpu_eigen_convolutions and jax.default_backend() == 'cpu':
     return dict(CPU_COMPILER_OPTIONS)
   return None
+
+
+def jit(fn: Optional[Callable] = None, **jit_kwargs):
+  """`jax.jit(fn, **jit_kwargs)` compiled with `CPU_COMPILER_OPTIONS` on the CPU backend, for the
+  evaluation and attack functions defined at import (usable as `@jit` or `@jit(...)`).
+
+  The backend is asked at the first call, not at import, which may come before
+  `jax.distributed.initialize` (that must precede any backend use). Evaluation has no
+  `cpu_eigen_convolutions` flag: training's default holds (the same arithmetic up to rounding).
+  """
+  if fn is None:
+    return functools.partial(jit, **jit_kwargs)
+  jitted = None
+
+  @functools.wraps(fn)
+  def call(*args, **kwargs):
+    nonlocal jitted
+    if jitted is None:
+      jitted = jax.jit(fn, compiler_options=compiler_options(True), **jit_kwargs)
+    return jitted(*args, **kwargs)
+  return call
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> jax.sharding.Mesh:

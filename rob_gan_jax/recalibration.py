@@ -11,7 +11,6 @@ cross-entropy of the un-recalibrated D, `finetune.attack`). Parameters are left 
 """
 
 import dataclasses
-import functools
 from typing import Any, Dict, Optional
 
 from absl import logging
@@ -23,6 +22,7 @@ import numpy as np
 from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
 from rob_gan_jax import input_pipeline
+from rob_gan_jax import parallel
 
 MODES = ('none', 'clean', 'attacked')
 
@@ -42,8 +42,7 @@ def check_mode(mode: str, model_config, field: str) -> None:
                      "none: use 'clean'")
 
 
-@functools.partial(jax.jit, static_argnames=('discriminator', 'num_steps', 'random_start',
-                                             'unroll'))
+@parallel.jit(static_argnames=('discriminator', 'num_steps', 'random_start', 'unroll'))
 def _batch_statistics(discriminator, variables, x, y, keys, epsilon, step_size, *, num_steps,
                       random_start, unroll):
   x = input_pipeline.to_float(x)

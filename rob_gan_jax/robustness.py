@@ -18,7 +18,6 @@ radius).
 """
 
 import dataclasses
-import functools
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -60,9 +59,7 @@ class Target:
     return self.variables if self.mesh is None else parallel.replicate(self.variables, self.mesh)
 
 
-@functools.partial(jax.jit,
-                   static_argnames=('discriminator', 'num_steps', 'random_start', 'head',
-                                    'unroll'))
+@parallel.jit(static_argnames=('discriminator', 'num_steps', 'random_start', 'head', 'unroll'))
 def _correct_under_attack(discriminator, variables, x, y, epsilon, step_size, key, *,
                           num_steps, random_start, head, unroll):
   x_adv = attacks.pgd_head(discriminator, variables, input_pipeline.to_float(x), y, head=head,
@@ -95,7 +92,7 @@ def prediction_statistics(means: Dict[str, jax.Array]) -> Dict[str, jax.Array]:
           'prediction_information': (spread - means['entropy']) / jnp.log(p.shape[-1])}
 
 
-@functools.partial(jax.jit, static_argnames=('discriminator',))
+@parallel.jit(static_argnames=('discriminator',))
 def _clean_class_logits(discriminator, variables, x):
   return attacks.class_logits(discriminator, variables, input_pipeline.to_float(x))
 
@@ -108,7 +105,7 @@ def clean_prediction_statistics(target: Target, images: np.ndarray) -> Dict[str,
   return {k: float(v) for k, v in prediction_statistics(prediction_means(logits)).items()}
 
 
-@functools.partial(jax.jit, static_argnames=('discriminator', 'head'))
+@parallel.jit(static_argnames=('discriminator', 'head'))
 def _input_gradient_norm(discriminator, variables, x, y, *, head):
   # Examples do not interact in inference mode, so the gradient of the summed loss holds each
   # example's own gradient.
@@ -117,7 +114,7 @@ def _input_gradient_norm(discriminator, variables, x, y, *, head):
   return jnp.sqrt(jnp.sum(grads**2, axis=(1, 2, 3)))
 
 
-@functools.partial(jax.jit, static_argnames=('discriminator', 'attack', 'settings'))
+@parallel.jit(static_argnames=('discriminator', 'attack', 'settings'))
 def _strong_attack_classifier(discriminator, variables, x, y, epsilon, key, *, attack, settings):
   if x.dtype == jnp.uint8:
     x = input_pipeline.to_float(x)

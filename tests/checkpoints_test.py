@@ -1,7 +1,11 @@
 """Tests of rob_gan_jax.checkpoints: damaged checkpoints, weights-only loading."""
 
+import errno
 import glob
 import os
+import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -111,3 +115,74 @@ def test_restore_latest_refuses_a_state_of_another_shape(tmp_path):
   np.testing.assert_array_equal(restored['w'], np.zeros(2))
   with pytest.raises(ValueError, match='does not match'):
     checkpoints.restore_latest(manager, {'w': jax.numpy.ones(2), 'v': jax.numpy.ones(1)})
+
+
+def test_a_checkpoint_larger_than_the_free_space_is_refused_before_writing(tmp_path,
+                                                                          monkeypatch):
+  manager = checkpoints.manager(str(tmp_path))
+  checkpoints.save(manager, 1, {'w': np.zeros(1000)})
+  checkpoints.wait_until_finished(manager)
+  free = shutil.disk_usage(str(tmp_path))._replace(free=4096)
+  monkeypatch.setattr(shutil, 'disk_usage', lambda path: free)
+  with pytest.raises(OSError, match=rf'no space left on {tmp_path} \(checkpoint 2 needs about '
+                                    r'.* MiB, 0.0 MiB are free; nothing of it was written\); '
+                                    'the last complete checkpoint is step 1') as raised:
+    checkpoints.save(manager, 2, {'w': np.zeros(1000)})
+  assert raised.value.errno == errno.ENOSPC and manager.all_steps() == [1]
+
+
+def test_a_disk_that_fills_during_a_save_gives_one_clear_error_and_no_leftovers(tmp_path,
+                                                                                monkeypatch):
+  manager = checkpoints.manager(str(tmp_path))
+  checkpoints.save(manager, 1, {'w': np.zeros(4)})
+  checkpoints.wait_until_finished(manager)
+  os.makedirs(tmp_path / '2.orbax-checkpoint-tmp-123')  # What Orbax leaves of a failed save.
+  # TensorStore's words for ENOSPC, raised from inside Orbax's writer as it raises them.
+  full = RuntimeError('Event loop is closed')
+  full.__context__ = ValueError('RESOURCE_EXHAUSTED: Error writing "d/abc": [OS error: No space '
+                                'left on device]')
+  def fail(*args, **kwargs):
+    raise full
+  monkeypatch.setattr(manager, 'save', fail)
+  with pytest.raises(OSError, match=rf'no space left on {tmp_path} \(saving checkpoint 2\); the '
+                                    'last complete checkpoint is step 1. Free space'):
+    checkpoints.save(manager, 2, {'w': np.zeros(4)})
+  assert not glob.glob(str(tmp_path / '*tmp*'))
+  monkeypatch.setattr(manager, 'wait_until_finished', fail)
+  with pytest.raises(OSError, match='finishing a checkpoint save'):
+    checkpoints.wait_until_finished(manager)
+  monkeypatch.setattr(manager, 'wait_until_finished', lambda: (_ for _ in ()).throw(
+      RuntimeError('another failure')))
+  with pytest.raises(RuntimeError, match='another failure'):  # Other errors pass unchanged.
+    checkpoints.wait_until_finished(manager)
+
+
+@pytest.mark.slow
+def test_training_on_a_full_file_system_stops_with_one_clear_error_and_resumes(image_folder,
+                                                                             tmp_path):
+  """A real tmpfs with less free space than a checkpoint (root only; skipped where mount
+  fails); with the space freed the same command resumes."""
+  mount = tmp_path / 'small'
+  mount.mkdir()
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', str(mount)],
+                    capture_output=True).returncode:
+    pytest.skip('cannot mount a tmpfs here')
+  try:
+    filler = mount / 'filler'
+    filler.write_bytes(b'\0' * (shutil.disk_usage(str(mount)).free - 600_000))
+    command = [sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={mount}/run',
+               f'--config.dataset.image_folder={image_folder}',
+               '--config.train.evaluators.pgd_accuracy=0',
+               '--config.train.evaluators.sample_grid=0']
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    full = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert full.returncode != 0
+    assert f'OSError: [Errno {errno.ENOSPC}] no space left on {mount}/run/checkpoints' in (
+        full.stderr)
+    assert full.stderr.count('Traceback') == 1
+    assert not glob.glob(str(mount / 'run' / 'checkpoints' / '*tmp*'))
+    filler.unlink()
+    subprocess.run(command, cwd=repo, capture_output=True, check=True, timeout=600)
+    assert checkpoints.latest_step(str(mount / 'run' / 'checkpoints')) == 4
+  finally:
+    subprocess.run(['umount', str(mount)], check=False)

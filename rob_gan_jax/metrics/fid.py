@@ -82,7 +82,7 @@ def network_input(images: jax.Array) -> jax.Array:
   return (images.astype(jnp.float32) - 128.0) / 128.0
 
 
-@jax.jit
+@parallel.jit
 def _features(variables, images):
   pool, logits = inception.InceptionV3().apply(variables, network_input(images))
   return jnp.concatenate([pool, logits], -1)

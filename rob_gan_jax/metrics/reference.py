@@ -21,7 +21,6 @@ too, as if saved as PNG), and are scaled to [-1, 1].
 """
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -170,7 +169,7 @@ class Classifier:
     return float(np.mean(self.outputs(images, **kwargs)[0].argmax(1) == np.asarray(labels)))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@parallel.jit(static_argnums=0)
 def _outputs(net: ReferenceNet, variables, images: jax.Array) -> jax.Array:
   x = _network_input(images)
   logits, features = net.apply(variables, x, train=False)
@@ -264,8 +263,7 @@ def train(images: np.ndarray, labels: np.ndarray, settings, *, num_classes: int,
   params['whiten_kernel'] = jnp.asarray(whitening_kernel(
       np.asarray(whitening_images, np.float32) / 127.5 - 1))
   tx = _optimizer(settings, batch_size=batch_size, num_steps=num_steps)
-  train_step = jax.jit(_train_step, static_argnums=(0, 1), donate_argnums=2,
-                       compiler_options=parallel.compiler_options(True))
+  train_step = parallel.jit(_train_step, static_argnums=(0, 1), donate_argnums=2)
   state = (params, variables['batch_stats'], tx.init(params))
   t = settings.translate
   padded = np.pad(images, ((0, 0), (t, t), (t, t), (0, 0)), mode='reflect')

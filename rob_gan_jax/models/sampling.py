@@ -1,16 +1,16 @@
 """Running G outside co-training (fine-tuning's frozen G, sample grids, FID, notebooks), keeping
 no BatchNorm update. `variables` are G's {'params', 'batch_stats'}."""
 
-import functools
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
+from rob_gan_jax import parallel
 from rob_gan_jax.models import base
 
 
-@functools.partial(jax.jit, static_argnums=0, static_argnames='train')
+@parallel.jit(static_argnums=0, static_argnames='train')
 def generate(generator: base.GeneratorBase, variables, z: jax.Array, y: Optional[jax.Array], *,
              train: bool) -> jax.Array:
   """G(z, y); `train=True` uses batch statistics averaged over G's `axis_name` (so it must run
