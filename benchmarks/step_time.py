@@ -5,6 +5,7 @@
     python benchmarks/step_time.py --config configs/cifar10_asgan.py:cpu --batch-sizes 64
     python benchmarks/step_time.py --batch-sizes 16 --dtype bfloat16   # mixed precision
     python benchmarks/step_time.py --batch-sizes 16 --no-cpu-eigen-convolutions  # XLA's defaults
+    python benchmarks/step_time.py --batch-sizes 64 --unroll=false --train-seconds 120
 
 Measures one D update (G forward, 5-step PGD on real images, D forward/backward on adversarial
 real and fake batches, Adam), one G update, and one full iteration (n_dis D updates + 1 G update,
@@ -12,7 +13,10 @@ the jitted `train_step` of training, augmentation included), each compiled and w
 then the median of `--repeats` runs. `--config` names a config file (default: configs/default.py,
 the CIFAR-10 models); images have its `model.image_size`; `--dtype` sets `model.dtype`;
 `--no-cpu-eigen-convolutions` sets `cpu_eigen_convolutions=False` (XLA:CPU's default library
-fusions, `parallel.compiler_options`).
+fusions, `parallel.compiler_options`); `--unroll` sets `config.unroll` (default: the backend's).
+`--train-seconds S` then trains for S seconds on in-memory arrays (a new random batch of real
+images each iteration, the full iteration with PGD) and reports the iterations done and whether
+the losses and the state stayed finite.
 Data-parallel over all local devices.
 The last line printed is one JSON object: {"backend": ..., "devices": ..., "config": ...,
 "dtype": ..., "results": [{"batch": 64, "d_step_s": ..., "g_step_s": ..., "iteration_s": ...},
@@ -34,6 +38,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from rob_gan_jax import checkpoints  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import cotrain  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import models  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import parallel  # pylint: disable=g-import-not-at-top
@@ -61,11 +66,12 @@ def load_config(path: str):
 
 
 def benchmark(config_path: str, batch_size: int, repeats: int, dtype: str,
-              cpu_eigen_convolutions: bool):
+              cpu_eigen_convolutions: bool, unroll, train_seconds: float):
   config = load_config(config_path)
   config.train.batch_size = batch_size
   config.model.dtype = dtype
   config.cpu_eigen_convolutions = cpu_eigen_convolutions
+  config.unroll = unroll
   mesh = parallel.make_mesh()
   parallel.check_batch_size(batch_size, mesh, '--batch-sizes')
   m = config.model
@@ -100,9 +106,22 @@ def benchmark(config_path: str, batch_size: int, repeats: int, dtype: str,
   labels %= max(m.num_classes, 1)
   batch = jax.device_put((images, labels), NamedSharding(mesh, P(None, parallel.AXIS)))
   train_step = cotrain.make_train_step(config, generator, discriminator, mesh)
-  iteration_time, _ = median_time(train_step, state, batch, max(1, repeats // 2))
-  return {'batch': batch_size, 'd_step_s': round(d_time, 4), 'g_step_s': round(g_time, 4),
-          'iteration_s': round(iteration_time, 4)}
+  iteration_time, state = median_time(train_step, state, batch, max(1, repeats // 2))
+  result = {'batch': batch_size, 'd_step_s': round(d_time, 4), 'g_step_s': round(g_time, 4),
+            'iteration_s': round(iteration_time, 4)}
+  if train_seconds:
+    rng = np.random.default_rng(1)
+    start, iterations = time.perf_counter(), 0
+    while time.perf_counter() - start < train_seconds:
+      batch = jax.device_put((rng.integers(0, 256, images.shape, np.uint8), labels),
+                             NamedSharding(mesh, P(None, parallel.AXIS)))
+      state, metrics = train_step(state, *batch)
+      iterations += 1
+    finite = bool(np.isfinite([float(v) for v in jax.tree.leaves(metrics)]).all()
+                  and not checkpoints.non_finite_arrays(state))
+    result.update(train_iterations=iterations, train_s=round(time.perf_counter() - start, 1),
+                  train_finite=finite)
+  return result
 
 
 def main():
@@ -112,17 +131,21 @@ def main():
   parser.add_argument('--dtype', default='float32', choices=models.DTYPES)
   parser.add_argument('--no-cpu-eigen-convolutions', dest='cpu_eigen_convolutions',
                       action='store_false')
+  parser.add_argument('--unroll', choices=('auto', 'true', 'false'), default='auto')
+  parser.add_argument('--train-seconds', type=float, default=0)
   parser.add_argument('--config', default=os.path.join(
       os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'default.py'))
   args = parser.parse_args()
   results = []
   for batch_size in (int(b) for b in args.batch_sizes.split(',')):
+    unroll = {'auto': None, 'true': True, 'false': False}[args.unroll]
     results.append(benchmark(args.config, batch_size, args.repeats, args.dtype,
-                             args.cpu_eigen_convolutions))
+                             args.cpu_eigen_convolutions, unroll, args.train_seconds))
     print(results[-1], flush=True)
   print(json.dumps({'backend': jax.default_backend(), 'devices': jax.device_count(),
                     'device_kind': jax.devices()[0].device_kind, 'config': args.config,
                     'dtype': args.dtype, 'cpu_eigen_convolutions': args.cpu_eigen_convolutions,
+                    'unroll': args.unroll,
                     'results': results}))
 
 

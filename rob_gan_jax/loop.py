@@ -17,8 +17,6 @@ import signal
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
-from clu import metric_writers
-from clu import periodic_actions
 import jax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -41,7 +39,7 @@ class Hook:
   `fn` may return the scalars it wrote, for `CollapseGuard`."""
   name: str
   every_steps: Optional[int]
-  fn: Callable[[int, Any, metric_writers.MetricWriter], Optional[Dict[str, float]]]
+  fn: Callable[[int, Any, Any], Optional[Dict[str, float]]]  # The writer: a CLU MetricWriter.
 
 
 # The exit status of a run stopped by `Preempted` (EX_TEMPFAIL: run the same command again).
@@ -275,6 +273,10 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
     raise ValueError(f'the {stage} checkpoint in {manager.directory} is at step {initial_step}, '
                      f'beyond the {num_steps} steps asked for: nothing to do. Ask for more steps '
                      'or use another --workdir.')
+  # CLU's writers import TensorFlow: imported here, so that the train steps of cotrain and
+  # finetune import without it (benchmarks/accelerator_check.sh on an image without TF).
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  from clu import periodic_actions  # pylint: disable=g-import-not-at-top
   writer = metric_writers.create_default_writer(workdir_lib.summary_dir(workdir, stage),
                                                 just_logging=jax.process_index() > 0)
   logging.info('%s on %d devices from step %d to %d.', stage, mesh.size, initial_step, num_steps)
