@@ -49,19 +49,24 @@ def jit(fn: Optional[Callable] = None, **jit_kwargs):
   evaluation and attack functions defined at import (usable as `@jit` or `@jit(...)`).
 
   The backend is asked at the first call, not at import, which may come before
-  `jax.distributed.initialize` (that must precede any backend use). Evaluation has no
-  `cpu_eigen_convolutions` flag: training's default holds (the same arithmetic up to rounding).
+  `jax.distributed.initialize` (that must precede any backend use). Called inside another jit
+  (traced arguments; e.g. fine-tuning's frozen G) it is a plain nested `jax.jit`: JAX takes
+  compiler options at the top level only. Evaluation has no `cpu_eigen_convolutions` flag:
+  training's default holds (the same arithmetic up to rounding).
   """
   if fn is None:
     return functools.partial(jit, **jit_kwargs)
-  jitted = None
+  nested = jax.jit(fn, **jit_kwargs)
+  top_level = None
 
   @functools.wraps(fn)
   def call(*args, **kwargs):
-    nonlocal jitted
-    if jitted is None:
-      jitted = jax.jit(fn, compiler_options=compiler_options(True), **jit_kwargs)
-    return jitted(*args, **kwargs)
+    nonlocal top_level
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs))):
+      return nested(*args, **kwargs)
+    if top_level is None:
+      top_level = jax.jit(fn, compiler_options=compiler_options(True), **jit_kwargs)
+    return top_level(*args, **kwargs)
   return call
 
 
