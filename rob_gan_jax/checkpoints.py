@@ -85,8 +85,14 @@ def _is_disk_full(error: Optional[BaseException]) -> bool:
 
 
 def _disk_full(checkpoint_manager: ocp.CheckpointManager, detail: str) -> OSError:
-  """The error of a checkpoint that does not fit, after removing what Orbax left of it."""
+  """The error of a checkpoint that does not fit, after the pending save ends (whichever way: a
+  process that exits during one prints Orbax's threads' tracebacks) and what Orbax left of a
+  failed one is removed."""
   directory = checkpoint_manager.directory
+  try:
+    checkpoint_manager.wait_until_finished()
+  except Exception:  # pylint: disable=broad-except
+    pass  # The error being built says what happened; the leftovers go next.
   if parallel.is_main_process():
     for partial in glob.glob(os.path.join(directory, '*.orbax-checkpoint-tmp*')):
       shutil.rmtree(partial, ignore_errors=True)
@@ -112,9 +118,10 @@ def save(checkpoint_manager: ocp.CheckpointManager, step: int, state) -> None:
   if bad:
     raise FloatingPointError(f'the state at step {step} has non-finite arrays {bad[:3]}; it is '
                              f'not saved. {last_good_checkpoint(checkpoint_manager)}')
-  needed = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, 'nbytes'))
+  arrays = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, 'nbytes'))
+  needed = 1.1 * arrays + 2**20  # Metadata and checksums beside the arrays.
   free = shutil.disk_usage(checkpoint_manager.directory).free
-  if free < 1.1 * needed + 2**20:  # Metadata and checksums beside the arrays.
+  if free < needed:
     raise _disk_full(checkpoint_manager, f'checkpoint {step} needs about '
                      f'{needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free; nothing of it '
                      'was written')

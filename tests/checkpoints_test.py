@@ -164,7 +164,7 @@ def test_training_on_a_full_file_system_stops_with_one_clear_error_and_resumes(i
   fails); with the space freed the same command resumes."""
   mount = tmp_path / 'small'
   mount.mkdir()
-  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', str(mount)],
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', str(mount)],
                     capture_output=True).returncode:
     pytest.skip('cannot mount a tmpfs here')
   try:
@@ -182,7 +182,8 @@ def test_training_on_a_full_file_system_stops_with_one_clear_error_and_resumes(i
     assert full.stderr.count('Traceback') == 1
     assert not glob.glob(str(mount / 'run' / 'checkpoints' / '*tmp*'))
     filler.unlink()
-    subprocess.run(command, cwd=repo, capture_output=True, check=True, timeout=600)
+    resumed = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert checkpoints.latest_step(str(mount / 'run' / 'checkpoints')) == 4
   finally:
     subprocess.run(['umount', str(mount)], check=False)
