@@ -29,7 +29,7 @@ command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total --
 
 echo "== tests that need no TensorFlow"
 python3 -m pytest -q -o addopts="" -p no:cacheprovider -m "not slow" \
-    tests/losses_test.py tests/sample_quality_test.py tests/attacks_test.py
+    tests/losses_test.py tests/sample_quality_test.py
 
 if (( smoke )); then
   config=configs/tiny.py batch=8 seconds=10 repeats=1
