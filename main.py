@@ -14,7 +14,12 @@ command in every process with --distributed (Cloud TPU, SLURM and Open MPI give
 --process_id on a plain cluster.
 """
 
+import os
 import sys
+
+# TensorFlow's and XLA's C++ INFO notices (oneDNN, CPU features, device counts), read when they
+# load: off unless set (TF_CPP_MIN_LOG_LEVEL=0 shows them).
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
 from absl import app
 from absl import flags
@@ -22,6 +27,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from rob_gan_jax import console
 from rob_gan_jax import cotrain
 from rob_gan_jax import evaluate
 from rob_gan_jax import finetune
@@ -46,6 +52,10 @@ flags.DEFINE_string('coordinator_address', None,
 flags.DEFINE_integer('num_processes', None, 'Number of processes (implies --distributed).')
 flags.DEFINE_integer('process_id', None, 'This process, 0 ... num_processes - 1 (implies '
                      '--distributed).')
+flags.DEFINE_bool('library_info', False,
+                  'Also print the INFO messages of the libraries (Orbax, CLU, TensorFlow, JAX; '
+                  'their C++ ones with TF_CPP_MIN_LOG_LEVEL=0); by default the console shows '
+                  'this project\'s messages and everyone\'s warnings and errors.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -74,6 +84,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   initialize_distributed()
+  console.configure(library_info=FLAGS.library_info)
   host_tf.tensorflow()  # Before anything reads data; a missing TensorFlow is named at once.
   logging.info('Process %d of %d; JAX devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())

@@ -111,7 +111,8 @@ def run(out: str, name: str, flags, *, done, after=None, config: str = CONFIG) -
   log = os.path.join(out, f'{name}.log')
   if os.path.exists(log) and done(open(log).read()):
     return
-  command = [sys.executable, 'main.py', f'--config={config}', *flags]
+  # --library_info: CLU's metric lines, which `robgan_vs_madry.timeline` reads.
+  command = [sys.executable, 'main.py', f'--config={config}', '--library_info', *flags]
   print('$', ' '.join(command), flush=True)
   with open(log, 'w') as f:
     code = subprocess.call(command, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)

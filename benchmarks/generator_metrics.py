@@ -96,7 +96,7 @@ def train_pair(args, seed: int) -> None:
   for core, (arm, flags) in enumerate(arms):
     name = f'{arm}_seed{seed}'
     command = ['timeout', '-s', 'KILL', f'{args.minutes * 60:.0f}', 'taskset', '-c', str(core),
-               sys.executable, 'main.py', f'--config={config}',
+               sys.executable, 'main.py', f'--config={config}', '--library_info',
                *common_flags(args, os.path.join(args.out, name)), f'--config.seed={seed}',
                '--config.train.num_steps=1000000', f'--config.train.log_every_steps={args.every}',
                f'--config.train.checkpoint_every_steps={args.every}',

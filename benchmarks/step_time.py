@@ -80,7 +80,7 @@ def benchmark(config_path: str, batch_size: int, repeats: int, dtype: str,
       state_lib.create_gan_state(config, generator, discriminator, 50_000), mesh)
   key = jax.random.PRNGKey(0)
   size = m.image_size
-  x = jax.random.uniform(key, (batch_size, size, size, 3), minval=-1, maxval=1)
+  x = jax.random.uniform(key, (batch_size, size, size, m.image_channels), minval=-1, maxval=1)
   y = jnp.arange(batch_size, dtype=jnp.int32) % max(m.num_classes, 1)
   z = jax.random.normal(key, (batch_size, m.z_dim))
 
@@ -100,7 +100,7 @@ def benchmark(config_path: str, batch_size: int, repeats: int, dtype: str,
   d_time, state = median_time(d_step, state, (x, y, z, y, attack_keys), repeats)
   g_time, state = median_time(g_step, state, (z, y), repeats)
   n_dis = config.train.n_dis
-  images = np.random.default_rng(0).integers(0, 256, (n_dis, batch_size, size, size, 3),
+  images = np.random.default_rng(0).integers(0, 256, (n_dis, batch_size, size, size, m.image_channels),
                                              np.uint8)
   labels = np.arange(n_dis * batch_size, dtype=np.int32).reshape(n_dis, batch_size)
   labels %= max(m.num_classes, 1)

@@ -60,6 +60,9 @@ def get_config() -> ml_collections.ConfigDict:
       # 0: unconditional, G(z) with plain BatchNorm and D with the source head only (AS-GAN).
       num_classes=10,
       image_size=32,
+      # Channels of the images, of G's output and of D's input: 3 (RGB), or 1 for a grayscale
+      # data set (Fashion-MNIST), read as it is stored.
+      image_channels=3,
       z_dim=128,
       generator_width=64,
       generator_channel_multipliers=(16, 8, 4, 2, 1),

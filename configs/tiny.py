@@ -39,9 +39,9 @@ def get_config(base: str = ''):
   config.finetune.log_every_steps = 2
   config.finetune.checkpoint_every_steps = 2
   config.finetune.eval_num_examples = 16
-  # A D of 4 channels after 4 updates may well predict one class: no collapse guard.
+  # A D of 4 channels after 4 updates may well predict one class: no collapse guard in
+  # co-training. Fine-tuning keeps it: a classifier that ends predicting one class is an error.
   config.train.collapse_guard.patience = 0
-  config.finetune.collapse_guard.patience = 0
   config.eval.epsilons = (0.0, 0.03)
   config.eval.attack.num_steps = 2
   config.eval.num_examples = 16

@@ -15,7 +15,8 @@ it has no classifier, so `classify`/`predict` raise, while `score` gives D's sou
 `attack`/`accuracy_curve` act on the source head (PGD pushing real images towards "fake"; correct
 = still called real), as `--mode=eval` measures it.
 
-Images are NHWC float32 in [-1, 1] (uint8 in [0, 255] is accepted too); attack radii are in the
+Images are NHWC float32 in [-1, 1] (uint8 in [0, 255] is accepted too), C = `model.image_channels`
+(3, or 1 for grayscale data); attack radii are in the
 [-1, 1] scale, so 8/255 in [0, 1] units is epsilon = 0.0627. The attack's defaults are those of
 `--mode=eval` (`eval.attack` of the run's config: PGD-20, step size eps / 5). G samples as
 `--mode=eval` makes its IS/FID samples (`eval.sample_with_running_stats` of the run's config: by
@@ -101,7 +102,7 @@ class Model:
       seed: seed of the latents z ~ N(0, I).
 
     Returns:
-      (B, S, S, 3) float32 images in [-1, 1].
+      (B, S, S, C) float32 images in [-1, 1].
 
     Raises:
       ValueError: the checkpoint has no generator (Madry baseline); labels missing for a
@@ -121,11 +122,11 @@ class Model:
                          running_stats=self.config.eval.sample_with_running_stats)
 
   def score(self, images) -> jax.Array:
-    """(B, H, W, 3) images in [-1, 1] (or uint8) -> (B,) float32 source logits ("real" > 0)."""
+    """(B, H, W, C) images in [-1, 1] (or uint8) -> (B,) float32 source logits ("real" > 0)."""
     return _logits(self.discriminator, self.discriminator_variables, _as_float(images))[0]
 
   def classify(self, images) -> jax.Array:
-    """(B, H, W, 3) images in [-1, 1] (or uint8) -> (B, num_classes) float32 class logits.
+    """(B, H, W, C) images in [-1, 1] (or uint8) -> (B, num_classes) float32 class logits.
 
     Raises:
       ValueError: an unconditional model, whose D has no class head.
@@ -136,7 +137,7 @@ class Model:
     return _logits(self.discriminator, self.discriminator_variables, _as_float(images))[1]
 
   def predict(self, images) -> jax.Array:
-    """(B, H, W, 3) images -> (B,) int32 predicted labels."""
+    """(B, H, W, C) images -> (B,) int32 predicted labels."""
     return jnp.argmax(self.classify(images), axis=-1)
 
   def attack(self, images, labels=None, *, epsilon: float, step_size: Optional[float] = None,
@@ -146,7 +147,7 @@ class Model:
     an unconditional model on D's source loss of calling the images real (towards "fake").
 
     Args:
-      images: (B, H, W, 3) float32 in [-1, 1] (or uint8).
+      images: (B, H, W, C) float32 in [-1, 1] (or uint8).
       labels: (B,) int true labels; None (ignored) for an unconditional model.
       epsilon: L-inf radius in the [-1, 1] scale (8/255 in [0, 1] units = 0.0627).
       step_size: PGD step; default as `--mode=eval`: epsilon * the step_size / epsilon ratio of
@@ -156,7 +157,7 @@ class Model:
       seed: seed of the random start.
 
     Returns:
-      (B, H, W, 3) float32 adversarial images in [-1, 1].
+      (B, H, W, C) float32 adversarial images in [-1, 1].
 
     Raises:
       ValueError: epsilon < 0, step_size <= 0 or num_steps < 0; no labels for a
@@ -185,14 +186,14 @@ class Model:
     `--mode=eval` runs it with `eval.attacks`.
 
     Args:
-      images: (B, H, W, 3) float32 in [-1, 1] (or uint8).
+      images: (B, H, W, C) float32 in [-1, 1] (or uint8).
       labels: (B,) int true labels.
       attack: the attack's name.
       epsilon: L-inf radius in the [-1, 1] scale (8/255 in [0, 1] units = 0.0627).
       seed: seed of the attack's random numbers.
 
     Returns:
-      x_adv (B, H, W, 3) float32 in [-1, 1] (misclassified where the attack succeeded) and
+      x_adv (B, H, W, C) float32 in [-1, 1] (misclassified where the attack succeeded) and
       robust (B,) bool (no point the attack tried was misclassified).
 
     Raises:
@@ -216,7 +217,7 @@ class Model:
     unconditional model the source accuracy (real images still called real).
 
     Args:
-      images: (N, H, W, 3) uint8 images.
+      images: (N, H, W, C) uint8 images.
       labels: (N,) int labels (any, e.g. those of `load_data`, for an unconditional model).
       epsilons: radii in the [-1, 1] scale.
       num_steps: PGD steps; default `eval.attack.num_steps`. The step size is eps times the
@@ -242,7 +243,7 @@ class Model:
     """A fixed random subset of a split of the run's data set (as `--mode=eval` draws it).
 
     Returns:
-      (N, H, W, 3) uint8 images and (N,) int32 labels.
+      (N, H, W, C) uint8 images and (N,) int32 labels.
     """
     return input_pipeline.load_subset(self.config, split, num_examples)
 
@@ -255,7 +256,7 @@ class Model:
 
     Returns:
       The metrics ('stage', 'step' and each evaluator's, as in eval/robustness.json) and, under
-      'images', the image grids ((H, W, 3) uint8, e.g. 'samples').
+      'images', the image grids ((H, W, C) uint8, e.g. 'samples').
 
     Raises:
       ValueError: an unknown evaluator.

@@ -128,6 +128,7 @@ def save(checkpoint_manager: ocp.CheckpointManager, step: int, state) -> None:
   try:
     checkpoint_manager.save(step, args=ocp.args.PyTreeSave(state),
                             custom_metadata={'crc32': _checksums(state)})
+    logging.info('Saving checkpoint %d in %s.', step, checkpoint_manager.directory)
   except Exception as e:  # pylint: disable=broad-except
     if _is_disk_full(e):
       raise _disk_full(checkpoint_manager, f'saving checkpoint {step}') from e

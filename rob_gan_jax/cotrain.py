@@ -88,7 +88,7 @@ def attack_real_images(discriminator: nn.Module, variables, x_real: jax.Array, y
   vanilla GAN). `attack_keys` (b,) are the per-example keys of the random start.
 
   Returns:
-    (b, H, W, 3) float32 x_adv in [-1, 1], ||x_adv - x_real||_inf <= attack_config.epsilon.
+    (b, H, W, C) float32 x_adv in [-1, 1], ||x_adv - x_real||_inf <= attack_config.epsilon.
   """
   def attack_loss(x, y):
     source, classes = discriminator.apply(variables, x, train=False)
@@ -114,7 +114,7 @@ def discriminator_step(state: state_lib.GANState, x_real, y_real, z, y_fake, att
 
   Args:
     state: the replicated GANState.
-    x_real: (b, H, W, 3) float32 augmented real images; y_real: (b,) int32 labels.
+    x_real: (b, H, W, C) float32 augmented real images; y_real: (b,) int32 labels.
     z: (b, z_dim) latents; y_fake: (b,) int32 labels for G (zeros when unconditional).
     attack_keys: (b,) PRNG keys of the attack's random start, drawn for the global batch.
     loss_type: 'split' (eq. 9) or 'acgan' (eq. 8); gan_loss: one of `losses.GAN_LOSSES`.
@@ -195,7 +195,7 @@ def train_iteration(state: state_lib.GANState, batch, *, generator, discriminato
 
   The D steps are unrolled at trace time, or with `config.unroll=False` (the default on GPU and
   TPU, `parallel.unroll_loops`) one compiled D step runs in a `lax.scan`; the results are the
-  same. `batch` holds this device's 'images' (n_dis, b, H, W, 3) float32, 'labels' (n_dis, b),
+  same. `batch` holds this device's 'images' (n_dis, b, H, W, C) float32, 'labels' (n_dis, b),
   'z' (n_dis + 1, b, z_dim), 'y_fake' (n_dis + 1, b) (the last entries feed the G step) and
   'attack_keys' (n_dis, b).
   """
@@ -228,7 +228,7 @@ def make_train_step(config, generator: nn.Module, discriminator: nn.Module,
                     mesh: jax.sharding.Mesh):
   """The jitted `train_step(state, images, labels) -> (state, metrics)`, state donated.
 
-  `images` (n_dis, B, H, W, 3) uint8 and `labels` (n_dis, B) int32 are the global batches of the
+  `images` (n_dis, B, H, W, C) uint8 and `labels` (n_dis, B) int32 are the global batches of the
   step's D updates. Augmentation, latents, fake labels and the attack's per-example keys come
   from `fold_in(state.key, state.step)` and are drawn for the global batch before it is split,
   so a step gives the same result on any number of devices.

@@ -111,7 +111,7 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
 
   Args:
     state: the replicated ClassifierState; its frozen `generator` makes the fake batch.
-    x_real: (b, H, W, 3) float32 augmented real images; y_real: (b,) int32.
+    x_real: (b, H, W, C) float32 augmented real images; y_real: (b,) int32.
     z: (b, z_dim) latents; y_fake: (b,) int32 labels for G (unused when fake_weight is 0).
     real_keys, fake_keys: (b,) per-example PRNG keys of the two attacks' random starts.
     finetune_config: `config.finetune` (`attack`, lambda = `fake_weight`,
@@ -169,7 +169,7 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
                          mesh: jax.sharding.Mesh):
   """The jitted `step(state, images, labels) -> (state, metrics)`, state donated.
 
-  `images` (1, B, H, W, 3) uint8 and `labels` (1, B) int32 are the global batch; augmentation,
+  `images` (1, B, H, W, C) uint8 and `labels` (1, B) int32 are the global batch; augmentation,
   latents, fake labels and the attacks' per-example keys come from
   `fold_in(state.key, state.step)`, drawn for the global batch before it is split.
   """
@@ -196,29 +196,33 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
   return step
 
 
-def start_comparison(context: evaluators.Context, workdir: str,
-                     cotrained: Optional[checkpoints.Weights], networks) -> Optional[loop.Hook]:
-  """A hook for the last step of fine-tuning: the change of `pgd_accuracy`'s clean and PGD test
-  accuracy since the start, written as `test_accuracy_*_change` and, if clean accuracy fell,
-  logged as a warning (fine-tuning is meant to improve the co-trained classifier; a drop with a
-  gain under attack may be a fair trade, a drop of both is not).
-
-  The start, the co-trained D as step 2 starts from it (recalibrated if asked), is measured when
-  `cotrained` is given (a fresh run) and kept in `finetune/start_accuracy.json` for a resumed run.
-  None if neither is there (a workdir fine-tuned by an earlier version).
-  """
+def start_accuracy(context: evaluators.Context, workdir: str,
+                   cotrained: Optional[checkpoints.Weights]) -> Optional[Dict[str, float]]:
+  """`pgd_accuracy`'s metrics of the co-trained D as step 2 starts from it (recalibrated if
+  asked): measured when `cotrained` is given (a fresh run) and kept in
+  `finetune/start_accuracy.json` for a resumed run. None if neither is there (a workdir
+  fine-tuned by an earlier version)."""
   path = os.path.join(workdir_lib.summary_dir(workdir, 'finetune'), 'start_accuracy.json')
+  if cotrained is None:
+    return workdir_lib.read_json(path) if os.path.exists(path) else None
+  start = evaluators.create('pgd_accuracy', context).run(cotrained).metrics
+  logging.info('finetune: before step 2, %s', start)
+  if parallel.is_main_process():
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    workdir_lib.write_atomically(path, json.dumps(start))
+  return start
+
+
+def start_comparison(context: evaluators.Context, start: Dict[str, float],
+                     networks) -> loop.Hook:
+  """A hook for the last step of fine-tuning: the change of `pgd_accuracy`'s clean and PGD test
+  accuracy since `start`, written as `test_accuracy_*_change` and, if clean accuracy fell,
+  logged as a warning (fine-tuning is meant to improve the co-trained classifier; a drop with a
+  gain under attack may be a fair trade, a drop of both is not). It returns the last step's test
+  metrics too, so that `loop.CollapseGuard` judges the classifier fine-tuning ends with even
+  when `finetune.evaluators` measures none.
+  """
   evaluator = evaluators.create('pgd_accuracy', context)
-  if cotrained is not None:
-    start = evaluator.run(cotrained).metrics
-    logging.info('finetune: before step 2, %s', start)
-    if parallel.is_main_process():
-      os.makedirs(os.path.dirname(path), exist_ok=True)
-      workdir_lib.write_atomically(path, json.dumps(start))
-  elif os.path.exists(path):
-    start = workdir_lib.read_json(path)
-  else:
-    return None
 
   def compare(step, state, writer):
     end = evaluator.run(networks(step, state)).metrics  # The evaluator hook's, if it ran.
@@ -233,7 +237,7 @@ def start_comparison(context: evaluators.Context, workdir: str,
           end['test_accuracy_clean'], start['test_accuracy_clean'], end['test_accuracy_pgd'],
           start['test_accuracy_pgd'],
           ', lower under attack too' if change['test_accuracy_pgd_change'] < 0 else '')
-    return change
+    return {**end, **change}
 
   return loop.Hook('start_comparison', None, compare)
 
@@ -293,13 +297,13 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_l
     hooks = loop.evaluator_hooks(context, f.evaluators, steps_per_unit=epoch_steps,
                                  directory=workdir_lib.summary_dir(workdir, stage),
                                  networks=networks)
-    if stage == 'finetune':
-      comparison = start_comparison(context, workdir, cotrained, networks)
-      hooks += [comparison] if comparison else []
+    start = start_accuracy(context, workdir, cotrained) if stage == 'finetune' else None
+    if start is not None:
+      hooks.append(start_comparison(context, start, networks))
     return loop.run(
         state=state_lib.create_classifier_state(config, generator, discriminator,
                                                 train_data.num_examples, cotrained),
         train_step=make_classifier_step(config, generator, discriminator, mesh),
         host_batch=train_data.host_batch,
         num_steps=num_train_steps(config, train_data.num_examples), settings=f, mesh=mesh,
-        workdir=workdir, stage=stage, hooks=hooks)
+        workdir=workdir, stage=stage, hooks=hooks, start_metrics=start)

@@ -24,8 +24,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rob_gan_jax import checkpoints
+from rob_gan_jax import console
 from rob_gan_jax import evaluators
 from rob_gan_jax import parallel
+from rob_gan_jax import task as task_lib
 from rob_gan_jax import visualize
 from rob_gan_jax import workdir as workdir_lib
 
@@ -117,6 +119,10 @@ _COLLAPSE_ADVICE = {
                 'or a lower finetune.learning_rate',
     'madry': 'a lower finetune.learning_rate',
 }
+# A classifier stage's start is called near-degenerate when it gave this share of the test
+# images one class (or its predictions had less information than this many times the bound).
+_DEGENERATE_START_SHARE = 0.5
+_DEGENERATE_START_INFORMATION = 5
 # The metrics (by name suffix) the guard watches: the `collapse_guard` field bounding each, and
 # whether a collapsed classifier lies above (+1) or below (-1) it.
 _WATCHED = {'max_class_share': ('max_class_share', +1),
@@ -131,12 +137,19 @@ class CollapseGuard:
   `settings.max_class_share` or an information below `settings.min_information`, at
   `settings.patience` consecutive observations of one metric or at the last step, raises, once
   that metric has been within its bound (a classifier that has not learned yet, e.g. a random D
-  after a few updates, has not collapsed). Such a classifier is not worth keeping, so while the latest observation of a metric is beyond its
-  bound no checkpoint is saved (`collapsed`): the last one saved is a good one.
-  `settings.patience` = 0 turns the guard off."""
+  after a few updates of co-training, has not collapsed). A classifier stage (fine-tuning, the
+  Madry baseline) that ends with its test images' metrics beyond a bound raises whatever they
+  were before: its classifier is the stage's product. Such a classifier is not worth keeping, so
+  while the latest observation of a metric is beyond its bound no checkpoint is saved
+  (`collapsed`): the last one saved is a good one. `settings.patience` = 0 turns the guard off.
 
-  def __init__(self, settings, *, stage: str, num_steps: int, manager: ocp.CheckpointManager):
+  `start` are the `test_*` metrics of the classifier the stage started from (fine-tuning's
+  co-trained D), which the message quotes."""
+
+  def __init__(self, settings, *, stage: str, num_steps: int, manager: ocp.CheckpointManager,
+               start: Optional[Dict[str, float]] = None):
     self.settings, self.stage, self.num_steps, self.manager = settings, stage, num_steps, manager
+    self.start = start or {}
     self.streaks: Dict[str, List[Tuple[int, float]]] = {}
     self.been_within_bounds = set()
 
@@ -159,7 +172,9 @@ class CollapseGuard:
         self.been_within_bounds.add(name)
         streak.clear()
         continue
-      if name not in self.been_within_bounds:
+      ends_collapsed = (step == self.num_steps and self.stage != 'cotrain'
+                        and name.startswith('test_'))
+      if name not in self.been_within_bounds and not ends_collapsed:
         continue
       streak.append((step, value))
       if len(streak) >= self.settings.patience or step == self.num_steps:
@@ -167,11 +182,25 @@ class CollapseGuard:
         raise ClassifierCollapseError(
             f'{self.stage}: D\'s classifier collapsed: {name} was {values}, '
             f'{"above" if sign > 0 else "below"} collapse_guard.{field}={bound} '
-            f'(robustness.prediction_statistics). '
+            f'(robustness.prediction_statistics). {self._start_note()}'
             f'{checkpoints.last_good_checkpoint(self.manager)} It is kept: no checkpoint is '
             f'saved while the classifier looks collapsed. Try {_COLLAPSE_ADVICE[self.stage]}; '
             f'--config.{"train" if self.stage == "cotrain" else "finetune"}.collapse_guard.'
             'patience=0 turns this check off.')
+
+  def _start_note(self) -> str:
+    """What the classifier was when the stage started, if known."""
+    share = self.start.get('test_max_class_share')
+    information = self.start.get('test_prediction_information')
+    if share is None or information is None:
+      return ''
+    note = (f'When {task_lib.STAGE_TITLES[self.stage]} started, its test_max_class_share was '
+            f'{share:.3f} and its test_prediction_information {information:.3f}')
+    if (share > _DEGENERATE_START_SHARE or
+        information < _DEGENERATE_START_INFORMATION * self.settings.min_information):
+      note += (': it was already near-degenerate, so co-train longer (a larger '
+               'train.num_steps) before step 2, and lower finetune.learning_rate')
+    return note + '. '
 
 
 def check_loop_config(group, field: str) -> None:
@@ -215,7 +244,7 @@ def evaluator_hooks(context: evaluators.Context, periods, *, directory: str,
       scalars = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
       if scalars:
         writer.write_scalars(step, scalars)
-        logging.info('step %d, %s: %s', step, name, scalars)
+        logging.info('step %d, %s: %s', step, name, {k: round(v, 4) for k, v in scalars.items()})
       if output.images and parallel.is_main_process():
         writer.write_images(step, {k: grid[None] for k, grid in output.images.items()})
         for image_name, grid in output.images.items():
@@ -247,7 +276,7 @@ def check_finite(step: int, manager: ocp.CheckpointManager, state,
 
 def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.ndarray]],
         num_steps: int, settings, mesh: jax.sharding.Mesh, workdir: str, stage: str,
-        hooks: Sequence[Hook] = ()):
+        hooks: Sequence[Hook] = (), start_metrics: Optional[Dict[str, float]] = None):
   """Runs (or resumes) `stage` ('cotrain', 'finetune', 'madry') to `num_steps`; returns the state.
 
   Args:
@@ -258,6 +287,8 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
       arrays (k, b, ...) of 0-based step s.
     settings: the stage's config group (`LOOP_FIELDS`, `collapse_guard`).
     hooks: run in order after the metrics and before the checkpoint.
+    start_metrics: the `test_*` metrics of the classifier the stage starts from
+      (`CollapseGuard`'s message quotes them).
 
   Raises:
     ValueError: the latest checkpoint does not fit `state`, or is beyond `num_steps`.
@@ -279,10 +310,14 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
   from clu import periodic_actions  # pylint: disable=g-import-not-at-top
   writer = metric_writers.create_default_writer(workdir_lib.summary_dir(workdir, stage),
                                                 just_logging=jax.process_index() > 0)
-  logging.info('%s on %d devices from step %d to %d.', stage, mesh.size, initial_step, num_steps)
+  title = task_lib.STAGE_TITLES[stage]
+  logging.info('%s on %d devices from step %d to %d.', title, mesh.size, initial_step, num_steps)
+  # CLU's ReportProgress writes steps/s and uptime to the writer; `console.Progress` is the line.
   report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
+  progress = console.Progress(title, initial_step, num_steps)
   batch_sharding = NamedSharding(mesh, P(None, parallel.AXIS))
-  guard = CollapseGuard(settings.collapse_guard, stage=stage, num_steps=num_steps, manager=manager)
+  guard = CollapseGuard(settings.collapse_guard, stage=stage, num_steps=num_steps, manager=manager,
+                        start=start_metrics)
   pending: List[Dict[str, jax.Array]] = []
 
   def write_metrics(step, t):
@@ -292,6 +327,7 @@ def run(*, state, train_step: Callable, host_batch: Callable[[int], Sequence[np.
     check_finite(step, manager, state, summary)  # Waits for the step to finish,
     writer.write_scalars(step, summary)
     report_progress(step)  # so steps/s counts computed steps, not dispatched ones.
+    logging.info('%s', progress.line(step, summary))
     guard.observe(step, summary)
 
   def run_hook(hook, step, t):

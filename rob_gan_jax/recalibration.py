@@ -65,7 +65,7 @@ def recalibrate_batch_norm(discriminator: nn.Module, variables: Dict[str, Any],
   Args:
     discriminator: D (a BatchNorm D: `check_mode`); its `axis_name` is ignored.
     variables: D's {'params', 'batch_stats'}.
-    images: (N, H, W, 3) uint8 real images; labels: (N,) int32, their classes (for the attack).
+    images: (N, H, W, C) uint8 real images; labels: (N,) int32, their classes (for the attack).
     batch_size: images per pass; the N % batch_size left over are not used.
     attack_config: None for the clean images, or an attack sub-config (`finetune.attack`) to
       re-estimate on the images PGD makes of them against the un-recalibrated D's classifier.

@@ -6,7 +6,7 @@ head='source': PGD maximises D's loss of calling the real image real (pushing it
 "fake"), and an example is correct while D still calls it real (source logit > 0). Paper Figs. 1
 and 8: the local Lipschitz value and the train/test gap.
 
-Conventions: images are (N, H, W, 3) uint8 and labels (N,) int (any values for 'source'); radii
+Conventions: images are (N, H, W, C) uint8 (C = `model.image_channels`) and labels (N,) int (any values for 'source'); radii
 and step sizes are in the [-1, 1] pixel scale. An example is robust at a radius only if it
 survives every one of `num_restarts` attacks (the first from the clean image, or a random point
 with `random_start`, the others from random points), so restarts never raise accuracy. An
@@ -98,7 +98,7 @@ def _clean_class_logits(discriminator, variables, x):
 
 
 def clean_prediction_statistics(target: Target, images: np.ndarray) -> Dict[str, float]:
-  """`prediction_statistics` of D's classifier on clean `images` (N, H, W, 3) uint8."""
+  """`prediction_statistics` of D's classifier on clean `images` (N, H, W, C) uint8."""
   variables = target.replicated_variables()
   fn = lambda x, y, start: _clean_class_logits(target.discriminator, variables, x)
   logits = target.map_batches(fn, images, np.zeros(len(images), np.int32))
@@ -129,7 +129,7 @@ def strong_attack_classifier(discriminator: nn.Module, variables, x: jax.Array, 
   budgets (`settings`, e.g. `config.eval.strong_attack`) and shape; the radius is traced.
 
   Returns:
-    x_adv (B, H, W, 3) float32 in [-1, 1] and robust (B,) bool, for x (B, H, W, 3) uint8 or
+    x_adv (B, H, W, C) float32 in [-1, 1] and robust (B,) bool, for x (B, H, W, C) uint8 or
     float32 in [-1, 1].
   """
   return _strong_attack_classifier(discriminator, variables, x, y, epsilon, key, attack=attack,

@@ -134,7 +134,8 @@ def init_model_state(module: nn.Module, key: jax.Array, inputs, tx: optax.Gradie
 
 
 def _image(model_config) -> jax.Array:
-  return jnp.zeros((1, model_config.image_size, model_config.image_size, 3), jnp.float32)
+  s = model_config.image_size
+  return jnp.zeros((1, s, s, model_config.image_channels), jnp.float32)
 
 
 def create_gan_state(config, generator: nn.Module, discriminator: nn.Module,

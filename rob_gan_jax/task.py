@@ -13,8 +13,9 @@ METHODS = ('robgan', 'asgan', 'madry')
 MODES = ('train', 'finetune', 'eval')
 STAGES = ('cotrain', 'finetune', 'madry')
 _STAGES_OF = {'robgan': ('cotrain', 'finetune'), 'asgan': ('cotrain',), 'madry': ('madry',)}
-_STAGE_MODE = {'cotrain': ('co-training', 'train'), 'finetune': ('fine-tuning', 'finetune'),
-               'madry': ('Madry-baseline', 'train')}
+# What each stage is called in messages, and the --mode that trains it.
+STAGE_TITLES = {'cotrain': 'co-training', 'finetune': 'fine-tuning', 'madry': 'Madry training'}
+_STAGE_MODE = {'cotrain': 'train', 'finetune': 'finetune', 'madry': 'train'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +133,8 @@ class Task:
       raise ValueError(f'a {self.method!r} workdir has no {stage!r} stage (it has '
                        f'{self.stages})')
     if not has_checkpoint(stage):
-      what, mode = _STAGE_MODE[stage]
-      raise FileNotFoundError(f'no {what} checkpoint in {where(stage)}: run --mode={mode} first')
+      raise FileNotFoundError(f'no {STAGE_TITLES[stage]} checkpoint in {where(stage)}: run '
+                              f'--mode={_STAGE_MODE[stage]} first')
     return stage
 
   def has_generator(self, stage: str) -> bool:

@@ -9,7 +9,7 @@ from rob_gan_jax import input_pipeline
 
 
 def image_grid(images, rows: int, padding: int = 2) -> np.ndarray:
-  """Tiles (N, H, W, 3) images in [-1, 1] into one uint8 (rows*(H+p)+p, cols*(W+p)+p, 3) image."""
+  """Tiles (N, H, W, C) images in [-1, 1] into one uint8 (rows*(H+p)+p, cols*(W+p)+p, C) image."""
   images = input_pipeline.to_uint8(images)
   n, h, w, c = images.shape
   cols = -(-n // rows)
@@ -22,9 +22,10 @@ def image_grid(images, rows: int, padding: int = 2) -> np.ndarray:
 
 
 def save_png(image: np.ndarray, path: str, scale: Optional[int] = None) -> None:
-  """Writes a uint8 (H, W, 3) image as PNG, optionally enlarged `scale` times."""
+  """Writes a uint8 (H, W, 3) or grayscale (H, W, 1) image as PNG, optionally enlarged `scale`
+  times."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  pil = Image.fromarray(image)
+  pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
   if scale:
     pil = pil.resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
   pil.save(path)

@@ -118,7 +118,7 @@ RESUMABLE_CHANGES = (
                                 'collapse_guard')))
 # What a setting added since a config.json was written did then: its value there.
 _VALUES_BEFORE_FIELD = {'finetune.recalibrate_batch_norm': 'none',
-                        'finetune.recalibration_examples': 5_000}
+                        'finetune.recalibration_examples': 5_000, 'model.image_channels': 3}
 # The config sections a stage's checkpoints depend on, besides those of every stage (seed,
 # method, model, dataset).
 _STAGE_SECTIONS = {'cotrain': ('attack', 'optim', 'train'), 'finetune': ('finetune',),
@@ -308,7 +308,7 @@ def _append_history(workdir: str, entry: dict) -> None:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config saved in `workdir/config.json` (with today's `reference` section if it has none:
-  evaluation settings only).
+  evaluation settings only; `model.image_channels` 3 if it predates the field).
 
   Raises:
     FileNotFoundError: the workdir has no config.json (no run was started there).
@@ -319,4 +319,6 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(read_json(path))
   if 'reference' not in config:  # Written before G's reference metrics existed.
     config.reference = reference.default_config()
+  if 'image_channels' not in config.model:  # Written before grayscale models existed: RGB.
+    config.model.image_channels = 3
   return config

@@ -6,7 +6,10 @@ training step without compiling it (keeping the suite short). Each AS-GAN config
 evaluates and refuses --mode=finetune.
 """
 
+import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -17,16 +20,19 @@ from configs import celeba64_asgan
 from configs import cifar100_asgan
 from configs import cifar10_asgan
 from configs import cifar10_preact
+from configs import fashion_mnist
 from configs import imagenet143_64
 from configs import imagenet143_128
 from configs import imagenet_128
 from configs import lsun_bedroom64_asgan
 from rob_gan_jax import checkpoints
 from rob_gan_jax import cotrain
+from rob_gan_jax import finetune
 from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import state as state_lib
+from rob_gan_jax import task as task_lib
 from tests import conftest
 
 
@@ -43,6 +49,8 @@ def shrink(config):
   config.finetune.attack.num_steps = 1
   config.eval.update(epsilons=(0.0, 0.02), num_examples=8, train_num_examples=8, batch_size=8)
   config.eval.attack.num_steps = 1
+  # A D of 2 channels after 1 update may well predict one class.
+  config.train.collapse_guard.patience = config.finetune.collapse_guard.patience = 0
   return config
 
 
@@ -159,3 +167,111 @@ def test_asgan_config_trains_resumes_and_evaluates(module, image_folder, unlabel
   assert models.sample(generator, weights.generator, np.zeros(3), seed=0).shape == (
       3, size, size, 3)
 
+
+
+# Fashion-MNIST (configs/fashion_mnist.py): 28x28 grayscale, every variant.
+
+
+def flat(tree, prefix=''):
+  """{'a.b': value} of a nested dict."""
+  out = {}
+  for key, value in tree.items():
+    out.update(flat(value, f'{prefix}{key}.') if isinstance(value, dict)
+               else {f'{prefix}{key}': value})
+  return out
+
+
+def test_fashion_mnist_variants_differ_only_where_they_say():
+  base = flat(fashion_mnist.get_config().to_dict())
+  changes = {}
+  for variant in fashion_mnist.VARIANTS[1:]:
+    new = flat(fashion_mnist.get_config(variant).to_dict())
+    changes[variant] = {k for k, v in new.items() if base.get(k) != v}
+  assert changes['noattack'] == {'attack.num_steps'}
+  assert changes['vanilla'] == changes['asgan'] | {'attack.num_steps'}
+  assert {'method', 'model.num_classes'} <= changes['asgan']
+  assert changes['quickstart'] == {'train.num_steps'}
+  with pytest.raises(ValueError, match='must be one of'):
+    fashion_mnist.get_config('mnist')
+
+
+@pytest.mark.parametrize('variant', ['', 'madry', 'asgan'])
+def test_fashion_mnist_variants_trace_a_training_step_on_28px_grayscale(variant):
+  """The models, state and whole training step of each kind of run at the data's shape, traced
+  without compiling; the radii are those the config documents."""
+  config = fashion_mnist.get_config(variant)
+  m = config.model
+  assert (m.image_size, m.image_channels) == (28, 1) and config.dataset.name == 'fashion_mnist'
+  assert config.eval.epsilons == (0.0, 0.1, 0.2, 0.3, 0.4)
+  task = task_lib.Task.from_config(config)
+  generator, discriminator = models.create_models(m, axis_name=parallel.AXIS)
+  mesh = parallel.make_mesh()
+  if task.method == 'madry':
+    assert config.finetune.attack.epsilon == 0.2
+    f = config.finetune
+    state = jax.eval_shape(lambda: state_lib.create_classifier_state(
+        config, generator, discriminator, 60_000))
+    step = finetune.make_classifier_step(config, generator, discriminator, mesh)
+    shape = (1, f.batch_size, 28, 28, 1)
+  else:
+    assert config.attack.epsilon == 0.2
+    state = jax.eval_shape(lambda: state_lib.create_gan_state(config, generator, discriminator,
+                                                              60_000))
+    step = cotrain.make_train_step(config, generator, discriminator, mesh)
+    shape = (config.train.n_dis, config.train.batch_size, 28, 28, 1)
+  images = jax.ShapeDtypeStruct(shape, np.uint8)
+  labels = jax.ShapeDtypeStruct(shape[:2], np.int32)
+  new_state, metrics = jax.eval_shape(step, state, images, labels)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == jax.tree.map(
+      lambda a: (a.shape, a.dtype), state)
+  assert all(v.shape == () for v in metrics.values())
+
+
+@pytest.fixture(scope='module')
+def shared_tfds_dir():
+  """The TFDS data_dir beside the checkout with fashion_mnist prepared (CI has it)."""
+  path = os.path.join(os.path.dirname(conftest.REPO), 'shared', 'data', 'tfds')
+  if not os.path.isdir(os.path.join(path, 'fashion_mnist')):
+    pytest.skip(f'no prepared fashion_mnist in {path}')
+  return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('variant', ['', 'madry', 'asgan'])
+def test_fashion_mnist_trains_and_evaluates_offline(variant, shared_tfds_dir, tmp_path):
+  """The real Fashion-MNIST through a TFDS data_dir: every mode of the variant at tiny widths."""
+  config = shrink(fashion_mnist.get_config(variant))
+  config.dataset.data_dir = shared_tfds_dir
+  config.eval.epsilons = (0.0, 0.2)
+  workdir = str(tmp_path)
+  modes = {'': ('train', 'finetune', 'eval'), 'madry': ('train', 'eval'),
+           'asgan': ('train', 'eval')}[variant]
+  for mode in modes:
+    main.run(config, workdir, mode)
+  result = json.load(open(os.path.join(workdir, 'eval', 'robustness.json')))
+  assert all(0 <= a <= 1 for a in result['test_accuracy'])
+  if variant != 'madry':
+    weights = checkpoints.load_weights(workdir, 'cotrain')
+    generator, _ = models.create_models(config.model)
+    images = models.sample(generator, weights.generator, np.arange(3) % 10, seed=0)
+    assert images.shape == (3, 28, 28, 1)
+    assert os.path.exists(os.path.join(workdir, 'eval', 'samples.png'))
+
+
+@pytest.mark.slow
+def test_fashion_mnist_through_tfds_default_data_dir(shared_tfds_dir, tmp_path):
+  """With no dataset.data_dir, main.py finds the data where TFDS keeps what it downloads
+  (TFDS_DATA_DIR), as on a machine that downloaded it."""
+  workdir = tmp_path / 'run'
+  shrunk = ['--config.model.z_dim=8', '--config.model.generator_width=1',
+            '--config.model.discriminator_width=2', '--config.train.batch_size=8',
+            '--config.train.num_steps=1', '--config.train.n_dis=1',
+            '--config.train.evaluators.pgd_accuracy=0', '--config.train.evaluators.sample_grid=1',
+            '--config.train.samples_per_class=1']
+  result = subprocess.run(
+      [sys.executable, 'main.py', '--config=configs/fashion_mnist.py', f'--workdir={workdir}',
+       *shrunk], cwd=conftest.REPO, capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, TFDS_DATA_DIR=shared_tfds_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert checkpoints.load_weights(str(workdir), 'cotrain').step == 1
+  assert os.path.exists(workdir / 'samples' / 'step_0000001.png')

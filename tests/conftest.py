@@ -38,6 +38,7 @@ def pytest_configure(config):
     os.environ['XLA_FLAGS'] += CHEAP_COMPILATION
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
            'truck')
 

@@ -298,7 +298,19 @@ def test_main_trains_and_writes_checkpoints_and_samples(image_folder, tmp_path):
   assert os.listdir(workdir / 'checkpoints') == ['2']
   assert os.listdir(workdir / 'samples') == ['step_0000002.png']
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
-  assert 'test_accuracy_pgd' in result.stderr
+  # The console: a progress line per logged step with the time left, the evaluators' results,
+  # one line per checkpoint; no INFO chatter of the libraries (Orbax, CLU, TensorFlow, JAX).
+  console = result.stderr
+  assert re.search(r'co-training step 2/2 \(100\.0%\), [\d.]+ steps/s, elapsed \S+, left 0s; '
+                   r'd_loss [\d.]+, g_loss [\d.]+', console), console[-3000:]
+  assert 'test_accuracy_pgd' in console
+  assert console.count('Saving checkpoint 2 in') == 1
+  info = [line for line in console.splitlines() if re.match(r'I\d{4} ', line)]
+  assert info and all(re.search(r' (main|loop|cotrain|checkpoints)\.py:\d+\]', line)
+                      for line in info), info
+  for chatter in ('checkpoint_manager.py', 'async_checkpointer.py', 'logging_writer.py',
+                  'xla_bridge.py', 'oneDNN'):
+    assert chatter not in console
 
 
 @pytest.mark.slow
@@ -313,7 +325,7 @@ def test_main_on_sigterm_saves_the_step_reached_and_resumes_exactly(image_folder
     run = subprocess.Popen(command(tmp_path / 'run'), cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
     try:
       deadline = time.monotonic() + 240
-      while '] [2] ' not in log.read_text():  # Training, past compilation.
+      while 'co-training step 2/60' not in log.read_text():  # Training, past compilation.
         assert time.monotonic() < deadline and run.poll() is None, log.read_text()[-3000:]
         time.sleep(0.05)
       run.send_signal(signal.SIGTERM)  # As a scheduler before it kills.

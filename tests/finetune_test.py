@@ -264,3 +264,20 @@ def test_a_collapsing_finetuning_run_exits_non_zero_and_keeps_its_last_good_chec
   assert sorted(map(int, checkpoints.manager(directory).all_steps()))[-1] == kept < steps[0]
   assert checkpoints.load_weights(str(tmp_path), 'finetune').step == kept
   assert 'finetune.recalibrate_batch_norm' in message
+
+
+@pytest.mark.slow
+def test_a_classifier_ending_on_one_class_fails_the_run_whatever_it_started_from(
+    trained_workdir, image_folder, tmp_path):
+  """configs/tiny.py fine-tuned 60 updates at learning rate 0.1 ends giving every test image one
+  class: an error naming the collapse and the start, not a silent exit 0."""
+  result = subprocess.run(
+      [sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={tmp_path}',
+       '--mode=finetune', f'--config.dataset.image_folder={image_folder}',
+       f'--config.finetune.init_workdir={trained_workdir}', '--config.finetune.learning_rate=0.1',
+       '--config.finetune.num_steps=60', '--config.finetune.log_every_steps=20'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr[-3000:]
+  message = re.search(r'ClassifierCollapseError: (.*)', result.stderr).group(1)
+  assert re.search(r'test_(max_class_share|prediction_information) was [\d.]+ at step 60', message)
+  assert 'When fine-tuning started, its test_max_class_share was' in message

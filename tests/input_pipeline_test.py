@@ -337,7 +337,7 @@ def test_streaming_batch_of_step_s_is_the_same_after_a_resume(mixed_folder):
   for step in (3, 3, 1, 2):  # A fresh pipeline at 3, the same call again, then backwards.
     for got, expected in zip(resumed.host_batch(step), straight[step]):
       np.testing.assert_array_equal(got, expected)
-  examples = input_pipeline.split_examples(config.dataset, 'train', num_classes=2)
+  examples = input_pipeline.split_examples(config.dataset, 'train', num_classes=2, channels=3)
   np.testing.assert_array_equal(straight[3][1], examples.labels[input_pipeline.step_indices(
       config.seed, 3, num_examples=12, **kwargs)])
   assert not np.array_equal(straight[0][0], straight[1][0])
@@ -607,3 +607,46 @@ def test_unconditional_tfds_data_sets_with_and_without_labels(tmp_path):
     with pytest.raises(ValueError, match=f"'unlabelled_{file_format}' has no 'label' feature .*; "
                        'set model.num_classes=0 for an unconditional GAN$'):
       input_pipeline.training_data(config, batch_size=2)
+
+
+# Grayscale data (Fashion-MNIST): model.image_channels=1.
+
+
+def store_grayscale_tfds(data_dir, name='gray', file_format='tfrecord'):
+  """A TFDS data set of 6 28x28x1 images in 2 classes, brightness 40 (class 0) and 200 (class 1)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  features = tfds.features.FeaturesDict({
+      'image': tfds.features.Image(shape=(28, 28, 1)),
+      'label': tfds.features.ClassLabel(names=('dark', 'light'))})
+  examples = [(i, {'image': np.full((28, 28, 1), (40, 200)[i % 2], np.uint8), 'label': i % 2})
+              for i in range(6)]
+  tfds.dataset_builders.store_as_tfds_dataset(
+      name=name, version='1.0.0', features=features, data_dir=str(data_dir),
+      split_datasets={'train': examples}, file_format=file_format)
+
+
+def test_grayscale_tfds_data_set_in_memory_and_its_shape_checked_first(tmp_path):
+  store_grayscale_tfds(tmp_path)
+  config = streaming_config(None, image_folder=None, name='gray', data_dir=str(tmp_path),
+                            augmentation='pad_crop', image_size=28)
+  config.model.image_channels = 1
+  data = input_pipeline.training_data(config, batch_size=2, batches_per_step=1)
+  images, labels = data.host_batch(0)
+  assert images.shape == (1, 2, 28, 28, 1) and images.dtype == np.uint8
+  np.testing.assert_array_equal(images.mean((2, 3, 4)), np.where(labels == 0, 40, 200))
+  # Another shape fails before any image is read, naming the model fields that would fit.
+  with pytest.raises(ValueError, match=r"^TFDS data set 'gray' has images of shape \(28, 28, 1\),"
+                     r' but the model takes \(32, 32, 3\) .*--config.model.image_size=28 .*'
+                     r'--config.model.image_channels=1; configs/fashion_mnist.py'):
+    input_pipeline.load_split(config.dataset, 'train', image_size=32, num_classes=2)
+
+
+def test_grayscale_folder_and_streaming_decode_to_one_channel(mixed_folder):
+  """RGB and grayscale files become (S, S, 1) luma for a grayscale model, on both paths."""
+  config = streaming_config(mixed_folder, image_size=16)
+  config.model.image_channels = 1
+  images, labels = input_pipeline.training_data(config, batch_size=4).host_batch(0)
+  assert images.shape == (1, 4, 16, 16, 1)
+  np.testing.assert_allclose(images.mean((2, 3, 4)), np.where(labels == 0, 40, 200), atol=2)
+  test_images, _ = input_pipeline.load_subset(config, 'test', None)
+  assert test_images.shape == (2, 16, 16, 1)

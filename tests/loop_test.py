@@ -146,8 +146,8 @@ def test_collapse_guard_needs_consecutive_observations_of_one_metric(tmp_path, p
   settings = ml_collections.ConfigDict(dict(max_class_share=0.9, min_information=0.02,
                                             patience=patience))
   g = loop.CollapseGuard(settings, stage='finetune', num_steps=100, manager=manager)
-  # Never within its bound yet: not learned, not collapsed.
-  for step in (1, 2, 3, 100):
+  # Never within its bound yet: not learned, not collapsed (but see the next test).
+  for step in (1, 2, 3):
     g.observe(step, {'test_prediction_information': 0.0})
   # Three metrics, each at most two observations in a row beyond its bound: no collapse.
   g.observe(5, {'max_class_share': 0.5, 'test_max_class_share': 0.5, 'prediction_information': 1})
@@ -166,6 +166,32 @@ def test_collapse_guard_needs_consecutive_observations_of_one_metric(tmp_path, p
                      match=r'test_max_class_share was 0.990 at step 30, 0.990 at step 40, 1.000 '
                            r'at step 60.*no checkpoint in .*finetune.recalibrate_batch_norm'):
     g.observe(60, {'test_max_class_share': 1.0})
+
+
+@pytest.mark.parametrize('stage', ['cotrain', 'finetune', 'madry'])
+def test_a_classifier_stage_ending_collapsed_is_stopped_whatever_it_started_from(tmp_path,
+                                                                                 stage):
+  """The case of configs/tiny.py fine-tuned at lr 0.1: its D started near-degenerate (share
+  0.81), so the test metrics were never within their bounds, and it ended giving every test image
+  one class."""
+  settings = ml_collections.ConfigDict(dict(max_class_share=0.9, min_information=0.02,
+                                            patience=3))
+  start = {'test_max_class_share': 0.8125, 'test_prediction_information': 0.21}
+  g = loop.CollapseGuard(settings, stage=stage, num_steps=60,
+                         manager=checkpoints.manager(str(tmp_path)),
+                         start=start if stage == 'finetune' else None)
+  g.observe(30, {'test_max_class_share': 1.0, 'max_class_share': 1.0})
+  g.observe(60, {'max_class_share': 1.0})  # Training batches: judged once within the bound.
+  if stage == 'cotrain':  # Co-training's D is G's adversary first: not judged before learning.
+    g.observe(60, {'test_max_class_share': 1.0, 'test_prediction_information': 0.0})
+    return
+  with pytest.raises(loop.ClassifierCollapseError,
+                     match=r'test_max_class_share was 1.000 at step 60, above '
+                           r'.*When fine-tuning started, its test_max_class_share was 0.812 and its '
+                           r'test_prediction_information 0.210: it was already near-degenerate, '
+                           r'so co-train longer .* and lower finetune.learning_rate'
+                     if stage == 'finetune' else r'at step 60, above .*\)\. There is no'):
+    g.observe(60, {'test_max_class_share': 1.0, 'test_prediction_information': 0.0})
 
 
 def test_collapse_guard_stops_a_run_ending_collapsed(tmp_path):

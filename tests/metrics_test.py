@@ -134,6 +134,13 @@ def test_converter_rejects_truncated_renamed_and_wrong_files(random_weights, tmp
     inception.load_variables(str(broken))
 
 
+def test_grayscale_images_enter_inception_as_three_equal_channels():
+  gray = np.arange(8, dtype=np.uint8).reshape(2, 2, 2, 1) * 30
+  x = np.asarray(fid.network_input(gray))
+  assert x.shape == (2, 2, 2, 3)
+  np.testing.assert_array_equal(x, np.repeat((gray - 128.0) / 128.0, 3, axis=-1))
+
+
 def test_frechet_distance_matches_scipy_sqrtm():
   rng = np.random.default_rng(0)
   a = rng.normal(size=(500, 16))

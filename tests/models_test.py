@@ -621,3 +621,24 @@ def test_forward_pass_equals_the_official_model(name):
   assert out.shape == expected.shape
   assert np.std(expected) > 0.1  # Neither saturated nor constant.
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['resnet_32', 'cnn_32'])
+def test_grayscale_28px_models(name):
+  """model.image_channels=1 and a 7 x 2**2 layout (configs/fashion_mnist.py): G makes
+  (B, 28, 28, 1) images, D reads them."""
+  config = official_config(name, image_size=28, image_channels=1, bottom_width=7,
+                           num_upsample=2, z_dim=8, generator_width=2, discriminator_width=2)
+  config.generator_channel_multipliers = config.generator_channel_multipliers[-3:]
+  generator, discriminator = models.create_models(config)
+  z, y = jnp.zeros((3, 8)), jnp.arange(3) % max(config.num_classes, 1)
+  images = jax.eval_shape(lambda: generator.apply(
+      generator.init(jax.random.PRNGKey(0), z, y, train=False), z, y, train=False))
+  assert images.shape == (3, 28, 28, 1)
+  x = jnp.zeros(images.shape)
+  source, _ = jax.eval_shape(lambda: discriminator.apply(
+      discriminator.init(jax.random.PRNGKey(0), x, train=False), x, train=False))
+  assert source.shape == (3,)
+  config.image_channels = 2
+  with pytest.raises(ValueError, match='model.image_channels must be 1 .* or 3 .*, got 2'):
+    models.create_models(config)

@@ -57,7 +57,9 @@ def main_in_two_processes(workdir, *flags):
   logs = [p.communicate(timeout=600)[0] for p in processes]
   for i, (p, log) in enumerate(zip(processes, logs)):
     assert p.returncode == 0, f'process {i}:\n{log[-3000:]}'
-  assert 'Process 1 of 2' in logs[1]
+  # Process 0 prints the progress; the others only their warnings and errors.
+  assert 'Process 0 of 2' in logs[0] and 'co-training step' in logs[0]
+  assert not re.search(r'^I\d{4} ', logs[1], re.M), logs[1][-3000:]
 
 
 @pytest.fixture(scope='module')

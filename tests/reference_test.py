@@ -33,19 +33,22 @@ def trained(config, tmp_path_factory):
   return cache_dir, reference.load_or_train(config, cache_dir)
 
 
-def test_whitening_kernel_makes_patch_covariance_the_identity():
+@pytest.mark.parametrize('channels', [3, 1])
+def test_whitening_kernel_makes_patch_covariance_the_identity(channels):
   rng = np.random.default_rng(0)
-  mixing = rng.normal(size=(3, 3))
-  images = np.tanh(rng.normal(size=(64, 8, 8, 3)) @ mixing * 0.3)
+  mixing = np.eye(channels) + 0.5 * rng.normal(size=(channels, channels))
+  images = np.tanh(rng.normal(size=(64, 8, 8, channels)) @ mixing * 0.3)
   images[:, 1:] += 0.5 * images[:, :-1]  # Correlated neighbours.
   kernel = reference.whitening_kernel(images)
+  n = 4 * channels  # Values of a 2x2 patch.
+  assert kernel.shape == (2, 2, channels, 2 * n)
   patches = np.stack([images[:, i:7 + i, j:7 + j] for i in range(2) for j in range(2)], 3)
-  out = patches.reshape(-1, 12) @ kernel[:, :, :, :12].reshape(12, 12)
+  out = patches.reshape(-1, n) @ kernel[:, :, :, :n].reshape(n, n)
   covariance = np.cov(out, rowvar=False)
   np.testing.assert_allclose(covariance - np.diag(np.diag(covariance)), 0, atol=1e-6)
   # Variances are eigenvalue / (eigenvalue + 5e-4): 1 but for the faintest directions.
   assert np.all(np.diag(covariance) <= 1) and np.median(np.diag(covariance)) > 0.95
-  np.testing.assert_array_equal(kernel[..., 12:], -kernel[..., :12])
+  np.testing.assert_array_equal(kernel[..., n:], -kernel[..., :n])
 
 
 def test_trains_to_high_accuracy_and_records_it_with_its_identity(config, trained):

@@ -51,6 +51,6 @@ def test_latest_stage_is_the_last_trained_stage_of_the_method():
   assert robgan.resolve_stage('latest', trained.__contains__, where) == 'cotrain'
   trained.add('finetune')
   assert robgan.resolve_stage('latest', trained.__contains__, where) == 'finetune'
-  with pytest.raises(FileNotFoundError, match='no Madry-baseline checkpoint in /w/madry'):
+  with pytest.raises(FileNotFoundError, match='no Madry training checkpoint in /w/madry'):
     Task('madry', 10).resolve_stage('latest', trained.__contains__, where)
   assert not Task('madry', 10).has_generator('madry') and robgan.has_generator('finetune')

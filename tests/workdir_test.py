@@ -116,7 +116,7 @@ def test_resolve_stage(tmp_path):
     workdir_lib.resolve_stage(workdir, ROBGAN, 'best')
   # A Madry workdir has one stage, which 'latest' names too.
   madry = str(tmp_path / 'madry')
-  with pytest.raises(FileNotFoundError, match='Madry-baseline checkpoint'):
+  with pytest.raises(FileNotFoundError, match='Madry training checkpoint'):
     workdir_lib.resolve_stage(madry, MADRY)
   fake_stage(madry, 'madry', 2)
   assert workdir_lib.resolve_stage(madry, MADRY) == 'madry'

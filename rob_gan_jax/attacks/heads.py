@@ -3,7 +3,7 @@
 'class': PGD on the class cross-entropy (official `miscs/pgd.py`, `attack_label_Linf_PGD`), for
 fine-tuning, the Madry baseline, evaluation (official `acc_under_attack.py`) and the notebook API.
 'source': an unconditional D's source head, pushing real images towards "fake" (official
-`attack_Linf_PGD_bin`), evaluated for AS-GAN. x: (B, H, W, 3) float32 in [-1, 1]; y: (B,) int32,
+`attack_Linf_PGD_bin`), evaluated for AS-GAN. x: (B, H, W, C) float32 in [-1, 1]; y: (B,) int32,
 unused by 'source'. An unknown head raises ValueError.
 """
 

@@ -31,7 +31,7 @@ from rob_gan_jax import task as task_lib
 @dataclasses.dataclass(frozen=True)
 class Output:
   """What an evaluator measured: `metrics` (name -> float or JSON-able value; scalars are also
-  written to TensorBoard during training) and `images` (name -> (H, W, 3) uint8 grid)."""
+  written to TensorBoard during training) and `images` (name -> (H, W, C) uint8 grid)."""
   metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
   images: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
@@ -60,7 +60,7 @@ class Context:
     self._generated: Tuple[Optional[Tuple], Any] = (None, None)
 
   def subset(self, split: str, num_examples: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
-    """A fixed random subset of a split, (N, H, W, 3) uint8 and (N,) int32, loaded once."""
+    """A fixed random subset of a split, (N, H, W, C) uint8 and (N,) int32, loaded once."""
     return self.cached(('subset', split, num_examples),
                        lambda: input_pipeline.load_subset(self.config, split, num_examples))
 
@@ -79,7 +79,7 @@ class Context:
                              unroll=self.config.unroll)
 
   def generated(self, networks, num_samples: int) -> Tuple[np.ndarray, np.ndarray]:
-    """`num_samples` images of G (`networks.generator`), (N, H, W, 3) uint8, and the (N,) int32
+    """`num_samples` images of G (`networks.generator`), (N, H, W, C) uint8, and the (N,) int32
     labels they were drawn for (cycling over the task's label range), made as `models.sample`
     makes them (`eval.sample_with_running_stats`) in batches of `eval.inception_batch_size` from
     fixed seeds. Only the last networks' samples are kept (a training run measures many)."""

@@ -5,7 +5,7 @@ numbers s * k ... s * k + k - 1, over a fresh permutation of each epoch, a funct
 (seed, epoch); an epoch's last partial batch is dropped. Host augmentation is seeded by (seed,
 s * k * B + position in the step), whichever process reads the example. `rows`: this process's
 rows of each global batch (`parallel.process_rows`), b of them. Batches: images
-(k, b, S, S, 3) uint8, labels (k, b) int32.
+(k, b, S, S, C) uint8, labels (k, b) int32.
 """
 
 import dataclasses
@@ -49,7 +49,7 @@ def step_indices(seed: int, step: int, *, num_examples: int, batch_size: int,
 def host_batch(images: np.ndarray, labels: np.ndarray, step: int, *, seed: int, batch_size: int,
                batches_per_step: int = 1,
                rows: slice = slice(None)) -> Tuple[np.ndarray, np.ndarray]:
-  """The batches of step `step` of a split in memory, (N, S, S, 3) and (N,); raises as
+  """The batches of step `step` of a split in memory, (N, S, S, C) and (N,); raises as
   `batch_indices`."""
   idx = step_indices(seed, step, num_examples=len(labels), batch_size=batch_size,
                      batches_per_step=batches_per_step)[:, rows]
@@ -67,7 +67,7 @@ class TrainingData(Protocol):
 @dataclasses.dataclass(frozen=True)
 class InMemoryTrainingData:
   """'pad_crop': the whole training split in memory; augmentation on device."""
-  images: np.ndarray  # (N, S, S, 3) uint8.
+  images: np.ndarray  # (N, S, S, C) uint8.
   labels: np.ndarray  # (N,) int32.
   seed: int
   batch_size: int
@@ -119,7 +119,8 @@ class StreamedTrainingData:
 
     def example(index, number):
       seed = tf.stack([tf.constant(self._seed, tf.int64), number])
-      image = self._augment(transforms.decode(self._examples.read(index)), seed)
+      image = self._augment(
+          transforms.decode(self._examples.read(index), self._examples.channels), seed)
       return image, tf.gather(self._examples.labels, index)
 
     return (tf.data.Dataset.range(first_step, np.iinfo(np.int64).max).map(step_examples)

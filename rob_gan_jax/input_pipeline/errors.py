@@ -34,6 +34,24 @@ def image_problem(name: str, found: Optional[Tuple[int, ...]],
   return None
 
 
+def shape_mismatch(what: str, found: Sequence[Optional[int]], shape: Tuple[int, ...]) -> str:
+  """Why images of shape `found` (H, W, C; None: any) cannot feed a model of `shape`, and the
+  model fields that would fit them."""
+  height, width, channels = found
+  fit = []
+  if height == width and height not in (None, shape[0]):
+    fit.append(f'--config.model.image_size={height} (and model.bottom_width * '
+               f'2**model.num_upsample = {height})')
+  if channels not in (None, shape[2]):
+    fit.append(f'--config.model.image_channels={channels}')
+  hint = (f' Set the model to the data: {" ".join(fit)}; configs/fashion_mnist.py does so for '
+          '28x28 grayscale images.' if fit else '')
+  return (f'{what} has images of shape {tuple(found)}, but the model takes {shape} '
+          f'(model.image_size={shape[0]}, model.image_channels={shape[2]}), and '
+          "dataset.augmentation='pad_crop' reads images of exactly that shape "
+          f"('random_resized_crop' and 'centre_crop' resize them).{hint}")
+
+
 def unusable_images(where: str, problems: Sequence[str]) -> ValueError:
   return ValueError(f'{len(problems)} image(s) of {where} cannot be read: '
                     f'{listed(sorted(problems))}')

@@ -2,8 +2,8 @@
 
 An image folder's split is `folder.list_split`'s listing on both paths; a TFDS data set is read
 whole through `as_dataset` (`tfds_data`) or by index from array_record files. Images come out
-(n, S, S, 3) uint8, labels (N,) int32. Images that cannot be read, decoded or (in memory) are
-not S x S x 3 raise ValueError naming up to 5 (files relative to the image folder,
+(n, S, S, C) uint8 (C = `channels`, decoded to that many), labels (N,) int32. Images that cannot
+be read, decoded or (in memory) are not S x S x C raise ValueError naming up to 5 (files relative to the image folder,
 '<split>[<index>]' or TFDS ids) and counting them all.
 """
 
@@ -27,20 +27,22 @@ _BATCH = 256  # Images decoded per tf.data batch.
 class Examples:
   """The examples of a split, read one at a time by index."""
   where: str  # E.g. "split 'train' of '/data/imagenet'", for messages.
+  channels: int  # Channels the images are decoded to (`transforms.decode`).
   labels: np.ndarray  # (N,) int32 in 0 .. num_classes - 1 (unconditional: zeros).
   names: Callable[[int], str]  # The name of example i in messages.
   read: Callable  # TF-traceable: int64 scalar index -> tf.string scalar, the encoded image.
 
 
-def _folder_examples(dataset_config, split: str, num_classes: int) -> Examples:
+def _folder_examples(dataset_config, split: str, num_classes: int, channels: int) -> Examples:
   tf = host_tf.tensorflow()
   listing = folder.list_split(dataset_config, split, num_classes=num_classes)
   paths = tf.constant([os.path.join(listing.root, f) for f in listing.files])
-  return Examples(where=listing.where, labels=listing.labels, names=listing.files.__getitem__,
+  return Examples(where=listing.where, channels=channels, labels=listing.labels,
+                  names=listing.files.__getitem__,
                   read=lambda i: tf.io.read_file(tf.gather(paths, i)))
 
 
-def _tfds_examples(dataset_config, split: str, num_classes: int) -> Examples:
+def _tfds_examples(dataset_config, split: str, num_classes: int, channels: int) -> Examples:
   """Unconditional: every example, labelled 0; the labels are not read."""
   tf = host_tf.tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -69,11 +71,11 @@ def _tfds_examples(dataset_config, split: str, num_classes: int) -> Examples:
                                 stateful=False)
     return tf.ensure_shape(encoded, [])
 
-  return Examples(where=where, labels=labels[keys], names=lambda i: f'{split}[{keys[i]}]',
-                  read=read)
+  return Examples(where=where, channels=channels, labels=labels[keys],
+                  names=lambda i: f'{split}[{keys[i]}]', read=read)
 
 
-def split_examples(dataset_config, split: str, *, num_classes: int) -> Examples:
+def split_examples(dataset_config, split: str, *, num_classes: int, channels: int) -> Examples:
   """The examples of a split; TFDS labels are read from the whole split (logged).
 
   Raises:
@@ -83,8 +85,8 @@ def split_examples(dataset_config, split: str, *, num_classes: int) -> Examples:
       examples.
   """
   if dataset_config.image_folder:
-    return _folder_examples(dataset_config, split, num_classes)
-  return _tfds_examples(dataset_config, split, num_classes)
+    return _folder_examples(dataset_config, split, num_classes, channels)
+  return _tfds_examples(dataset_config, split, num_classes, channels)
 
 
 def unusable(examples: Examples, indices: np.ndarray, error: Exception,
@@ -94,7 +96,7 @@ def unusable(examples: Examples, indices: np.ndarray, error: Exception,
   tf = host_tf.tensorflow()
   indices = np.unique(indices)
   decoded = tf.data.Dataset.from_tensor_slices(indices).map(
-      lambda i: (i, tf.shape(transforms.decode(examples.read(i)))),
+      lambda i: (i, tf.shape(transforms.decode(examples.read(i), examples.channels))),
       num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
   found = {int(i): tuple(map(int, s)) for i, s in decoded.as_numpy_iterator()}
   problems = []
@@ -113,13 +115,13 @@ def unusable(examples: Examples, indices: np.ndarray, error: Exception,
 
 def load_examples(examples: Examples, indices, *, image_size: int,
                   exact_size: bool = False) -> np.ndarray:
-  """Images of `indices`, decoded on parallel tf.data workers: S x S x 3 if `exact_size` (else
+  """Images of `indices`, decoded on parallel tf.data workers: S x S x C if `exact_size` (else
   ValueError), otherwise `transforms.resize_and_centre_crop` (the streaming paths' evaluation)."""
   tf = host_tf.tensorflow()
-  shape = (image_size, image_size, 3)
+  shape = (image_size, image_size, examples.channels)
 
   def image(i):
-    decoded = transforms.decode(examples.read(i))
+    decoded = transforms.decode(examples.read(i), examples.channels)
     if exact_size:
       return tf.ensure_shape(decoded, shape)
     return transforms.resize_and_centre_crop(decoded, image_size)
@@ -134,16 +136,17 @@ def load_examples(examples: Examples, indices, *, image_size: int,
   return np.concatenate(batches) if batches else np.zeros((0,) + shape, np.uint8)
 
 
-def load_split(dataset_config, split: str, *, image_size: int,
-               num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
-  """A whole split of S x S x 3 images (S = image_size), decoded once: images, labels.
+def load_split(dataset_config, split: str, *, image_size: int, num_classes: int,
+               channels: int) -> Tuple[np.ndarray, np.ndarray]:
+  """A whole split of S x S x C images (S = image_size, C = channels), decoded once: images,
+  labels.
 
   Raises:
     As `split_examples` (an image folder) or `tfds_data.load_split`.
   """
   if not dataset_config.image_folder:
     return tfds_data.load_split(dataset_config, split, image_size=image_size,
-                                num_classes=num_classes)
-  examples = _folder_examples(dataset_config, split, num_classes)
+                                num_classes=num_classes, channels=channels)
+  examples = _folder_examples(dataset_config, split, num_classes, channels)
   return (load_examples(examples, np.arange(len(examples.labels)), image_size=image_size,
                         exact_size=True), examples.labels)

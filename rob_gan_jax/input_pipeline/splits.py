@@ -2,10 +2,11 @@
 
 'pad_crop' holds a whole split of images of exactly S x S (S = model.image_size) in memory;
 'random_resized_crop' and 'centre_crop' stream images of any size, RGB or grayscale, decoding
-only those asked for (evaluation: short side resized to S, centre crop). `dataset_config` is
+only those asked for (evaluation: short side resized to S, centre crop). Images are decoded to
+C = `channels` channels (`model.image_channels`: 3, or 1 for a grayscale model). `dataset_config` is
 `config.dataset`: `image_folder` if set, else the TFDS data set `name` in `data_dir` (downloaded
 if missing and possible); `num_classes` is the number of selected classes, 0: unconditional.
-Images are (n, S, S, 3) uint8, labels (n,) int32, in the order of `sources`. Every entry
+Images are (n, S, S, C) uint8, labels (n,) int32, in the order of `sources`. Every entry
 point raises as `load_split`.
 """
 
@@ -52,17 +53,26 @@ class _StreamedSplit:
     return batches.StreamedTrainingData(self._examples, augment=self._augment, **kwargs)
 
 
-def _open(dataset_config, split: str, *, image_size: int, num_classes: int):
+def _open(dataset_config, split: str, *, image_size: int, num_classes: int, channels: int):
   transforms.check_dataset_config(dataset_config)
   if dataset_config.augmentation == transforms.PAD_CROP:
     return _InMemorySplit(*sources.load_split(dataset_config, split, image_size=image_size,
-                                              num_classes=num_classes))
-  return _StreamedSplit(sources.split_examples(dataset_config, split, num_classes=num_classes),
-                        image_size, transforms.host_augmentation(dataset_config, image_size))
+                                              num_classes=num_classes, channels=channels))
+  examples = sources.split_examples(dataset_config, split, num_classes=num_classes,
+                                    channels=channels)
+  return _StreamedSplit(examples, image_size,
+                        transforms.host_augmentation(dataset_config, image_size))
 
 
-def load_split(dataset_config, split: str, *, image_size: int,
-               num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+def _open_model_split(config, split: str):
+  """`_open` of a split for the images `config.model` takes."""
+  m = config.model
+  return _open(config.dataset, split, image_size=m.image_size, num_classes=m.num_classes,
+               channels=m.image_channels)
+
+
+def load_split(dataset_config, split: str, *, image_size: int, num_classes: int,
+               channels: int = 3) -> Tuple[np.ndarray, np.ndarray]:
   """A whole split in memory, as evaluation sees it: images, labels.
 
   Raises:
@@ -70,14 +80,15 @@ def load_split(dataset_config, split: str, *, image_size: int,
     ValueError: bad `augmentation` or `crop_scale`; as `sources.split_examples` and
       `sources.load_split`.
   """
-  opened = _open(dataset_config, split, image_size=image_size, num_classes=num_classes)
+  opened = _open(dataset_config, split, image_size=image_size, num_classes=num_classes,
+                 channels=channels)
   return opened.images(slice(None)), opened.labels
 
 
-def split_chunks(dataset_config, split: str, *, image_size: int, num_classes: int,
-                 chunk_size: int = 10_000) -> Iterator[np.ndarray]:
-  """`load_split`'s images in chunks; streamed, one at a time is decoded (ImageNet, LSUN)."""
-  opened = _open(dataset_config, split, image_size=image_size, num_classes=num_classes)
+def split_chunks(config, split: str, chunk_size: int = 10_000) -> Iterator[np.ndarray]:
+  """The images of a split as `config.model` takes them, in chunks; streamed, one at a time is
+  decoded (ImageNet, LSUN)."""
+  opened = _open_model_split(config, split)
   for start in range(0, len(opened.labels), chunk_size):
     yield opened.images(slice(start, start + chunk_size))
 
@@ -85,8 +96,7 @@ def split_chunks(dataset_config, split: str, *, image_size: int, num_classes: in
 def load_subset(config, split: str,
                 num_examples: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
   """A random subset of `num_examples` (None: all) of a split, fixed by config.seed."""
-  m = config.model
-  opened = _open(config.dataset, split, image_size=m.image_size, num_classes=m.num_classes)
+  opened = _open_model_split(config, split)
   subset = np.random.default_rng(config.seed).permutation(len(opened.labels))[:num_examples]
   return opened.images(subset), opened.labels[subset]
 
@@ -100,8 +110,7 @@ def training_data(config, *, batch_size: int, batches_per_step: int = 1,
   Raises:
     As `load_split`; ValueError: the split has fewer than `batch_size` examples.
   """
-  d, m = config.dataset, config.model
-  return _open(d, d.train_split, image_size=m.image_size, num_classes=m.num_classes).training_data(
+  return _open_model_split(config, config.dataset.train_split).training_data(
       seed=config.seed, batch_size=batch_size, batches_per_step=batches_per_step, rows=rows)
 
 

@@ -110,19 +110,25 @@ def _problems(tfds_builder, split: str, key: str, shape) -> list:
   return [p for p in problems if p]
 
 
-def load_split(dataset_config, split: str, *, image_size: int,
-               num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
-  """A whole split of image_size x image_size x 3 images: (N, S, S, 3) uint8, (N,) int32.
+def load_split(dataset_config, split: str, *, image_size: int, num_classes: int,
+               channels: int) -> Tuple[np.ndarray, np.ndarray]:
+  """A whole split of S x S x C images (S = image_size, C = channels): (N, S, S, C) uint8, (N,)
+  int32.
 
   Raises:
-    As `open_split`; ValueError: images not decodable or not S x S x 3 (named), empty split.
+    As `open_split`; ValueError: the data set declares another image shape (before reading it;
+    the message names the model fields to set), images not decodable or not S x S x C (named),
+    empty split.
   """
   tf = host_tf.tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds_builder, available, selected = open_split(dataset_config, split, num_classes)
   key = 'id' if 'id' in tfds_builder.info.features else 'tfds_id'
   name = dataset_config.name
-  shape, where = (image_size, image_size, 3), f'split {split!r} of {name!r}'
+  shape, where = (image_size, image_size, channels), f'split {split!r} of {name!r}'
+  declared = tfds_builder.info.features['image'].shape
+  if any(d is not None and d != s for d, s in zip(declared, shape)):
+    raise ValueError(errors.shape_mismatch(f'TFDS data set {name!r}', declared, shape))
 
   def example(ex):  # Unconditional: the labels, if any, are not read (`relabel` makes them 0).
     label = ex['label'] if selected is not None else tf.constant(0, tf.int64)

@@ -4,8 +4,8 @@
 'pad_crop' (CIFAR-10): zero padding, random crop and flip on device (`augment`);
 'random_resized_crop' (ImageNet, dog_and_cat): `random_resized_crop` on host; 'centre_crop'
 (the usual CelebA / LSUN GAN preprocessing, not official): `centre_crop_and_flip` on host.
-Host transforms map (H, W, 3) uint8 tf.Tensors of any size to (S, S, 3) uint8, seeded
-statelessly by a (2,) int64 tf.Tensor per example. On device every path scales to [-1, 1] and,
+Host transforms map (H, W, C) uint8 tf.Tensors of any size to (S, S, C) uint8 (C: 3, or 1 for
+grayscale models), seeded statelessly by a (2,) int64 tf.Tensor per example. On device every path scales to [-1, 1] and,
 in co-training only as officially, adds uniform dequantization noise (SN-GAN).
 """
 
@@ -35,11 +35,12 @@ def check_dataset_config(dataset_config) -> None:
                      f'{tuple(dataset_config.crop_scale)}')
 
 
-def decode(encoded):
-  """tf.string (JPEG, PNG, GIF or BMP) -> (H, W, 3) uint8; grayscale becomes RGB."""
+def decode(encoded, channels: int):
+  """tf.string (JPEG, PNG, GIF or BMP) -> (H, W, channels) uint8: grayscale becomes RGB for 3
+  channels, RGB becomes grayscale (luma) for 1."""
   tf = host_tf.tensorflow()
-  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-  return tf.ensure_shape(image, [None, None, 3])
+  image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+  return tf.ensure_shape(image, [None, None, channels])
 
 
 def _saturate_uint8(image):
@@ -120,7 +121,7 @@ def to_uint8(images) -> np.ndarray:
 
 def augment(images: jax.Array, key: jax.Array, dataset_config, *,
             dequantization_noise: float) -> jax.Array:
-  """(B, H, W, 3) uint8 -> float32 in [-1, 1 + dequantization_noise), augmented on device.
+  """(B, H, W, C) uint8 -> float32 in [-1, 1 + dequantization_noise), augmented on device.
 
   'pad_crop': random crop after `crop_padding` zero padding (0: none), flip if `random_flip`.
   Then uniform noise in [0, dequantization_noise) (official co-training: 1/128; fine-tuning: 0).

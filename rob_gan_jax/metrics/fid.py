@@ -76,9 +76,11 @@ def statistics(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def network_input(images: jax.Array) -> jax.Array:
-  """uint8 images, or float images in [-1, 1] quantised to uint8, -> (u - 128) / 128 float32."""
+  """(N, H, W, C) uint8 images, or float images in [-1, 1] quantised to uint8, -> (u - 128) / 128
+  float32 with 3 channels: grayscale (C = 1) is repeated, as torchvision's `Grayscale(3)`."""
   if images.dtype != jnp.uint8:
     images = jnp.round((jnp.clip(images, -1, 1) + 1) * 127.5).astype(jnp.uint8)
+  images = jnp.broadcast_to(images, images.shape[:-1] + (3,))
   return (images.astype(jnp.float32) - 128.0) / 128.0
 
 
@@ -90,7 +92,7 @@ def _features(variables, images):
 
 def extract(variables, images: np.ndarray, *, batch_size: int = 200,
             mesh: Optional[jax.sharding.Mesh] = None) -> Tuple[np.ndarray, np.ndarray]:
-  """Pool (N, 2048) and logits (N, 1008), float32, of (N, H, W, 3) images (uint8, or float in
+  """Pool (N, 2048) and logits (N, 1008), float32, of (N, H, W, C) images (uint8, or float in
   [-1, 1]), in jitted batches, each split over `mesh` if given."""
   if mesh is not None:
     variables = parallel.replicate(variables, mesh)
@@ -103,13 +105,15 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
                     batch_size: int, mesh) -> Tuple[np.ndarray, np.ndarray]:
   """(mu, sigma) of a split's pool features, cached in `cache_dir` (atomically, by process 0),
   keyed by data set, split, image view (`dataset.classes`, `dataset.augmentation`,
-  `model.image_size`) and weights. Chunks (`input_pipeline.split_chunks`) accumulate sum and outer
+  `model.image_size`, `model.image_channels`) and weights. Chunks (`input_pipeline.split_chunks`) accumulate sum and outer
   products in float64, so an ImageNet-size split needs one chunk's host memory."""
   d = config.dataset
   source = d.image_folder or d.name
   key = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.abspath(source) if d.image_folder
                else source).strip('_')
-  view = hashlib.sha256(json.dumps([d.classes, d.augmentation, config.model.image_size]).encode())
+  m = config.model
+  view = hashlib.sha256(json.dumps([d.classes, d.augmentation, m.image_size,
+                                    m.image_channels]).encode())
   path = os.path.join(cache_dir, f'{key}-{split}-{view.hexdigest()[:8]}-'
                       f'{inception.sha256(weights_path)[:12]}.npz')
   if os.path.exists(path):
@@ -117,8 +121,7 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
       return data['mu'], data['sigma']
   logging.info('Computing Inception statistics of %s/%s into %s', source, split, path)
   n, total, outer = 0, 0.0, 0.0
-  for images in input_pipeline.split_chunks(d, split, image_size=config.model.image_size,
-                                            num_classes=config.model.num_classes):
+  for images in input_pipeline.split_chunks(config, split):
     pool = extract(variables, images, batch_size=batch_size, mesh=mesh)[0].astype(np.float64)
     n, total, outer = n + len(pool), total + pool.sum(0), outer + pool.T @ pool
   mu = total / n
@@ -132,7 +135,7 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
 
 def generator_metrics(samples: np.ndarray, config, workdir: str, *,
                       mesh: Optional[jax.sharding.Mesh] = None) -> Dict[str, float]:
-  """{'inception_score', 'inception_score_std', 'fid'} of G's (N, H, W, 3) uint8 `samples`
+  """{'inception_score', 'inception_score_std', 'fid'} of G's (N, H, W, C) uint8 `samples`
   against `config.eval.inception_split` (statistics cached in `<workdir>/../fid_stats/`); raises
   FileNotFoundError / ValueError for a missing or wrong `eval.inception_weights` .npz."""
   e = config.eval

@@ -16,8 +16,8 @@ precision and recall are computed in. Figures in them compare only between runs 
 reference classifier (same data set, split, image size, classes, seed and `VERSION`), which
 `identity()` names; they are not FID.
 
-Images enter as uint8 (N, H, W, 3), or float in [-1, 1] quantised to uint8 first (generated ones
-too, as if saved as PNG), and are scaled to [-1, 1].
+Images enter as uint8 (N, H, W, C) (C: 3, or 1 for grayscale data), or float in [-1, 1]
+quantised to uint8 first (generated ones too, as if saved as PNG), and are scaled to [-1, 1].
 """
 
 import dataclasses
@@ -110,34 +110,37 @@ def _dirac_init(key, shape, dtype=jnp.float32):
 
 
 class ReferenceNet(nn.Module):
-  """(N, H, W, 3) float in [-1, 1] -> ((N, num_classes) logits, (N, widths[-1]) features)."""
+  """(N, H, W, C) float in [-1, 1] -> ((N, num_classes) logits, (N, widths[-1]) features)."""
   num_classes: int
   widths: Sequence[int] = (64, 256, 256)
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> Tuple[jax.Array, jax.Array]:
     # The whitening kernel is set from the data by `whitening_kernel` and never trained.
-    whiten = self.param('whiten_kernel', nn.initializers.zeros, (2, 2, 3, 24))
+    patch = 4 * x.shape[-1]  # A 2x2 patch's values; +/- each eigenvector makes 2 * patch filters.
+    whiten = self.param('whiten_kernel', nn.initializers.zeros, (2, 2, x.shape[-1], 2 * patch))
     h = jax.lax.conv_general_dilated(x, jax.lax.stop_gradient(whiten), (1, 1), 'VALID',
                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    h = nn.gelu(h + self.param('whiten_bias', nn.initializers.zeros, (24,)), approximate=False)
+    h = nn.gelu(h + self.param('whiten_bias', nn.initializers.zeros, (2 * patch,)),
+                approximate=False)
     for i, width in enumerate(self.widths):
       h = ConvGroup(width, name=f'group{i + 1}')(h, train=train)
-    features = jnp.max(h, axis=(1, 2))  # The 3x3 max pool of a 32 px image's 3x3 map.
+    features = jnp.max(h, axis=(1, 2))  # The 3x3 max pool of a 32 (or 28) px image's 3x3 map.
     logits = nn.Dense(self.num_classes, use_bias=False, name='head')(features) * _HEAD_SCALE
     return logits, features
 
 
 def whitening_kernel(images: np.ndarray) -> np.ndarray:
-  """(2, 2, 3, 24) kernel whitening the 2x2 patches of (N, H, W, 3) images in [-1, 1]: the
+  """(2, 2, C, 8C) kernel whitening the 2x2 patches of (N, H, W, C) images in [-1, 1]: the
   covariance's eigenvectors scaled by 1 / sqrt(eigenvalue + 5e-4), and their negatives."""
   x = np.asarray(images, np.float64)
+  c = x.shape[-1]
   patches = np.stack([x[:, i:x.shape[1] - 1 + i, j:x.shape[2] - 1 + j]
-                      for i in range(2) for j in range(2)], 3)  # (N, H-1, W-1, 4, 3)
-  patches = patches.reshape(-1, 12)
+                      for i in range(2) for j in range(2)], 3)  # (N, H-1, W-1, 4, C)
+  patches = patches.reshape(-1, 4 * c)
   eigenvalues, eigenvectors = np.linalg.eigh(np.cov(patches, rowvar=False))
-  filters = eigenvectors.T / np.sqrt(eigenvalues + _WHITENING_EPS)[:, None]  # (12, 4 * 3)
-  filters = filters.reshape(12, 2, 2, 3).transpose(1, 2, 3, 0)
+  filters = eigenvectors.T / np.sqrt(eigenvalues + _WHITENING_EPS)[:, None]  # (4C, 4C)
+  filters = filters.reshape(4 * c, 2, 2, c).transpose(1, 2, 3, 0)
   return np.concatenate([filters, -filters], -1).astype(np.float32)
 
 
@@ -165,7 +168,7 @@ class Classifier:
     return out[:, :self.net.num_classes], out[:, self.net.num_classes:]
 
   def accuracy(self, images: np.ndarray, labels: np.ndarray, **kwargs) -> float:
-    """Clean accuracy (flip-averaged logits) on (N, H, W, 3) images and (N,) labels."""
+    """Clean accuracy (flip-averaged logits) on (N, H, W, C) images and (N,) labels."""
     return float(np.mean(self.outputs(images, **kwargs)[0].argmax(1) == np.asarray(labels)))
 
 
@@ -208,14 +211,15 @@ def _optimizer(settings, *, batch_size: int, num_steps: int) -> optax.GradientTr
 
 def _train_step(net: ReferenceNet, settings: Tuple, state, padded: jax.Array, labels: jax.Array,
                 key: jax.Array):
-  """One update on (B, H + 2t, W + 2t, 3) uint8 reflect-padded images: a random translation
+  """One update on (B, H + 2t, W + 2t, C) uint8 reflect-padded images: a random translation
   (crop) and flip per image, summed label-smoothed cross-entropy."""
   tx, translate, label_smoothing = settings
   params, batch_stats, opt_state = state
   size = padded.shape[1] - 2 * translate
   shift_key, flip_key = jax.random.split(key)
   shifts = jax.random.randint(shift_key, (len(labels), 2), 0, 2 * translate + 1)
-  crop = lambda image, s: jax.lax.dynamic_slice(image, (s[0], s[1], 0), (size, size, 3))
+  crop = lambda image, s: jax.lax.dynamic_slice(image, (s[0], s[1], 0),
+                                                (size, size, padded.shape[-1]))
   x = _network_input(jax.vmap(crop)(padded, shifts))
   flip = jax.random.bernoulli(flip_key, 0.5, (len(labels), 1, 1, 1))
   x = jnp.where(flip, x[:, :, ::-1], x)
@@ -235,7 +239,7 @@ def _train_step(net: ReferenceNet, settings: Tuple, state, padded: jax.Array, la
 
 def train(images: np.ndarray, labels: np.ndarray, settings, *, num_classes: int, seed: int,
           log_every_steps: int = 50) -> Tuple[ReferenceNet, Any]:
-  """Trains a `ReferenceNet` on (N, H, W, 3) uint8 images and (N,) int labels.
+  """Trains a `ReferenceNet` on (N, H, W, C) uint8 images and (N,) int labels.
 
   Args:
     settings: `config.reference` (widths, num_epochs, batch_size, learning_rate, momentum,
@@ -305,7 +309,7 @@ def labelled(config):
 
 
 def test_split(config) -> Tuple[np.ndarray, np.ndarray]:
-  """The whole `eval.split` with class labels: (N, H, W, 3) uint8, (N,) int32."""
+  """The whole `eval.split` with class labels: (N, H, W, C) uint8, (N,) int32."""
   return input_pipeline.load_subset(labelled(config), config.eval.split, None)
 
 
@@ -318,6 +322,7 @@ def identity(config) -> Dict[str, Any]:
           'dataset': source, 'split': r.split, 'num_examples': r.num_examples,
           'num_classes': _num_classes(config),
           'image_size': config.model.image_size,
+          'image_channels': config.model.image_channels,
           'classes': d.classes if d.classes is None or isinstance(d.classes, str)
                      else list(d.classes),
           'seed': r.seed, 'version': VERSION,
@@ -407,7 +412,7 @@ def trained_accuracy(images: np.ndarray, labels: np.ndarray, config,
                      test: Tuple[np.ndarray, np.ndarray], *,
                      mesh: Optional[jax.sharding.Mesh] = None) -> float:
   """Clean accuracy on `test` of a fresh classifier like the reference one (`config.reference`)
-  trained on (N, H, W, 3) uint8 `images` and (N,) `labels` only: CAS when they are G's samples
+  trained on (N, H, W, C) uint8 `images` and (N,) `labels` only: CAS when they are G's samples
   (Ravuri & Vinyals, NeurIPS 2019; GAN-train in Shmelkov et al., ECCV 2018)."""
   net, variables = train(images, labels, config.reference, num_classes=_num_classes(config),
                          seed=config.reference.seed)

@@ -65,6 +65,9 @@ def create_models(model_config,
   if m.discriminator_architecture not in DISCRIMINATORS:
     raise ValueError('model.discriminator_architecture must be one of '
                      f'{tuple(DISCRIMINATORS)}, got {m.discriminator_architecture!r}')
+  if m.image_channels not in (1, 3):
+    raise ValueError(f'model.image_channels must be 1 (grayscale) or 3 (RGB), got '
+                     f'{m.image_channels}')
   if m.num_classes < 0:
     raise ValueError(f'model.num_classes must be >= 0 (0: unconditional), got {m.num_classes}')
   size = m.bottom_width * 2**m.num_upsample
@@ -74,7 +77,7 @@ def create_models(model_config,
   generator_kwargs = dict(
       z_dim=m.z_dim, width=m.generator_width, bottom_width=m.bottom_width,
       channel_multipliers=tuple(m.generator_channel_multipliers), num_upsample=m.num_upsample,
-      bn_momentum=m.bn_momentum, axis_name=axis_name, dtype=dtype)
+      channels=m.image_channels, bn_momentum=m.bn_momentum, axis_name=axis_name, dtype=dtype)
   generator_class = GENERATORS[m.generator_architecture]
   if generator_class is Generator:
     generator_kwargs.update(num_classes=m.num_classes,

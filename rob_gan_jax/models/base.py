@@ -1,8 +1,8 @@
 """Fields, layout checks and heads shared by the generator and discriminator architectures.
 
 Every G is called as `G.apply(variables, z, y, train=...)`: z (B, z_dim) float32 latents, y (B,)
-int32 labels (ignored, may be None, by an unconditional G) -> (B, S, S, 3) float32 images in
-[-1, 1], S = bottom_width * 2**num_upsample. Every D is called as `D.apply(variables, x,
+int32 labels (ignored, may be None, by an unconditional G) -> (B, S, S, C) float32 images in
+[-1, 1], S = bottom_width * 2**num_upsample, C = `channels` (`model.image_channels`). Every D is called as `D.apply(variables, x,
 train=...)` on such images -> float32 (source logits (B,), class logits (B, num_classes)), (B, 0)
 when num_classes is 0. `train=True` uses (cross-replica) batch statistics and updates BatchNorm
 running averages and spectral norm's power iteration (`mutable=['batch_stats']`); `train=False`
@@ -28,6 +28,7 @@ class GeneratorBase(nn.Module):
   bottom_width: int = 4
   channel_multipliers: Sequence[int] = (16, 8, 4, 2, 1)
   num_upsample: int = 3
+  channels: int = 3
   bn_momentum: float = 0.9
   axis_name: Optional[str] = None
   dtype: Dtype = jnp.float32

@@ -17,7 +17,8 @@ from rob_gan_jax.models import layers
 
 class CNNGenerator(base.GeneratorBase):
   """G(z): official `Generator`: linear, BatchNorm per feature (`BatchNorm1d`), ReLU; per stage
-  a 4x4 stride-2 transposed conv, BatchNorm, ReLU; a 3x3 stride-1 transposed conv -> 3, tanh."""
+  a 4x4 stride-2 transposed conv, BatchNorm, ReLU; a 3x3 stride-1 transposed conv -> 3 (`channels`),
+  tanh."""
   channel_multipliers: Sequence[int] = (8, 4, 2, 1)
 
   @nn.compact
@@ -31,7 +32,8 @@ class CNNGenerator(base.GeneratorBase):
       h = layers.ConvTransposeStride2(m * self.width, dtype=self.dtype, name=f'deconv{i}')(h)
       h = nn.relu(self.batch_norm(h, train, f'bn{i}'))
     return layers.tanh_images(
-        layers.torch_conv_transpose(3, 3, 1, 1, dtype=self.dtype, name='deconv_out')(h))
+        layers.torch_conv_transpose(self.channels, 3, 1, 1, dtype=self.dtype,
+                                    name='deconv_out')(h))
 
 
 class CNNDiscriminator(base.DiscriminatorBase):

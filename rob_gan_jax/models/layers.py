@@ -56,7 +56,7 @@ def nchw_features(h: jax.Array) -> jax.Array:
 
 
 def tanh_images(h: jax.Array) -> jax.Array:
-  """A generator's (B, S, S, 3) last map (in its dtype) -> float32 images tanh(h) in [-1, 1]."""
+  """A generator's (B, S, S, C) last map (in its dtype) -> float32 images tanh(h) in [-1, 1]."""
   return jnp.tanh(h.astype(jnp.float32))
 
 

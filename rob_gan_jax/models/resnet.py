@@ -64,8 +64,8 @@ class Generator(base.GeneratorBase):
   """G(z, y): SN-GAN ResNet generator, class-conditional or (num_classes=0) unconditional.
 
   Official `gen_models/resnet_32.py` (`ResNetGenerator`): Linear(z_dim -> bottom^2 * 16 ch),
-  residual blocks 16ch -> 8ch -> 4ch -> 2ch (upsampling) -> 1ch, final BN, ReLU, conv3x3 -> 3,
-  tanh; `resnet_64.py`, `resnet_small.py`, `resnet.py`: other multipliers, every block upsampling.
+  residual blocks 16ch -> 8ch -> 4ch -> 2ch (upsampling) -> 1ch, final BN, ReLU, conv3x3 -> 3
+  (`channels`), tanh; `resnet_64.py`, `resnet_small.py`, `resnet.py`: other multipliers, every block upsampling.
   """
   num_classes: int = 10
   conditional_bn_momentum: float = 0.1
@@ -86,7 +86,7 @@ class Generator(base.GeneratorBase):
                          axis_name=self.axis_name, dtype=self.dtype,
                          name=f'block{i + 1}')(h, y, train=train)
     h = self.batch_norm(h, train, 'bn_out')
-    h = nn.Conv(3, (3, 3), kernel_init=layers.xavier_uniform(1.0), dtype=self.dtype,
+    h = nn.Conv(self.channels, (3, 3), kernel_init=layers.xavier_uniform(1.0), dtype=self.dtype,
                 name='conv_out')(nn.relu(h))
     return layers.tanh_images(h)
 
@@ -135,7 +135,7 @@ class UnconditionalResNetGenerator(base.GeneratorBase):
                                       axis_name=self.axis_name, dtype=self.dtype,
                                       name=f'block{i}')(h, train=train)
     h = self.batch_norm(nn.relu(h), train, 'bn_out')
-    return layers.tanh_images(nn.Conv(3, (3, 3), kernel_init=layers.dcgan_normal(),
+    return layers.tanh_images(nn.Conv(self.channels, (3, 3), kernel_init=layers.dcgan_normal(),
                                       dtype=self.dtype, name='conv_out')(h))
 
 
