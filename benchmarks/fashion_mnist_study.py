@@ -19,7 +19,8 @@ SIGSTOP and resumed, or killed and started again: runs resume from their checkpo
 everything measured is cached in `--out/measure/`).
 
 Measured afterwards (two measurement processes side by side, on the whole test split):
-- G: `evaluators/reference_metrics.py` at every checkpoint, `--samples` samples against the 10,000
+- G: `evaluators/reference_metrics.py` at every `--g_every` G steps (and the first and last
+  checkpoint), `--samples` samples against the 10,000
   test images (fd_ref, KID, precision, recall; GAN-test for a conditional G), and CAS on
   `--samples` samples at the last checkpoint, beside its ceiling (as many real images).
 - Classifiers (Rob-GAN's D after step 1, after step 2 with lambda 0.5 and 0, Madry's): at every
@@ -218,7 +219,7 @@ def measure(args, name: str) -> dict:
   arm = ARMS[name.rsplit('_seed', 1)[0]]
   steps = saved_steps(args, name)
   if arm.generator:
-    for step in steps:
+    for step in [s for s in steps if s % args.g_every == 0 or s in (steps[0], steps[-1])]:
       if str(step) not in result['steps']:
         result['steps'][str(step)] = generator_metrics(args, name, step, cas=step == steps[-1])
         print(name, step, result['steps'][str(step)], flush=True)
@@ -571,6 +572,8 @@ def main(argv=None):
   parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
   parser.add_argument('--extra_seed', type=int, default=2)
   parser.add_argument('--samples', type=int, default=10_000, help="G's samples per checkpoint")
+  parser.add_argument('--g_every', type=int, default=1_000,
+                      help="G is measured every N steps (and at the first and last checkpoint)")
   parser.add_argument('--apgd_targets', type=int, default=9)
   parser.add_argument('--apgd_steps', type=int, default=100)
   parser.add_argument('--half_time', type=float, default=None,

@@ -10,9 +10,6 @@ needs only torch, numpy, scipy and tqdm). The module is skipped without them, un
 ROBGAN_REQUIRE_TORCH=1 (.ci/run), where a missing package is an error.
 """
 
-import importlib
-import os
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -20,18 +17,13 @@ import numpy as np
 import pytest
 
 from rob_gan_jax import attacks
+from tests import conftest
 
 pytestmark = pytest.mark.slow  # Second lane: the torchattacks cross-checks.
 
 
-def require(module: str):
-  if os.environ.get('ROBGAN_REQUIRE_TORCH'):
-    return importlib.import_module(module)
-  return pytest.importorskip(module)
-
-
-torch = require('torch')
-torchattacks = require('torchattacks')
+torch = conftest.require('torch')
+torchattacks = conftest.require('torchattacks')
 
 NUM_IMAGES, SIZE = 200, 16
 # 0.012 in the [-1, 1] scale (0.006 ~ 1.5/255 in torchattacks' [0, 1] scale): robust accuracy

@@ -9,6 +9,8 @@ the same tiny train step compile it once; the pytest-xdist workers of a run shar
 """
 
 import fcntl
+import importlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -41,6 +43,18 @@ def pytest_configure(config):
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
            'truck')
+
+
+def require(name: str, *, load: bool = True):
+  """A test-only package (torch, torchattacks, torch_fidelity): imported (or, with load=False,
+  only found: its spec), skipping the calling test or module when it is not installed, unless
+  ROBGAN_REQUIRE_TORCH is set (.ci/run), where a missing one fails."""
+  spec = importlib.util.find_spec(name)
+  if spec is None:
+    if os.environ.get('ROBGAN_REQUIRE_TORCH'):
+      pytest.fail(f'{name} is not installed, and ROBGAN_REQUIRE_TORCH is set')
+    pytest.skip(f'{name} is not installed', allow_module_level=True)
+  return importlib.import_module(name) if load else spec
 
 
 def write_image_folder(root, *, per_class, size=32, classes=CLASSES, seed=0):

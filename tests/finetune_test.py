@@ -181,15 +181,19 @@ def test_finetune_keeps_the_generator_it_started_with(trained_workdir, tiny_conf
 
 def test_diverging_finetuning_stops_and_saves_no_non_finite_state(trained_workdir, tiny_config,
                                                                   tmp_path):
+  """Resumed at lr 1e30 from its step-2 checkpoint: the run stops, and that checkpoint stays the
+  last one."""
+  workdir = str(tmp_path / 'workdir')
+  shutil.copytree(trained_workdir, workdir)
   config = tiny_config
-  config.finetune.init_workdir = trained_workdir
+  config.finetune.stage_epochs = (0.2, 1.4)  # The fixture's 1 + 1 steps, then 6 more.
   config.finetune.learning_rate = 1e30
-  config.finetune.num_steps = 8
-  with pytest.raises(FloatingPointError, match='non-finite'):
-    finetune.train_classifier(config, str(tmp_path))
-  directory = workdir_lib.checkpoint_dir(str(tmp_path), 'finetune')
-  for step in checkpoints.manager(directory).all_steps():  # Restoring checks finiteness.
-    assert not checkpoints.non_finite_arrays(checkpoints.manager(directory).restore(step))
+  config.allow_changes = ('finetune',)
+  with pytest.raises(FloatingPointError, match='non-finite.*last good checkpoint is step 2'):
+    finetune.train_classifier(config, workdir)
+  manager = checkpoints.manager(workdir_lib.checkpoint_dir(workdir, 'finetune'))
+  assert list(manager.all_steps()) == [2]
+  assert not checkpoints.non_finite_arrays(manager.restore(2))
 
 
 def test_madry_baseline_trains_a_classifier_only(image_folder, tmp_path):

@@ -5,7 +5,6 @@ ROBGAN_REQUIRE_TORCH=1 so that the test fails rather than skips there).
 """
 
 import functools
-import importlib.util
 import math
 import os
 import sys
@@ -21,13 +20,7 @@ from rob_gan_jax import workdir as workdir_lib
 from rob_gan_jax.metrics import convert_inception
 from rob_gan_jax.metrics import fid
 from rob_gan_jax.metrics import inception
-
-
-def require_torch():
-  if os.environ.get('ROBGAN_REQUIRE_TORCH'):
-    import torch  # pylint: disable=g-import-not-at-top
-    return torch
-  return pytest.importorskip('torch')
+from tests import conftest
 
 
 def torch_fidelity_inception(weights_path):
@@ -37,9 +30,7 @@ def torch_fidelity_inception(weights_path):
   Inception module itself needs only torch.
   """
   if 'torch_fidelity' not in sys.modules:
-    spec = importlib.util.find_spec('torch_fidelity')
-    if spec is None:
-      pytest.skip('torch-fidelity is not installed')
+    spec = conftest.require('torch_fidelity', load=False)
     package = types.ModuleType('torch_fidelity')
     package.__path__ = list(spec.submodule_search_locations)
     sys.modules['torch_fidelity'] = package
@@ -77,7 +68,7 @@ def random_state_dict(torch, seed=0):
 @pytest.fixture(scope='module')
 def random_weights(tmp_path_factory):
   """(.pth in the standard format with random weights, its conversion to .npz)."""
-  torch = require_torch()
+  torch = conftest.require('torch')
   directory = tmp_path_factory.mktemp('inception')
   pth, npz = str(directory / 'random-inception.pth'), str(directory / 'random-inception.npz')
   torch.save(random_state_dict(torch), pth)
@@ -87,7 +78,7 @@ def random_weights(tmp_path_factory):
 
 @pytest.mark.slow
 def test_flax_inception_matches_torch_fidelity(random_weights):
-  torch = require_torch()
+  torch = conftest.require('torch')
   pth, npz = random_weights
   reference = torch_fidelity_inception(pth)
   images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), np.uint8)
@@ -109,7 +100,7 @@ def test_resize_matches_tensorflow1_rule():
 
 
 def test_converter_rejects_truncated_renamed_and_wrong_files(random_weights, tmp_path):
-  torch = require_torch()
+  torch = conftest.require('torch')
   pth, npz = random_weights
   data = open(pth, 'rb').read()
   truncated = tmp_path / 'truncated.pth'

@@ -21,6 +21,7 @@ from configs import imagenet143_128
 from configs import imagenet_128
 from configs import tiny
 from rob_gan_jax import models
+from tests import conftest
 
 
 # name: (the config whose `model` builds the official models, changes to it, trainable parameters
@@ -506,7 +507,7 @@ REFERENCE = os.environ.get('ROBGAN_REFERENCE', os.path.join(
 
 def official_module(path):
   """Imports the official PyTorch file `path` of the reference code, or skips."""
-  pytest.importorskip('torch')
+  conftest.require('torch')
   file = os.path.join(REFERENCE, path)
   if not os.path.exists(file):
     pytest.skip(f'no official code at {file} (set ROBGAN_REFERENCE)')

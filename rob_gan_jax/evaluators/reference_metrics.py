@@ -12,7 +12,6 @@ Skipped, with a warning, for a checkpoint without G (Madry baseline)."""
 import os
 
 from absl import logging
-import numpy as np
 
 from rob_gan_jax import evaluators
 from rob_gan_jax.metrics import reference
