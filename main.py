@@ -59,14 +59,19 @@ flags.DEFINE_bool('library_info', False,
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-PROGRAMS = {'cotrain': cotrain.train_and_evaluate, 'classifier': finetune.train_classifier,
-            'evaluate': evaluate.evaluate}
-
-
 def run(config, workdir: str, mode: str):
-  """Runs the program of `mode` (`task.Task.program`); raises ValueError for a mode the config's
-  method does not have."""
-  return PROGRAMS[task.Task.from_config(config).program(mode)](config, workdir)
+  """Runs `mode`: 'eval' (evaluation), or the stage 'train' or 'finetune' trains for the config's
+  method (`task.Task.training_stage`: co-training, fine-tuning or Madry training).
+
+  Raises:
+    ValueError: an invalid config, or a mode the method does not have.
+  """
+  run_task = task.Task.from_config(config)  # The one Task of the run.
+  if mode == 'eval':
+    return evaluate.evaluate(config, run_task, workdir)
+  if run_task.training_stage(mode) == 'cotrain':
+    return cotrain.train_and_evaluate(config, run_task, workdir)
+  return finetune.train_classifier(config, run_task, workdir)
 
 
 def initialize_distributed() -> None:

@@ -29,13 +29,15 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from configs import tiny  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import cotrain, models, parallel  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+from rob_gan_jax import task as task_lib  # pylint: disable=g-import-not-at-top
 
 config = tiny.get_config()
 config.unroll = {'default': None, 'true': True, 'false': False}[args.unroll]
 generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
 mesh = parallel.make_mesh()
 state = parallel.replicate(state_lib.create_gan_state(config, generator, discriminator, 40), mesh)
-step = cotrain.make_train_step(config, generator, discriminator, mesh)
+step = cotrain.make_train_step(config, cotrain.Settings.from_config(
+    config, task_lib.Task.from_config(config), generator, discriminator), mesh)
 n_dis, batch = config.train.n_dis, config.train.batch_size
 images = np.zeros((n_dis, batch, 32, 32, 3), np.uint8)
 labels = np.zeros((n_dis, batch), np.int32)

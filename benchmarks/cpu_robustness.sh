@@ -27,7 +27,7 @@ python main.py --config=configs/cifar10_cpu.py --workdir="$out/robgan" --mode=ev
 strong=(--config.eval.attacks="('pgd', 'autoattack')"
         --config.eval.epsilons="(0.0, 0.02, 0.04, 0.0627, 0.08)"
         --config.eval.num_examples=100 --config.eval.train_num_examples=100
-        --config.eval.strong_attack.num_queries=1000)
+        --config.eval.attack_budgets.square.num_queries=1000)
 # Rob-GAN's co-trained D: issue 12's fine-tuning, in the official frozen-BatchNorm mode then the
 # default, collapsed its classifier (BENCHMARKS.md, "Step 2's BatchNorm").
 for run in robgan madry; do

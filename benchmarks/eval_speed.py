@@ -20,11 +20,12 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import cifar10_cpu  # pylint: disable=g-import-not-at-top
-from rob_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import robustness
 from rob_gan_jax import state as state_lib
+from rob_gan_jax.input_pipeline import splits
+from rob_gan_jax.input_pipeline import transforms
 
 
 def measure(args) -> dict:
@@ -32,10 +33,10 @@ def measure(args) -> dict:
     parallel.compiler_options = lambda cpu_eigen_convolutions: None
   config = cifar10_cpu.get_config()
   config.dataset.image_folder = args.data
-  images, labels = input_pipeline.load_subset(config, 'test', args.num_examples)
+  images, labels = splits.load_subset(config, 'test', args.num_examples)
   _, discriminator = models.create_models(config.model)
   variables = state_lib.init_variables(discriminator, jax.random.PRNGKey(0),
-                                       input_pipeline.to_float(images[:1]))
+                                       transforms.to_float(images[:1]))
   target = robustness.Target(discriminator, variables, head='class',
                              batch_size=config.eval.batch_size, mesh=None,
                              unroll=parallel.unroll_loops(config.unroll))

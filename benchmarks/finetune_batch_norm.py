@@ -76,7 +76,7 @@ def main(argv=None):
       done=lambda log: f'[{max(args.cotrain_steps)}]' in log)
   for step in args.cotrain_steps:
     init = single_checkpoint_workdir(cotrain, step, os.path.join(out, f'cotrain_{step}'))
-    # Each seed draws its own test subset (`input_pipeline.load_subset`).
+    # Each seed draws its own test subset (`input_pipeline.splits.load_subset`).
     for seed, mode in [(seed, 'clean') for seed in args.seeds] + [(args.seeds[0], 'attacked')]:
       name = f'eval_cotrain_{step}_seed{seed}_{mode}'
       evaluators = ("('pgd_accuracy', 'recalibrated_accuracy')" if mode == 'clean'
@@ -132,7 +132,7 @@ def single_checkpoint_workdir(source: str, step: int, workdir: str, *,
     raise FileNotFoundError(f'{checkpoint} is missing: the run did not keep step {step}')
   if not os.path.isdir(os.path.join(workdir, stage_dir, str(step))):
     os.makedirs(os.path.join(workdir, stage_dir), exist_ok=True)
-    for name in ('config.json', '.example_order'):
+    for name in ('config.json', 'workdir_version.json'):
       shutil.copy(os.path.join(source, name), workdir)
     shutil.copytree(checkpoint, os.path.join(workdir, stage_dir, str(step)))
   return workdir

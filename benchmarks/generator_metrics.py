@@ -43,6 +43,7 @@ from rob_gan_jax.evaluators import reference_metrics
 from rob_gan_jax.input_pipeline import host_tf
 from rob_gan_jax.metrics import reference
 from rob_gan_jax.metrics import sample_quality
+from rob_gan_jax.input_pipeline import splits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDIES = {  # config, (name, flags) of the two arms.
@@ -130,7 +131,7 @@ def measure(args, name: str):
   results = {}
   for step in steps:
     evaluator.cas_num_samples = args.cas_samples if step == steps[-1] else 0
-    weights = checkpoints.load_weights(workdir, 'cotrain', step=step)
+    weights = workdir_lib.load_weights(workdir, 'cotrain', step=step)
     metrics = evaluator.run(weights).metrics
     metrics.pop('reference_classifier', None)
     results[step] = dict(metrics, seconds=seconds[step])
@@ -197,10 +198,9 @@ def sanity(args) -> str:
   test = reference.test_split(config)
   other = reference.labelled(config)
   other.seed = config.reference.seed + 1  # Not the subset of CAS's real-data ceiling.
-  from rob_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  images, labels = input_pipeline.load_subset(other, 'train', args.samples)
+  images, labels = splits.load_subset(other, 'train', args.samples)
   rng = np.random.default_rng(0)
-  one_class = input_pipeline.load_subset(other, 'train', None)
+  one_class = splits.load_subset(other, 'train', None)
   one_class = one_class[0][one_class[1] == 3][:args.samples], one_class[1][one_class[1] == 3][
       :args.samples]
   cases = {

@@ -42,8 +42,8 @@ ROBGAN, MADRY = 'configs/cifar10_cpu.py', 'configs/cifar10_madry.py:cpu'
 EPSILONS = (0.0, 0.02, 0.04, 0.0627, 0.08)
 PLOT_EPSILON = 0.02
 # APGD-T with 3 target classes and 25 steps, not AutoAttack's 9 and 100: 12x cheaper, to fit.
-APGD_T = ['--config.eval.strong_attack.num_target_classes=3',
-          '--config.eval.strong_attack.num_steps=25']
+APGD_T = ['--config.eval.attack_budgets.apgd_t.num_target_classes=3',
+          '--config.eval.attack_budgets.apgd_t.num_steps=25']
 # The test accuracy logged while training: PGD-20 at PLOT_EPSILON, step eps / 5.
 TRAINING_EVAL = [f'--config.eval.attack.epsilon={PLOT_EPSILON}',
                  f'--config.eval.attack.step_size={PLOT_EPSILON / 5}']
@@ -174,7 +174,7 @@ def madry_budgets(out: str, seed: int, args):
 
 
 def report(out: str, args) -> str:
-  lines = [f'\nBudgets (training wall time, evaluations excluded; real training images seen by D):\n',
+  lines = ['\nBudgets (training wall time, evaluations excluded; real training images seen by D):\n',
            '| seed | model | updates | real images | minutes |', '|---|---|---|---|---|']
   results = {}
   for seed in args.seeds:

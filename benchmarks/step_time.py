@@ -43,6 +43,7 @@ from rob_gan_jax import cotrain  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import models  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import parallel  # pylint: disable=g-import-not-at-top
 from rob_gan_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+from rob_gan_jax import task as task_lib  # pylint: disable=g-import-not-at-top
 
 
 def median_time(fn, state, args, repeats):
@@ -80,7 +81,8 @@ def benchmark(config_path: str, batch_size: int, repeats: int, dtype: str,
       state_lib.create_gan_state(config, generator, discriminator, 50_000), mesh)
   key = jax.random.PRNGKey(0)
   size = m.image_size
-  x = jax.random.uniform(key, (batch_size, size, size, m.image_channels), minval=-1, maxval=1)
+  x = jax.random.uniform(key, (batch_size, size, size, m.image_channels), minval=-1,
+                         maxval=1)
   y = jnp.arange(batch_size, dtype=jnp.int32) % max(m.num_classes, 1)
   z = jax.random.normal(key, (batch_size, m.z_dim))
 
@@ -90,22 +92,20 @@ def benchmark(config_path: str, batch_size: int, repeats: int, dtype: str,
                                  check_vma=False), donate_argnums=0,
                    compiler_options=parallel.compiler_options(config.cpu_eigen_convolutions))
 
-  common = dict(generator=generator, discriminator=discriminator,
-                gan_loss=config.train.gan_loss,
-                keep_all_bn_updates=config.train.keep_all_bn_updates)
-  d_step = per_device(functools.partial(cotrain.discriminator_step, attack_config=config.attack,
-                                        loss_type=config.train.loss, **common), 5)
-  g_step = per_device(functools.partial(cotrain.generator_step, **common), 2)
+  settings = cotrain.Settings.from_config(config, task_lib.Task.from_config(config), generator,
+                                          discriminator)
+  d_step = per_device(functools.partial(cotrain.discriminator_step, settings=settings), 5)
+  g_step = per_device(functools.partial(cotrain.generator_step, settings=settings), 2)
   attack_keys = jax.random.split(key, batch_size)
   d_time, state = median_time(d_step, state, (x, y, z, y, attack_keys), repeats)
   g_time, state = median_time(g_step, state, (z, y), repeats)
   n_dis = config.train.n_dis
-  images = np.random.default_rng(0).integers(0, 256, (n_dis, batch_size, size, size, m.image_channels),
-                                             np.uint8)
+  images = np.random.default_rng(0).integers(
+      0, 256, (n_dis, batch_size, size, size, m.image_channels), np.uint8)
   labels = np.arange(n_dis * batch_size, dtype=np.int32).reshape(n_dis, batch_size)
   labels %= max(m.num_classes, 1)
   batch = jax.device_put((images, labels), NamedSharding(mesh, P(None, parallel.AXIS)))
-  train_step = cotrain.make_train_step(config, generator, discriminator, mesh)
+  train_step = cotrain.make_train_step(config, settings, mesh)
   iteration_time, state = median_time(train_step, state, batch, max(1, repeats // 2))
   result = {'batch': batch_size, 'd_step_s': round(d_time, 4), 'g_step_s': round(g_time, 4),
             'iteration_s': round(iteration_time, 4)}

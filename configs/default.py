@@ -228,13 +228,16 @@ def get_config() -> ml_collections.ConfigDict:
       # sweep over `epsilons` keeps step_size / epsilon (eps / 5) at every radius.
       attack=attack_config(epsilon=0.03125, step_size=0.00625, num_steps=20),
       num_restarts=1,  # > 1: add attacks from random starts; robust only if all of them fail.
-      # Attacks of the test-split sweep besides PGD (which always runs): 'apgd-ce', 'apgd-t',
-      # 'square' (Croce & Hein 2020; Andriushchenko et al. 2020), or 'autoattack' for those
-      # three, AutoAttack's standard version without FAB-T. Each is reported per radius, and so
-      # is the worst case per example over all attacks run.
+      # Attacks of the test-split sweep besides PGD (which always runs): strong attacks of
+      # `attacks.available()` ('apgd-ce', 'apgd-t', 'fab-t': Croce & Hein 2020; 'square':
+      # Andriushchenko et al. 2020), or 'autoattack' for those of `autoattack`. Each is reported
+      # per radius, and so is the worst case per example over all attacks run.
       attacks=('pgd',),
-      # Budgets of those attacks; the defaults are AutoAttack's standard version's.
-      strong_attack=ml_collections.ConfigDict(attacks.AUTOATTACK_BUDGETS),
+      # AutoAttack's standard set, as RobustBench runs it.
+      autoattack=('apgd-ce', 'apgd-t', 'fab-t', 'square'),
+      # Each strong attack's budget, {module name: its fields} (`--config.eval.attack_budgets.
+      # apgd_t.num_target_classes=3`); the defaults are AutoAttack's standard ones.
+      attack_budgets=ml_collections.ConfigDict(attacks.default_budgets()),
       num_examples=config_dict.placeholder(int),  # Test examples attacked; None = whole split.
       train_num_examples=1_000,  # Training examples for the train/test gap.
       batch_size=500,

@@ -35,24 +35,30 @@ import numpy as np
 from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluators
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import recalibration
 from rob_gan_jax import robustness
 from rob_gan_jax import task as task_lib
+from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax.attacks import heads
+from rob_gan_jax.attacks import pgd
+from rob_gan_jax.attacks import strong
+from rob_gan_jax.input_pipeline import splits
+from rob_gan_jax.input_pipeline import transforms
+from rob_gan_jax.models import sampling
 
 
 def _as_float(images) -> jax.Array:
   images = jnp.asarray(images)
-  return input_pipeline.to_float(images) if images.dtype == jnp.uint8 else images
+  return transforms.to_float(images) if images.dtype == jnp.uint8 else images
 
 
 _logits = parallel.jit(lambda discriminator, variables, x: discriminator.apply(variables, x,
                                                                           train=False),
                   static_argnums=0)
-_pgd_head = parallel.jit(attacks.pgd_head, static_argnums=0,
-                    static_argnames=('head', 'num_steps', 'random_start'))
+_pgd_on = parallel.jit(heads.pgd_on, static_argnums=0,
+                       static_argnames=('objective', 'num_steps', 'random_start'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +124,7 @@ class Model:
       if labels is not None or num_samples is None:
         raise ValueError('an unconditional generator takes no labels: pass num_samples')
       labels = jnp.zeros((num_samples,), jnp.int32)
-    return models.sample(self.generator, self.generator_variables, labels, seed=seed,
+    return sampling.sample(self.generator, self.generator_variables, labels, seed=seed,
                          running_stats=self.config.eval.sample_with_running_stats)
 
   def score(self, images) -> jax.Array:
@@ -172,18 +178,18 @@ class Model:
     if step_size is None:
       step_size = epsilon * step_size_factor if epsilon > 0 else 1.0
     num_steps = default_steps if num_steps is None else num_steps
-    attacks.check_attack_args(epsilon=epsilon, step_size=step_size, num_steps=num_steps)
-    return _pgd_head(self.discriminator, self.discriminator_variables, images,
-                     jnp.asarray(labels, jnp.int32), head=self.head,
+    pgd.check_attack_args(epsilon=epsilon, step_size=step_size, num_steps=num_steps)
+    return _pgd_on(self.discriminator, self.discriminator_variables, images,
+                   jnp.asarray(labels, jnp.int32), objective=self.head,
                      epsilon=jnp.float32(epsilon), step_size=jnp.float32(step_size),
                      num_steps=num_steps, random_start=random_start,
                      keys=jax.random.split(jax.random.PRNGKey(seed), len(labels)))
 
   def strong_attack(self, images, labels, *, attack: str, epsilon: float,
                     seed: int = 0) -> Tuple[jax.Array, jax.Array]:
-    """One of `attacks.STRONG_ATTACKS` ('apgd-ce', 'apgd-t', 'square') on D's classifier, with
-    the budgets of the run's `eval.strong_attack` (AutoAttack's standard ones by default), as
-    `--mode=eval` runs it with `eval.attacks`.
+    """One of `attacks.available()` ('apgd-ce', 'apgd-t', 'fab-t', 'square') on D's classifier,
+    with its budget in the run's `eval.attack_budgets` (AutoAttack's standard ones by default),
+    as `--mode=eval` runs it with `eval.attacks`.
 
     Args:
       images: (B, H, W, C) float32 in [-1, 1] (or uint8).
@@ -201,14 +207,12 @@ class Model:
     """
     if not self.task.conditional:
       raise ValueError('the strong attacks act on a classifier; an unconditional model has none')
-    # Configs saved before `eval.strong_attack` existed get the standard budgets.
-    settings = self.config.eval.get('strong_attack', attacks.AUTOATTACK_BUDGETS)
-    attacks.check_strong_attack_args(epsilon=epsilon)
-    attacks.check_strong_attack_config(settings, 'eval.strong_attack', names=(attack,))
+    budget = attacks.budget_of(attack, self.config.eval.attack_budgets)
+    strong.check_strong_attack_args(epsilon=epsilon)
     return robustness.strong_attack_classifier(
         self.discriminator, self.discriminator_variables, _as_float(images),
         jnp.asarray(labels, jnp.int32), jnp.float32(epsilon), jax.random.PRNGKey(seed),
-        attack=attack, settings=settings)
+        attack=attack, budget=budget)
 
   def accuracy_curve(self, images, labels, epsilons: Sequence[float], *,
                      num_steps: Optional[int] = None, num_restarts: int = 1,
@@ -245,7 +249,7 @@ class Model:
     Returns:
       (N, H, W, C) uint8 images and (N,) int32 labels.
     """
-    return input_pipeline.load_subset(self.config, split, num_examples)
+    return splits.load_subset(self.config, split, num_examples)
 
   def evaluate(self, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Runs evaluators on this checkpoint as `--mode=eval` does (without writing anything).
@@ -277,7 +281,7 @@ class Model:
     Raises:
       ValueError: an unknown mode, a D without BatchNorm, 'attacked' for an unconditional model.
     """
-    recalibration.check_mode(mode, self.config.model, 'mode')
+    recalibration.check_mode(mode, self.config.model, self.task, 'mode')
     networks = recalibration.recalibrated(self.config, self.discriminator, self._networks(),
                                           mode=mode, num_examples=num_examples,
                                           batch_size=self.config.eval.batch_size)
@@ -314,10 +318,11 @@ def load(workdir: str, stage: str = 'latest', *,
       the saved steps).
     ValueError: unknown stage, or a config/checkpoint of another architecture.
   """
-  weights = checkpoints.load_weights(workdir, stage, config=config, step=step)
-  generator, discriminator = models.create_models(weights.config.model)
-  return Model(config=weights.config, stage=weights.stage, step=weights.step,
+  config = workdir_lib.load_config(workdir) if config is None else config
+  task = task_lib.Task.from_config(config)  # The API's one Task of the run.
+  weights = workdir_lib.load_weights(workdir, stage, config=config, task=task, step=step)
+  generator, discriminator = models.create_models(config.model)
+  return Model(config=config, stage=weights.stage, step=weights.step,
                generator=generator if weights.generator is not None else None,
                discriminator=discriminator, generator_variables=weights.generator,
-               discriminator_variables=weights.discriminator, workdir=workdir,
-               task=task_lib.Task.from_config(weights.config))
+               discriminator_variables=weights.discriminator, workdir=workdir, task=task)

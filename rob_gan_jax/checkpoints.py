@@ -21,8 +21,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rob_gan_jax import parallel
-from rob_gan_jax import task as task_lib
-from rob_gan_jax import workdir as workdir_lib
 
 
 def manager(directory: str, max_to_keep: int = 1) -> ocp.CheckpointManager:
@@ -188,12 +186,11 @@ def _restore(checkpoint_manager: ocp.CheckpointManager, step: int, abstract_fn, 
     raise CorruptCheckpointError(f'{where}: unreadable data ({type(e).__name__}: '
                                  f'{str(e).splitlines()[0] if str(e) else ""})') from e
   if checksums is None:
-    logging.warning('%s has no checksums (written by an older version): not verified', where)
-  else:
-    damaged = [k for k, v in _checksums(restored).items() if checksums.get(k) != v]
-    if damaged:
-      raise CorruptCheckpointError(f'{where}: {len(damaged)} arrays do not match their '
-                                   f'checksums: {damaged[:5]}')
+    raise CorruptCheckpointError(f'{where}: no checksums (not written by `checkpoints.save`)')
+  damaged = [k for k, v in _checksums(restored).items() if checksums.get(k) != v]
+  if damaged:
+    raise CorruptCheckpointError(f'{where}: {len(damaged)} arrays do not match their '
+                                 f'checksums: {damaged[:5]}')
   bad = non_finite_arrays(restored)
   if bad:
     raise CorruptCheckpointError(f'{where}: non-finite arrays {bad[:5]}')
@@ -266,7 +263,16 @@ class Weights:
   discriminator: Dict[str, Any]
 
 
-def _load_networks(directory: str, networks, step: Optional[int]) -> Dict[str, Any]:
+def load_networks(directory: str, networks, step: Optional[int]) -> Dict[str, Any]:
+  """{'step', and per name of `networks` ('generator', 'discriminator') its {'params',
+  'batch_stats'}} of the checkpoint of `step` in a stage's checkpoint folder, or of its newest
+  intact one (step None), without the optimizer states.
+
+  Raises:
+    FileNotFoundError: no checkpoint (of that step; the message lists the saved ones).
+    ValueError: a checkpoint without those networks.
+    CorruptCheckpointError: the checkpoint of `step` is damaged.
+  """
   def abstract(saved):
     try:
       wanted = {'step': saved['step'], **{
@@ -288,32 +294,3 @@ def _load_networks(directory: str, networks, step: Optional[int]) -> Dict[str, A
   if step is None:
     raise FileNotFoundError(f'no checkpoint in {directory}')
   return loaded
-
-
-def load_weights(workdir: str, stage: str = 'latest', *,
-                 config: Optional[ml_collections.ConfigDict] = None,
-                 step: Optional[int] = None) -> Weights:
-  """The networks of a stage (`workdir_lib.resolve_stage`) at its newest intact checkpoint, or at
-  `step`, without any optimizer state.
-
-  `config` defaults to workdir/config.json, and its `model` must equal the saved one. A
-  fine-tuning checkpoint holds the co-trained G it was trained with.
-
-  Raises:
-    FileNotFoundError: no config.json or no checkpoint of that stage (or step).
-    ValueError: unknown stage, a config of another architecture, or a checkpoint without the
-      networks.
-    CorruptCheckpointError: the checkpoint of `step` is damaged.
-  """
-  saved = workdir_lib.load_config(workdir)
-  config = saved if config is None else config
-  if workdir_lib.model_section(saved) != workdir_lib.model_section(config):
-    raise ValueError(f'the config\'s model differs from the one saved in {workdir}/config.json '
-                     '(a checkpoint of another architecture)')
-  task = task_lib.Task.from_config(config)
-  stage = workdir_lib.resolve_stage(workdir, task, stage)
-  networks = ('generator',) * task.has_generator(stage) + ('discriminator',)
-  loaded = _load_networks(workdir_lib.checkpoint_dir(workdir, stage), networks, step)
-  generator = loaded.get('generator')
-  return Weights(config=config, stage=stage, step=int(loaded['step']), generator=generator,
-                 discriminator=loaded['discriminator'])

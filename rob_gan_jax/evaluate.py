@@ -25,19 +25,18 @@ import ml_collections
 from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluators
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import robustness
 from rob_gan_jax import task as task_lib
 from rob_gan_jax import visualize
 from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax.input_pipeline import transforms
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
+def validate_config(config: ml_collections.ConfigDict, task: task_lib.Task) -> None:
   """Raises ValueError for eval settings that cannot work (before any compute)."""
-  task = task_lib.Task.from_config(config)
-  input_pipeline.check_dataset_config(config.dataset)
+  transforms.check_dataset_config(config.dataset)
   e = config.eval
   evaluators.check_names(e.evaluators, 'eval.evaluators')
   robustness.check_eval_args(epsilons=e.epsilons,
@@ -46,15 +45,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for name in ('num_examples', 'train_num_examples'):
     if e[name] is not None and e[name] < 1:
       raise ValueError(f'eval.{name} must be >= 1 or None, got {e[name]}')
-  attacks.check_strong_attack_config(e.strong_attack, 'eval.strong_attack')
-  strong = robustness.eval_attacks(e.attacks)[1:]
-  if strong:
-    if not task.conditional:
-      raise ValueError(f'eval.attacks {strong} attack D\'s classifier; an unconditional model '
-                       'has none (its source head is measured under PGD only)')
-    if 'apgd-t' in strong:
-      attacks.check_strong_attack_args(num_classes=task.num_classes, loss='dlr-targeted',
-                                       prefix='eval.attacks apgd-t: ')
+  strong = robustness.eval_attacks(e.attacks, e.autoattack)[1:]
+  if strong and not task.conditional:
+    raise ValueError(f'eval.attacks {strong} attack D\'s classifier; an unconditional model '
+                     'has none (its source head is measured under PGD only)')
+  for name in attacks.available():  # Every budget of the config, used or not.
+    attacks.budget_of(name, e.attack_budgets)
+  for name in strong:
+    attacks.check_classes(name, task.num_classes, 'eval.attacks')
 
 
 def check_writable(directory: str) -> None:
@@ -140,7 +138,8 @@ def _radius_table(epsilons, columns) -> List[str]:
   return lines
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+def evaluate(config: ml_collections.ConfigDict, task: task_lib.Task,
+             workdir: str) -> Dict[str, Any]:
   """Evaluates the checkpoint of `eval.stage` in `workdir` and writes the results there.
 
   Args:
@@ -152,7 +151,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     evaluator (their module docstrings): 'head', 'split', 'epsilons', 'test_accuracy',
     'train_accuracy' (per radius), 'test_accuracy_cumulative', 'train_accuracy_cumulative',
     'num_test_examples', 'num_train_examples', 'attack'; 'llv_train', 'llv_test'; with strong
-    attacks 'attacks', 'strong_attack', 'test_accuracy_by_attack' ({name: per radius}, 'pgd'
+    attacks 'attacks', 'attack_budgets', 'test_accuracy_by_attack' ({name: per radius}, 'pgd'
     included), 'test_accuracy_worst_case'; with Inception weights 'inception_score',
     'inception_score_std', 'fid', 'inception_num_samples'; with G, `reference_metrics`'s
     'fd_ref', 'kid_ref', 'kid_ref_std', 'precision_ref', 'recall_ref', 'gan_test_accuracy',
@@ -166,20 +165,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     OSError: `workdir/eval` cannot be written (raised before any compute).
     workdir_lib.WorkdirInUseError: another evaluation runs in the workdir.
   """
-  validate_config(config)
-  weights = checkpoints.load_weights(workdir, config.eval.stage, config=config)
+  validate_config(config, task)
+  weights = workdir_lib.load_weights(workdir, config.eval.stage, config=config, task=task)
   directory = os.path.join(workdir, 'eval')
   check_writable(directory)
   with workdir_lib.lock(workdir, 'eval'):
-    return _evaluate(config, workdir, weights, directory)
+    return _evaluate(config, task, workdir, weights, directory)
 
 
-def _evaluate(config, workdir: str, weights: checkpoints.Weights,
+def _evaluate(config, task: task_lib.Task, workdir: str, weights: checkpoints.Weights,
               directory: str) -> Dict[str, Any]:
   """`evaluate` once the weights are loaded and the workdir is held."""
   generator, discriminator = models.create_models(config.model)
   context = evaluators.Context(
-      config, task_lib.Task.from_config(config), workdir, stage=weights.stage, training=False,
+      config, task, workdir, stage=weights.stage, training=False,
       generator=generator, discriminator=discriminator, mesh=parallel.make_mesh())
   logging.info('Evaluating stage %s (step %d): %s.', weights.stage, weights.step,
                ', '.join(config.eval.evaluators))

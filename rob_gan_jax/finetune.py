@@ -26,10 +26,11 @@ Checkpoints go to `workdir/finetune/checkpoints` (Madry: `workdir/madry/checkpoi
 same resume guarantees as step 1.
 Augmentation is crop and flip without the dequantization noise, as in the official `finetune.py`.
 All randomness, the attacks' random starts included, is drawn for the global batch before it is
-split over devices, so a step gives the same result on any number of devices.
+split over devices (`parallel.train_step`), so a step gives the same result on any number of
+devices. What a step is made of, fixed for a run, is one frozen `Settings`.
 """
 
-import functools
+import dataclasses
 import json
 import os
 from typing import Dict, Optional, Tuple
@@ -38,39 +39,62 @@ from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec as P
 import ml_collections
 
-from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluators
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import loop
 from rob_gan_jax import losses
-from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import recalibration
 from rob_gan_jax import robustness
+from rob_gan_jax import stage as stage_lib
 from rob_gan_jax import state as state_lib
 from rob_gan_jax import task as task_lib
 from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax.attacks import heads
+from rob_gan_jax.attacks import pgd
+from rob_gan_jax.models import sampling
+from rob_gan_jax.input_pipeline import transforms
 
 AXIS = parallel.AXIS
 
 
-def validate_config(config: ml_collections.ConfigDict) -> str:
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What a classifier-training step is made of, fixed for a run (hashable: a jitted step holds
+  it): the modules (axis_name `AXIS`), the attack (`finetune.attack`), lambda of eq. 10
+  (`finetune.fake_weight`; 0: no fake term, the Madry baseline), D's BatchNorm mode
+  (`finetune.discriminator_train_mode`) and whether PGD is unrolled (`parallel.unroll_loops`)."""
+  generator: nn.Module
+  discriminator: nn.Module
+  attack: pgd.AttackSpec
+  fake_weight: float
+  discriminator_train_mode: bool
+  unroll: bool
+
+  @classmethod
+  def from_config(cls, config, generator: nn.Module, discriminator: nn.Module) -> 'Settings':
+    f = config.finetune
+    return cls(generator=generator, discriminator=discriminator,
+               attack=pgd.AttackSpec.from_config(f.attack, 'finetune.attack'),
+               fake_weight=float(f.fake_weight),
+               discriminator_train_mode=bool(f.discriminator_train_mode),
+               unroll=parallel.unroll_loops(config.unroll))
+
+
+def validate_config(config: ml_collections.ConfigDict, task: task_lib.Task) -> str:
   """Raises ValueError, before any compute, for classifier-training settings that cannot work.
 
   Returns:
     The stage trained: 'finetune' or 'madry'.
   """
   f = config.finetune
-  stage = task_lib.Task.from_config(config).classifier_stage
-  input_pipeline.check_dataset_config(config.dataset)
-  attacks.check_attack_config(f.attack, 'finetune.attack')
-  attacks.check_attack_config(config.eval.attack, 'eval.attack')
-  loop.check_loop_config(f, 'finetune')
-  loop.check_evaluator_periods(f.evaluators, 'finetune.evaluators')
+  stage = task.classifier_stage
+  transforms.check_dataset_config(config.dataset)
+  pgd.AttackSpec.from_config(f.attack, 'finetune.attack')
+  pgd.AttackSpec.from_config(config.eval.attack, 'eval.attack')
+  stage_lib.check_config(config, stage)
   if f.fake_weight < 0:
     raise ValueError(f'finetune.fake_weight (lambda) must be >= 0, got {f.fake_weight}')
   if stage == 'madry' and f.fake_weight:
@@ -79,7 +103,7 @@ def validate_config(config: ml_collections.ConfigDict) -> str:
     raise ValueError(f'finetune.stage_epochs must be positive, got {f.stage_epochs}')
   if f.num_steps is not None and f.num_steps < 1:
     raise ValueError(f'finetune.num_steps must be >= 1 or None, got {f.num_steps}')
-  recalibration.check_mode(f.recalibrate_batch_norm, config.model,
+  recalibration.check_mode(f.recalibrate_batch_norm, config.model, task,
                            'finetune.recalibrate_batch_norm')
   if f.recalibrate_batch_norm != 'none':
     if stage == 'madry':
@@ -99,49 +123,46 @@ def num_train_steps(config, num_train_examples: int) -> int:
 
 
 def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake, real_keys,
-                    fake_keys, *,
-                    generator: nn.Module, discriminator: nn.Module,
-                    finetune_config, unroll: Optional[bool] = None
+                    fake_keys, *, settings: Settings
                     ) -> Tuple[state_lib.ClassifierState, Dict[str, jax.Array]]:
   """One update of D's classifier on eq. 10 (per-device code inside shard_map over 'batch').
 
   Both batches are attacked with D in inference mode, then scored in inference mode
-  (`finetune.discriminator_train_mode=False`: the running statistics, unchanged) or in training
-  mode (True: each batch in its own pass, updating the running statistics).
+  (`discriminator_train_mode=False`: the running statistics, unchanged) or in training mode
+  (True: each batch in its own pass, updating the running statistics).
 
   Args:
     state: the replicated ClassifierState; its frozen `generator` makes the fake batch.
     x_real: (b, H, W, C) float32 augmented real images; y_real: (b,) int32.
     z: (b, z_dim) latents; y_fake: (b,) int32 labels for G (unused when fake_weight is 0).
     real_keys, fake_keys: (b,) per-example PRNG keys of the two attacks' random starts.
-    finetune_config: `config.finetune` (`attack`, lambda = `fake_weight`,
-      `discriminator_train_mode`).
 
   Returns:
     The new state and scalar metrics averaged over devices, among them `max_class_share` and
     `prediction_information` of the predictions on the attacked real batch
     (`robustness.prediction_statistics`, for `loop.CollapseGuard`).
   """
-  f = finetune_config
+  st = settings
   d = state.discriminator
-  a = f.attack
-  attack = lambda x, y, keys: attacks.pgd_head(
-      discriminator, d.variables, x, y, head='class', epsilon=a.epsilon, step_size=a.step_size,
-      num_steps=a.num_steps, random_start=a.random_start, keys=keys, unroll=unroll)
+  a = st.attack
+  attack = lambda x, y, keys: heads.pgd_on(
+      st.discriminator, d.variables, x, y, objective='class', epsilon=a.epsilon,
+      step_size=a.step_size, num_steps=a.num_steps, random_start=a.random_start, keys=keys,
+      unroll=st.unroll)
   x_real_adv = attack(x_real, y_real, real_keys)
-  use_fake = f.fake_weight > 0
+  use_fake = st.fake_weight > 0
   if use_fake:
     # Frozen G in training mode (batch statistics), as in co-training; nothing of G changes.
-    x_fake = models.generate(generator, state.generator, z, y_fake, train=True)
+    x_fake = sampling.generate(st.generator, state.generator, z, y_fake, train=True)
     x_fake_adv = attack(x_fake, y_fake, fake_keys)
 
   def class_logits(params, batch_stats, x):
     """D's class logits and its BatchNorm statistics after the pass."""
     variables = {'params': params, 'batch_stats': batch_stats}
-    if not f.discriminator_train_mode:
-      return attacks.class_logits(discriminator, variables, x), batch_stats
-    (_, logits), updates = discriminator.apply(variables, x, train=True,
-                                               mutable=['batch_stats'])
+    if not st.discriminator_train_mode:
+      return heads.class_logits(st.discriminator, variables, x), batch_stats
+    (_, logits), updates = st.discriminator.apply(variables, x, train=True,
+                                                  mutable=['batch_stats'])
     return logits, updates['batch_stats']
 
   def loss_fn(params):
@@ -152,7 +173,7 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
       logits_fake, batch_stats = class_logits(params, batch_stats, x_fake_adv)
       loss = losses.finetune_loss(real_logits=logits_real, real_labels=y_real,
                                   fake_logits=logits_fake, fake_labels=y_fake,
-                                  fake_weight=f.fake_weight)
+                                  fake_weight=st.fake_weight)
       metrics['accuracy_fake_adv'] = jnp.mean(jnp.argmax(logits_fake, -1) == y_fake)
     else:  # lambda = 0: the fake term is not computed at all.
       loss = losses.class_loss(logits=logits_real, labels=y_real)
@@ -165,7 +186,7 @@ def classifier_step(state: state_lib.ClassifierState, x_real, y_real, z, y_fake,
   return state.replace(step=state.step + 1, discriminator=d), metrics
 
 
-def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
+def make_classifier_step(config, task: task_lib.Task, settings: Settings,
                          mesh: jax.sharding.Mesh):
   """The jitted `step(state, images, labels) -> (state, metrics)`, state donated.
 
@@ -173,38 +194,31 @@ def make_classifier_step(config, generator: nn.Module, discriminator: nn.Module,
   latents, fake labels and the attacks' per-example keys come from
   `fold_in(state.key, state.step)`, drawn for the global batch before it is split.
   """
-  m, data = config.model, config.dataset
-  per_device = lambda state, batch: classifier_step(
-      state, *batch, generator=generator, discriminator=discriminator,
-      finetune_config=config.finetune, unroll=config.unroll)
-  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS)),
-                          out_specs=(P(), P()), check_vma=False)
+  data, z_dim = config.dataset, config.model.z_dim
 
-  @functools.partial(jax.jit, donate_argnums=0,
-                     compiler_options=parallel.compiler_options(config.cpu_eigen_convolutions))
-  def step(state, images, labels):
+  def prepare(state, images, labels):
     aug_key, z_key, y_key, attack_key = jax.random.split(
         jax.random.fold_in(state.key, state.step), 4)
     images, labels = images[0], labels[0]
-    x = input_pipeline.augment(images, aug_key, data, dequantization_noise=0.0)
+    x = transforms.augment(images, aug_key, data, dequantization_noise=0.0)
     n = labels.shape[0]
     real_keys, fake_keys = jax.random.split(attack_key, (2, n))
-    batch = (x, labels, jax.random.normal(z_key, (n, m.z_dim)),
-             jax.random.randint(y_key, (n,), 0, m.num_classes), real_keys, fake_keys)
-    return sharded(state, batch)
+    return (x, labels, jax.random.normal(z_key, (n, z_dim)),
+            jax.random.randint(y_key, (n,), 0, task.label_range), real_keys, fake_keys)
 
-  return step
+  per_device = lambda state, batch: classifier_step(state, *batch, settings=settings)
+  return parallel.train_step(per_device, prepare, mesh, batch_axis=0,
+                             cpu_eigen_convolutions=config.cpu_eigen_convolutions)
 
 
 def start_accuracy(context: evaluators.Context, workdir: str,
-                   cotrained: Optional[checkpoints.Weights]) -> Optional[Dict[str, float]]:
+                   cotrained: Optional[checkpoints.Weights]) -> Dict[str, float]:
   """`pgd_accuracy`'s metrics of the co-trained D as step 2 starts from it (recalibrated if
   asked): measured when `cotrained` is given (a fresh run) and kept in
-  `finetune/start_accuracy.json` for a resumed run. None if neither is there (a workdir
-  fine-tuned by an earlier version)."""
+  `finetune/start_accuracy.json` for a resumed run."""
   path = os.path.join(workdir_lib.summary_dir(workdir, 'finetune'), 'start_accuracy.json')
   if cotrained is None:
-    return workdir_lib.read_json(path) if os.path.exists(path) else None
+    return workdir_lib.read_json(path)
   start = evaluators.create('pgd_accuracy', context).run(cotrained).metrics
   logging.info('finetune: before step 2, %s', start)
   if parallel.is_main_process():
@@ -242,68 +256,61 @@ def start_comparison(context: evaluators.Context, start: Dict[str, float],
   return loop.Hook('start_comparison', None, compare)
 
 
-def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> state_lib.ClassifierState:
+def train_classifier(config: ml_collections.ConfigDict, task: task_lib.Task,
+                     workdir: str) -> state_lib.ClassifierState:
   """Runs (or resumes) fine-tuning (method 'robgan') or Madry training (method 'madry').
 
   Fine-tuning starts D from the latest co-training checkpoint of `finetune.init_workdir` (or
-  `workdir`), its BatchNorm statistics re-estimated if `finetune.recalibrate_batch_norm`, and keeps that checkpoint's G, frozen, in its state (a resumed run uses its own
-  checkpoint's G, not a newer co-training one); Madry training starts from a random D. Logs the
-  loss and accuracies on adversarial batches and runs `finetune.evaluators` (by default clean
-  and PGD accuracy on `finetune.eval_num_examples` test examples after each epoch); fine-tuning
-  also measures them before its first update and compares at its last (`start_comparison`).
+  `workdir`), its BatchNorm statistics re-estimated if `finetune.recalibrate_batch_norm`, and
+  keeps that checkpoint's G, frozen, in its state (a resumed run uses its own checkpoint's G, not
+  a newer co-training one); Madry training starts from a random D. Logs the loss and accuracies
+  on adversarial batches and runs `finetune.evaluators` (by default clean and PGD accuracy on
+  `finetune.eval_num_examples` test examples after each epoch); fine-tuning also measures them
+  before its first update and compares at its last (`start_comparison`).
 
   Returns:
     The final ClassifierState.
 
   Raises:
-    ValueError: invalid config, a checkpoint of another architecture, or settings that differ
-      from those of the workdir's checkpoints (`workdir.check_and_write_config`).
+    ValueError: invalid config, a checkpoint of another architecture; as `stage.train`.
     FileNotFoundError: no co-training checkpoint (fine-tuning) or no data.
     workdir.WorkdirInUseError: another training run holds the workdir.
     FloatingPointError: a non-finite loss or state (the last good checkpoint is kept).
     loop.ClassifierCollapseError: the classifier came to predict one class
       (`finetune.collapse_guard`; the last good checkpoint is kept).
   """
-  stage = validate_config(config)
+  stage = validate_config(config, task)
   f = config.finetune
-  generator, discriminator = models.create_models(config.model, axis_name=AXIS)
-  mesh = parallel.make_mesh()
-  parallel.check_batch_size(f.batch_size, mesh, 'finetune.batch_size')
   cotrained = None
   resuming = checkpoints.latest_step(workdir_lib.checkpoint_dir(workdir, stage)) is not None
   if stage == 'finetune' and not resuming:  # A resumed run has its G in its checkpoint.
     try:
-      cotrained = checkpoints.load_weights(f.init_workdir or workdir, 'cotrain', config=config)
+      cotrained = workdir_lib.load_weights(f.init_workdir or workdir, 'cotrain', config=config,
+                                           task=task)
     except FileNotFoundError as e:
       raise FileNotFoundError(f'{e}. Fine-tuning starts from a co-training checkpoint: run '
                               '--mode=train first, or point --config.finetune.init_workdir at a '
                               'co-training workdir') from e
-  with workdir_lib.lock(workdir, 'train'):
-    workdir_lib.check_and_write_config(config, workdir)
-    if cotrained is not None:
-      cotrained = recalibration.recalibrated(
-          config, discriminator, cotrained, mode=f.recalibrate_batch_norm,
-          num_examples=f.recalibration_examples, batch_size=f.batch_size)
-    train_data = input_pipeline.training_data(config, batch_size=f.batch_size,
-                                              rows=parallel.process_rows(f.batch_size, mesh))
-    epoch_steps = state_lib.classifier_steps_per_epoch(config, train_data.num_examples)
-    logging.info('%s: %d updates an epoch.', stage, epoch_steps)
-    context = evaluators.Context(
-        config, task_lib.Task.from_config(config), workdir, stage=stage, training=True,
-        generator=generator, discriminator=discriminator, mesh=mesh)
+
+  def plan(data, context):
+    start_weights = None if cotrained is None else recalibration.recalibrated(
+        config, context.discriminator, cotrained, mode=f.recalibrate_batch_norm,
+        num_examples=f.recalibration_examples, batch_size=f.batch_size)
+    epoch_steps = state_lib.classifier_steps_per_epoch(config, data.num_examples)
+    logging.info('%s: %d updates an epoch.', task_lib.STAGE_TITLES[stage], epoch_steps)
     networks = lambda step, state: checkpoints.Weights(
         config=config, stage=stage, step=step, generator=state.generator,
         discriminator=state.discriminator.variables)
-    hooks = loop.evaluator_hooks(context, f.evaluators, steps_per_unit=epoch_steps,
-                                 directory=workdir_lib.summary_dir(workdir, stage),
-                                 networks=networks)
-    start = start_accuracy(context, workdir, cotrained) if stage == 'finetune' else None
-    if start is not None:
-      hooks.append(start_comparison(context, start, networks))
-    return loop.run(
-        state=state_lib.create_classifier_state(config, generator, discriminator,
-                                                train_data.num_examples, cotrained),
-        train_step=make_classifier_step(config, generator, discriminator, mesh),
-        host_batch=train_data.host_batch,
-        num_steps=num_train_steps(config, train_data.num_examples), settings=f, mesh=mesh,
-        workdir=workdir, stage=stage, hooks=hooks, start_metrics=start)
+    start = start_accuracy(context, workdir, start_weights) if stage == 'finetune' else None
+    settings = Settings.from_config(config, context.generator, context.discriminator)
+    return stage_lib.Plan(
+        state=state_lib.create_classifier_state(config, task, context.generator,
+                                                context.discriminator, data.num_examples,
+                                                start_weights),
+        train_step=make_classifier_step(config, task, settings, context.mesh),
+        num_steps=num_train_steps(config, data.num_examples), networks=networks,
+        steps_per_unit=epoch_steps,
+        hooks=[start_comparison(context, start, networks)] if stage == 'finetune' else [],
+        start_metrics=start)
+
+  return stage_lib.train(config, task, workdir, stage=stage, batches_per_step=1, plan=plan)

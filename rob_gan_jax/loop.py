@@ -1,7 +1,7 @@
 """The one training loop of every stage: resume, step, log, periodic hooks, checkpoint.
 
-A stage program (co-training, fine-tuning, the Madry baseline) gives `run` a fresh state, a jitted
-train step, the host batch of each step and its hooks (test accuracy, sample grids, IS/FID). `run`
+A training stage (`stage.train`: co-training, fine-tuning, the Madry baseline) gives `run` a fresh
+state, a jitted train step, the host batch of each step and its hooks (its evaluators). `run`
 resumes from the stage's latest checkpoint; at the steps where it is time (CLU `periodic_actions`:
 every N steps and at the last) it writes the averaged metrics, runs the hooks and saves a
 checkpoint. Only there does it wait for the step, and first stops with an error if a metric or
@@ -25,14 +25,9 @@ import orbax.checkpoint as ocp
 
 from rob_gan_jax import checkpoints
 from rob_gan_jax import console
-from rob_gan_jax import evaluators
 from rob_gan_jax import parallel
 from rob_gan_jax import task as task_lib
-from rob_gan_jax import visualize
 from rob_gan_jax import workdir as workdir_lib
-
-LOOP_FIELDS = ('batch_size', 'log_every_steps', 'checkpoint_every_steps', 'max_to_keep')
-
 
 @dataclasses.dataclass(frozen=True)
 class Hook:
@@ -201,60 +196,6 @@ class CollapseGuard:
       note += (': it was already near-degenerate, so co-train longer (a larger '
                'train.num_steps) before step 2, and lower finetune.learning_rate')
     return note + '. '
-
-
-def check_loop_config(group, field: str) -> None:
-  """Raises ValueError if a `LOOP_FIELDS` setting of config group `group` (named `field`) is < 1,
-  or its `collapse_guard` has a bound outside [0, 1] or a negative patience."""
-  for name in LOOP_FIELDS:
-    if group[name] < 1:
-      raise ValueError(f'{field}.{name} must be >= 1, got {group[name]}')
-  guard = group.collapse_guard
-  for name in ('max_class_share', 'min_information'):
-    if not 0 <= guard[name] <= 1:
-      raise ValueError(f'{field}.collapse_guard.{name} must be in [0, 1], got {guard[name]}')
-  if guard.patience < 0:
-    raise ValueError(f'{field}.collapse_guard.patience must be >= 0 (0 = off), got '
-                     f'{guard.patience}')
-
-
-def check_evaluator_periods(periods, field: str) -> None:
-  """Raises ValueError for an unknown evaluator or a negative period in `periods`
-  ({name: every N steps or epochs, 0 = off}) of config field `field`."""
-  evaluators.check_names(periods, field)
-  for name, every in periods.items():
-    if every < 0:
-      raise ValueError(f'{field}.{name} must be >= 0 (0 = off), got {every}')
-
-
-def evaluator_hooks(context: evaluators.Context, periods, *, directory: str,
-                    networks: Callable[[int, Any], checkpoints.Weights],
-                    steps_per_unit: int = 1) -> List[Hook]:
-  """Hooks running the evaluators of `periods` ({name: every N units of `steps_per_unit` steps,
-  0 = off}) on `networks(step, state)`: scalars to the writer and log, image grids to the writer
-  and, x2 by process 0, to `directory/<image name>/step_<step>.png` (samples/step_0002500.png)."""
-  hooks = []
-  for name, every in periods.items():
-    if not every:
-      continue
-    evaluator = evaluators.create(name, context)
-
-    def run_evaluator(step, state, writer, name=name, evaluator=evaluator):
-      output = evaluator.run(networks(step, state))
-      scalars = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
-      if scalars:
-        writer.write_scalars(step, scalars)
-        logging.info('step %d, %s: %s', step, name, {k: round(v, 4) for k, v in scalars.items()})
-      if output.images and parallel.is_main_process():
-        writer.write_images(step, {k: grid[None] for k, grid in output.images.items()})
-        for image_name, grid in output.images.items():
-          os.makedirs(os.path.join(directory, image_name), exist_ok=True)
-          visualize.save_png(grid, os.path.join(directory, image_name, f'step_{step:07d}.png'),
-                             scale=2)
-      return scalars
-
-    hooks.append(Hook(name, max(1, int(round(every * steps_per_unit))), run_evaluator))
-  return hooks
 
 
 def check_finite(step: int, manager: ocp.CheckpointManager, state,

@@ -70,6 +70,30 @@ def jit(fn: Optional[Callable] = None, **jit_kwargs):
   return call
 
 
+def train_step(per_device: Callable, prepare: Callable, mesh: jax.sharding.Mesh, *,
+               batch_axis: int, cpu_eigen_convolutions: bool) -> Callable:
+  """The jitted `step(state, images, labels) -> (state, metrics)` of a training stage, state
+  donated: `prepare(state, images, labels)` makes the global batch (a pytree of arrays whose
+  axis `batch_axis` is the example axis: augmented images, latents, keys; all random numbers are
+  drawn here, for the global batch, so a step is the same on any number of devices), then
+  `per_device(state, batch) -> (state, metrics)` runs under `jax.shard_map` over `mesh`, each
+  device on its part of the batch, with collectives over `AXIS` (gradients and metrics averaged
+  by `lax.pmean`). The state and the metrics are replicated.
+  """
+  # check_vma=False: gradients are averaged explicitly with lax.pmean (the style of flax's
+  # examples); with VMA checking JAX would psum gradients of replicated params implicitly.
+  sharded = jax.shard_map(per_device, mesh=mesh,
+                          in_specs=(P(), P(*([None] * batch_axis), AXIS)),
+                          out_specs=(P(), P()), check_vma=False)
+
+  @functools.partial(jax.jit, donate_argnums=0,
+                     compiler_options=compiler_options(cpu_eigen_convolutions))
+  def step(state, images, labels):
+    return sharded(state, prepare(state, images, labels))
+
+  return step
+
+
 def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> jax.sharding.Mesh:
   """A 1-D mesh over `AXIS` of `devices` (default: all processes'), ordered by process."""
   devices = jax.devices() if devices is None else devices

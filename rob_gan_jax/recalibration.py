@@ -19,25 +19,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import parallel
+from rob_gan_jax import task as task_lib
+from rob_gan_jax.attacks import heads
+from rob_gan_jax.input_pipeline import splits
+from rob_gan_jax.input_pipeline import transforms
 
 MODES = ('none', 'clean', 'attacked')
 
 
-def check_mode(mode: str, model_config, field: str) -> None:
+def check_mode(mode: str, model_config, task: task_lib.Task, field: str) -> None:
   """Raises ValueError, naming config field `field`, for an unknown mode, a recalibration of a D
   without BatchNorm (`model.normalization` other than 'batch_norm'), or 'attacked' for a D
-  without classifier (`model.num_classes` 0)."""
+  without classifier (an unconditional task)."""
   if mode not in MODES:
     raise ValueError(f'{field} must be one of {MODES}, got {mode!r}')
   if mode != 'none' and model_config.normalization != 'batch_norm':
     raise ValueError(f'{field}={mode!r} re-estimates BatchNorm statistics, but '
                      f'model.normalization={model_config.normalization!r} has none; set {field}='
                      "'none'")
-  if mode == 'attacked' and not model_config.num_classes:
+  if mode == 'attacked' and not task.conditional:
     raise ValueError(f"{field}='attacked' attacks D's classifier; an unconditional model has "
                      "none: use 'clean'")
 
@@ -45,11 +47,11 @@ def check_mode(mode: str, model_config, field: str) -> None:
 @parallel.jit(static_argnames=('discriminator', 'num_steps', 'random_start', 'unroll'))
 def _batch_statistics(discriminator, variables, x, y, keys, epsilon, step_size, *, num_steps,
                       random_start, unroll):
-  x = input_pipeline.to_float(x)
+  x = transforms.to_float(x)
   if num_steps:
-    x = attacks.pgd_head(discriminator, variables, x, y, head='class', epsilon=epsilon,
-                         step_size=step_size, num_steps=num_steps, random_start=random_start,
-                         keys=keys, unroll=unroll)
+    x = heads.pgd_on(discriminator, variables, x, y, objective='class', epsilon=epsilon,
+                     step_size=step_size, num_steps=num_steps, random_start=random_start,
+                     keys=keys, unroll=unroll)
   # Momentum 0: the running statistics after one training-mode pass are that batch's own.
   probe = discriminator.clone(bn_momentum=0.0, axis_name=None)
   _, updates = probe.apply(variables, x, train=True, mutable=['batch_stats'])
@@ -107,12 +109,12 @@ def recalibrate_batch_norm(discriminator: nn.Module, variables: Dict[str, Any],
 def recalibrated(config, discriminator: nn.Module, networks: checkpoints.Weights, *, mode: str,
                  num_examples: int, batch_size: int) -> checkpoints.Weights:
   """`networks` with D recalibrated on the first `num_examples` of the training split's fixed
-  random order (`input_pipeline.load_subset`), clean or, `mode` 'attacked', under
+  random order (`splits.load_subset`), clean or, `mode` 'attacked', under
   `config.finetune.attack` (random starts from `PRNGKey(config.seed)`); `mode` 'none' returns
   `networks` itself."""
   if mode == 'none':
     return networks
-  images, labels = input_pipeline.load_subset(config, config.dataset.train_split, num_examples)
+  images, labels = splits.load_subset(config, config.dataset.train_split, num_examples)
   variables = recalibrate_batch_norm(
       discriminator, networks.discriminator, images, labels, batch_size=batch_size,
       attack_config=config.finetune.attack if mode == 'attacked' else None,

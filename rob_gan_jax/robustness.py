@@ -26,11 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rob_gan_jax import attacks
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import parallel
-
-EVAL_ATTACKS = ('pgd',) + attacks.STRONG_ATTACKS
-AUTOATTACK = ('apgd-ce', 'apgd-t', 'square')  # AutoAttack's standard version, without FAB-T.
+from rob_gan_jax.attacks import heads
+from rob_gan_jax.attacks import pgd
+from rob_gan_jax.attacks import strong
+from rob_gan_jax.input_pipeline import transforms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Target:
 
   Attributes:
     discriminator, variables: D and its {'params', 'batch_stats'}.
-    head: 'class' (D's classifier) or 'source' (`attacks.HEADS`).
+    head: 'class' (D's classifier) or 'source' (`heads.HEADS`; `task.Task.head`).
     batch_size: examples per compiled call (the last batch is padded).
     mesh: if given, each batch is split over its 'batch' axis, in every process of a
       multi-process run (`parallel.map_batches`).
@@ -62,11 +62,11 @@ class Target:
 @parallel.jit(static_argnames=('discriminator', 'num_steps', 'random_start', 'head', 'unroll'))
 def _correct_under_attack(discriminator, variables, x, y, epsilon, step_size, key, *,
                           num_steps, random_start, head, unroll):
-  x_adv = attacks.pgd_head(discriminator, variables, input_pipeline.to_float(x), y, head=head,
-                           epsilon=epsilon, step_size=step_size, num_steps=num_steps,
-                           random_start=random_start, keys=jax.random.split(key, y.shape[0]),
-                           unroll=unroll)
-  return attacks.head_correct(discriminator, variables, x_adv, y, head=head)
+  x_adv = heads.pgd_on(discriminator, variables, transforms.to_float(x), y, objective=head,
+                       epsilon=epsilon, step_size=step_size, num_steps=num_steps,
+                       random_start=random_start, keys=jax.random.split(key, y.shape[0]),
+                       unroll=unroll)
+  return heads.head_correct(discriminator, variables, x_adv, y, head=head)
 
 
 def prediction_means(logits: jax.Array) -> Dict[str, jax.Array]:
@@ -94,7 +94,7 @@ def prediction_statistics(means: Dict[str, jax.Array]) -> Dict[str, jax.Array]:
 
 @parallel.jit(static_argnames=('discriminator',))
 def _clean_class_logits(discriminator, variables, x):
-  return attacks.class_logits(discriminator, variables, input_pipeline.to_float(x))
+  return heads.class_logits(discriminator, variables, transforms.to_float(x))
 
 
 def clean_prediction_statistics(target: Target, images: np.ndarray) -> Dict[str, float]:
@@ -109,31 +109,31 @@ def clean_prediction_statistics(target: Target, images: np.ndarray) -> Dict[str,
 def _input_gradient_norm(discriminator, variables, x, y, *, head):
   # Examples do not interact in inference mode, so the gradient of the summed loss holds each
   # example's own gradient.
-  loss = lambda x: jnp.sum(attacks.head_loss(discriminator, variables, x, y, head=head))
-  grads = jax.grad(loss)(input_pipeline.to_float(x))
+  loss = lambda x: jnp.sum(heads.objective_loss(discriminator, variables, x, y, objective=head))
+  grads = jax.grad(loss)(transforms.to_float(x))
   return jnp.sqrt(jnp.sum(grads**2, axis=(1, 2, 3)))
 
 
-@parallel.jit(static_argnames=('discriminator', 'attack', 'settings'))
-def _strong_attack_classifier(discriminator, variables, x, y, epsilon, key, *, attack, settings):
+@parallel.jit(static_argnames=('discriminator', 'attack', 'budget'))
+def _strong_attack_classifier(discriminator, variables, x, y, epsilon, key, *, attack, budget):
   if x.dtype == jnp.uint8:
-    x = input_pipeline.to_float(x)
-  logits_fn = lambda x: attacks.class_logits(discriminator, variables, x)
-  return attacks.strong_attack(attack, logits_fn, x, y, epsilon=epsilon, key=key,
-                               settings=dict(settings))
+    x = transforms.to_float(x)
+  logits_fn = lambda x: heads.class_logits(discriminator, variables, x)
+  return attacks.run(attack, logits_fn, x, y, epsilon=epsilon, key=key, budget=dict(budget))
 
 
 def strong_attack_classifier(discriminator: nn.Module, variables, x: jax.Array, y: jax.Array,
-                             epsilon, key: jax.Array, *, attack: str, settings):
-  """`attacks.strong_attack` on D's class logits in inference mode, jitted once per attack,
-  budgets (`settings`, e.g. `config.eval.strong_attack`) and shape; the radius is traced.
+                             epsilon, key: jax.Array, *, attack: str, budget):
+  """Strong attack `attack` (`attacks.available()`) with `budget` (its fields, e.g.
+  `attacks.budget_of(attack, config.eval.attack_budgets)`) on D's class logits in inference
+  mode, jitted once per attack, budget and shape; the radius is traced.
 
   Returns:
     x_adv (B, H, W, C) float32 in [-1, 1] and robust (B,) bool, for x (B, H, W, C) uint8 or
     float32 in [-1, 1].
   """
   return _strong_attack_classifier(discriminator, variables, x, y, epsilon, key, attack=attack,
-                                   settings=tuple(sorted(dict(settings).items())))
+                                   budget=tuple(sorted(dict(budget).items())))
 
 
 def step_size_factor(attack_config) -> float:
@@ -166,7 +166,7 @@ def correct_under_attack(target: Target, images: np.ndarray, labels: np.ndarray,
     raise ValueError(f'num_restarts must be >= 1, got {num_restarts}')
   if epsilon == 0:
     num_steps, num_restarts, step_size = 0, 1, 1.0
-  attacks.check_attack_args(epsilon=epsilon, step_size=step_size, num_steps=num_steps)
+  pgd.check_attack_args(epsilon=epsilon, step_size=step_size, num_steps=num_steps)
   variables = target.replicated_variables()
 
   def fn(x, y, start):
@@ -183,12 +183,11 @@ def correct_under_attack(target: Target, images: np.ndarray, labels: np.ndarray,
 
 
 def correct_under_strong_attack(target: Target, images: np.ndarray, labels: np.ndarray, *,
-                                attack: str, epsilon: float, settings,
+                                attack: str, epsilon: float, budget,
                                 key: jax.Array) -> np.ndarray:
-  """(N,) bool: which examples D's classifier still gets right under one of
-  `attacks.STRONG_ATTACKS` ('apgd-ce', 'apgd-t': Croce & Hein, ICML 2020; 'square':
-  Andriushchenko et al., ECCV 2020) with the budgets of `settings` (`num_steps`,
-  `num_restarts`, `num_target_classes`, `num_queries`).
+  """(N,) bool: which examples D's classifier still gets right under strong attack `attack`
+  (`attacks.available()`: 'apgd-ce', 'apgd-t', 'fab-t': Croce & Hein, ICML 2020; 'square':
+  Andriushchenko et al., ECCV 2020) with `budget` (its fields).
 
   Correct means no point the attack tried is misclassified. As in AutoAttack, only the examples
   classified correctly without attack are attacked; the batch starting at the s-th of them uses
@@ -198,8 +197,8 @@ def correct_under_strong_attack(target: Target, images: np.ndarray, labels: np.n
     ValueError: an unknown attack, epsilon < 0, a budget < 1, or fewer classes than the
       attack's loss needs.
   """
-  attacks.check_strong_attack_args(epsilon=epsilon)
-  attacks.check_strong_attack_config(settings, 'settings', names=(attack,))
+  strong.check_strong_attack_args(epsilon=epsilon)
+  attacks.get(attack)  # ValueError for an unknown one, before any attack runs.
   variables = target.replicated_variables()
 
   def clean(x, y, start):
@@ -211,7 +210,7 @@ def correct_under_strong_attack(target: Target, images: np.ndarray, labels: np.n
   def attacked(x, y, start):
     return strong_attack_classifier(target.discriminator, variables, x, y,
                                     jnp.float32(epsilon), jax.random.fold_in(key, start),
-                                    attack=attack, settings=settings)[1]
+                                    attack=attack, budget=budget)[1]
 
   correct = target.map_batches(clean, images, labels)
   if epsilon > 0 and correct.any():
@@ -276,33 +275,35 @@ def accuracy_curve(target: Target, images: np.ndarray, labels: np.ndarray, *,
 
 
 def strong_accuracy_curve(target: Target, images: np.ndarray, labels: np.ndarray, *,
-                          attack: str, epsilons: Sequence[float], settings,
+                          attack: str, epsilons: Sequence[float], budget,
                           key: jax.Array) -> AccuracyCurve:
   """`accuracy_curve` under a strong attack (`correct_under_strong_attack`, same errors)."""
   return _curve(lambda eps: correct_under_strong_attack(
-      target, images, labels, attack=attack, epsilon=eps, settings=settings, key=key), epsilons)
+      target, images, labels, attack=attack, epsilon=eps, budget=budget, key=key), epsilons)
 
 
-def eval_attacks(names: Sequence[str]) -> Tuple[str, ...]:
-  """`config.eval.attacks` resolved: 'pgd' first (it always runs), then the strong attacks named
-  ('autoattack' = `AUTOATTACK`), each once, in `EVAL_ATTACKS` order.
+def eval_attacks(names: Sequence[str], autoattack: Sequence[str]) -> Tuple[str, ...]:
+  """`config.eval.attacks` resolved: 'pgd' first (it always runs), then the strong attacks named,
+  'autoattack' standing for those of `autoattack` (`config.eval.autoattack`), each once.
 
   Raises:
     ValueError: an unknown name.
   """
-  unknown = [n for n in names if n not in EVAL_ATTACKS + ('autoattack',)]
+  known = ('pgd', 'autoattack') + attacks.available()
+  unknown = [n for n in tuple(names) + tuple(autoattack) if n not in known or
+             (n == 'autoattack' and n in autoattack)]
   if unknown:
-    raise ValueError(f'eval.attacks: unknown attacks {unknown}; choose from '
-                     f'{EVAL_ATTACKS + ("autoattack",)}')
-  wanted = set(names) | ({'pgd'} | (set(AUTOATTACK) if 'autoattack' in names else set()))
-  return tuple(n for n in EVAL_ATTACKS if n in wanted)
+    raise ValueError(f'eval.attacks / eval.autoattack: unknown attacks {unknown}; choose from '
+                     f'{known}')
+  expanded = [a for n in names for a in (autoattack if n == 'autoattack' else (n,))]
+  return tuple(dict.fromkeys(['pgd'] + expanded))
 
 
 def check_eval_args(*, epsilons, step_size_factor, num_steps, num_restarts) -> None:
   """Raises ValueError for a negative radius, step_size_factor <= 0, num_steps < 0, or
   num_restarts < 1."""
   for eps in epsilons:
-    attacks.check_attack_args(epsilon=eps, step_size=step_size_factor, num_steps=num_steps)
+    pgd.check_attack_args(epsilon=eps, step_size=step_size_factor, num_steps=num_steps)
   if step_size_factor <= 0:
     raise ValueError(f'step_size_factor must be > 0, got {step_size_factor}')
   if num_restarts < 1:
@@ -312,7 +313,7 @@ def check_eval_args(*, epsilons, step_size_factor, num_steps, num_restarts) -> N
 def local_lipschitz_value(target: Target, images: np.ndarray, labels: np.ndarray) -> float:
   """Mean over examples of ||d loss(f(x), y) / d x||_2 in the [-1, 1] pixel scale, paper Fig. 1
   (right) and Fig. 8; the loss is the class cross-entropy, or for head 'source' D's loss of
-  calling x real (`attacks.head_loss`)."""
+  calling x real (`heads.objective_loss`)."""
   variables = target.replicated_variables()
   fn = lambda x, y, start: _input_gradient_norm(target.discriminator, variables, x, y,
                                                 head=target.head)

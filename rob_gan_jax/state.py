@@ -161,8 +161,8 @@ def classifier_steps_per_epoch(config, num_train_examples: int) -> int:
   return num_train_examples // config.finetune.batch_size
 
 
-def create_classifier_state(config, generator: nn.Module, discriminator: nn.Module,
-                            num_train_examples: int,
+def create_classifier_state(config, task: task_lib.Task, generator: nn.Module,
+                            discriminator: nn.Module, num_train_examples: int,
                             cotrained: Optional[checkpoints.Weights] = None) -> ClassifierState:
   """Initial ClassifierState with a fresh `classifier_optimizer`, D and G from `cotrained` (the
   co-training checkpoint), or, if None, from `config.seed`: the Madry baseline's D (no G) or, for
@@ -176,7 +176,6 @@ def create_classifier_state(config, generator: nn.Module, discriminator: nn.Modu
   else:
     g_variables = d_variables = None
     g_step = -1
-    task = task_lib.Task.from_config(config)
     if task.has_generator(task.classifier_stage):
       g_variables = init_variables(generator, jax.random.fold_in(key, 3), jnp.zeros((1, m.z_dim)),
                                    jnp.zeros((1,), jnp.int32))

@@ -1,16 +1,18 @@
 """What a config asks for, decided once: the method, whether G and D are class-conditional, which
-head of D the attacks and metrics use, which stages the method has and what each `--mode` runs.
+head of D the attacks and metrics use, which stages the method has and what each `--mode` trains.
 
-`main.py` builds the `Task` and dispatches on `Task.program(mode)`; the stage programs, the
-evaluators and the API receive it (or build it from the config with `Task.from_config`, the one
-place these decisions are made).
+`main.py` and the API (`api.load`, `workdir.load_weights` of a workdir's own config) build the
+`Task` with `Task.from_config`; the stages, the evaluators, the step factories and the losses
+receive it. Words, as the field has them: the methods Rob-GAN ('robgan'), AS-GAN ('asgan') and
+the Madry baseline ('madry'); the stages co-training ('cotrain', step 1), fine-tuning
+('finetune', step 2) and Madry training ('madry'); evaluation (`--mode=eval`).
 """
 
 import dataclasses
 from typing import Callable, Tuple
 
 METHODS = ('robgan', 'asgan', 'madry')
-MODES = ('train', 'finetune', 'eval')
+MODES = ('train', 'finetune', 'eval')  # main.py --mode.
 STAGES = ('cotrain', 'finetune', 'madry')
 _STAGES_OF = {'robgan': ('cotrain', 'finetune'), 'asgan': ('cotrain',), 'madry': ('madry',)}
 # What each stage is called in messages, and the --mode that trains it.
@@ -55,9 +57,17 @@ class Task:
 
   @property
   def head(self) -> str:
-    """The head of D whose robustness is measured: 'class' (its classifier), or 'source' for an
-    unconditional model (real images still called real under PGD pushing them to "fake")."""
+    """The head of D whose robustness is measured, and the `losses.ATTACK_OBJECTIVES` its attack
+    ascends: 'class' (its classifier), or 'source' for an unconditional model (real images still
+    called real under PGD pushing them to "fake")."""
     return 'class' if self.conditional else 'source'
+
+  @property
+  def cotrain_objective(self) -> str:
+    """What co-training's attack on real images ascends (`losses.ATTACK_OBJECTIVES`): D's
+    non-saturating loss on them, 'real' (both heads; official `attack_Linf_PGD`) or, for an
+    unconditional D, 'source' (official `attack_Linf_PGD_bin`)."""
+    return 'real' if self.conditional else 'source'
 
   @property
   def label_range(self) -> int:
@@ -70,26 +80,15 @@ class Task:
     """The stages the method trains, in order; each has its checkpoints (`workdir`)."""
     return _STAGES_OF[self.method]
 
-  def program(self, mode: str) -> str:
-    """What `--mode` runs: 'cotrain', 'classifier' (fine-tuning or Madry) or 'evaluate'.
-
-    Raises:
-      ValueError: an unknown mode, or one the method does not have.
-    """
-    if mode not in MODES:
-      raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
-    if mode == 'eval':
-      return 'evaluate'
-    stage = self.training_stage(mode)
-    return 'cotrain' if stage == 'cotrain' else 'classifier'
-
   def training_stage(self, mode: str) -> str:
     """The stage `--mode=train` or `--mode=finetune` trains.
 
     Raises:
-      ValueError: the method has no such mode (`classifier_stage`; the Madry baseline trains its
-        classifier with --mode=train).
+      ValueError: an unknown mode, or one the method does not have (`classifier_stage`; the Madry
+        baseline trains its classifier with --mode=train).
     """
+    if mode not in ('train', 'finetune'):
+      raise ValueError(f'a training mode is train or finetune, got {mode!r}')
     if mode == 'train':
       return self.stages[0]
     if self.method == 'madry':

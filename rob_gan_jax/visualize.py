@@ -5,12 +5,12 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from rob_gan_jax import input_pipeline
+from rob_gan_jax.input_pipeline import transforms
 
 
 def image_grid(images, rows: int, padding: int = 2) -> np.ndarray:
   """Tiles (N, H, W, C) images in [-1, 1] into one uint8 (rows*(H+p)+p, cols*(W+p)+p, C) image."""
-  images = input_pipeline.to_uint8(images)
+  images = transforms.to_uint8(images)
   n, h, w, c = images.shape
   cols = -(-n // rows)
   grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c), np.uint8)

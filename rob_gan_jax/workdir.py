@@ -1,6 +1,7 @@
 """A run's workdir: its layout, its lock and the policy of its config.json.
 
 One method per workdir (`config.method` 'robgan', 'madry' or 'asgan'):
+  workdir_version.json         the layout version (`FORMAT_VERSION`) of the package that wrote it
   config.json                  the config of the run (`check_and_write_config`)
   config_history.json          settings changed on resume, with the steps they changed at
   data_identity.json           what the data is, wherever it lies (a moved data set resumes)
@@ -17,17 +18,17 @@ import json
 import os
 import socket
 import time
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from absl import logging
 import jax
 import ml_collections
 
-from rob_gan_jax import input_pipeline
+from rob_gan_jax import checkpoints
 from rob_gan_jax import parallel
 from rob_gan_jax import task as task_lib
+from rob_gan_jax.input_pipeline import splits
 from rob_gan_jax.input_pipeline import tfds_data
-from rob_gan_jax.metrics import reference
 
 STAGES = task_lib.STAGES
 _STAGE_DIRS = {'cotrain': '', 'finetune': 'finetune', 'madry': 'madry'}
@@ -42,8 +43,6 @@ def checkpoint_dir(workdir: str, stage: str) -> str:
 
 
 def _trained_stages(workdir: str) -> Dict[str, int]:
-  # Imported here: checkpoints imports this module for the layout.
-  from rob_gan_jax import checkpoints  # pylint: disable=g-import-not-at-top,cyclic-import
   steps = {s: checkpoints.latest_step(checkpoint_dir(workdir, s)) for s in STAGES}
   return {s: step for s, step in steps.items() if step is not None}
 
@@ -108,23 +107,20 @@ RESUMABLE_CHANGES = (
     'allow_changes', 'cpu_eigen_convolutions', 'eval', 'model.dtype', 'reference', 'unroll',
     *(f'train.{k}' for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
                              'max_to_keep', 'evaluators', 'eval_num_examples',
-                             'samples_per_class', 'inception_num_samples',
-                             # Fields of configs older than `train.evaluators`.
-                             'eval_every_steps', 'sample_every_steps',
-                             'inception_every_steps')),
+                             'samples_per_class', 'inception_num_samples')),
     'train.collapse_guard',
     *(f'finetune.{k}' for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
                                 'max_to_keep', 'evaluators', 'eval_num_examples',
                                 'collapse_guard')))
-# What a setting added since a config.json was written did then: its value there.
-_VALUES_BEFORE_FIELD = {'finetune.recalibrate_batch_norm': 'none',
-                        'finetune.recalibration_examples': 5_000, 'model.image_channels': 3}
 # The config sections a stage's checkpoints depend on, besides those of every stage (seed,
 # method, model, dataset).
 _STAGE_SECTIONS = {'cotrain': ('attack', 'optim', 'train'), 'finetune': ('finetune',),
                    'madry': ('finetune',)}
 _MISSING = '<missing>'
-_EXAMPLE_ORDER_FILE = '.example_order'
+# The layout of a workdir and its config.json that this package writes and reads; a workdir of
+# another is refused (`check_version`) rather than read with guesses for what it lacks.
+FORMAT_VERSION = 1
+_VERSION_FILE = 'workdir_version.json'
 # Where the data lies, not what it is: on resume these may change to a location holding the same
 # data (`_check_same_data`), as when a run moves to another machine or mount point.
 DATA_LOCATION_FIELDS = ('dataset.image_folder', 'dataset.data_dir')
@@ -179,9 +175,9 @@ def check_and_write_config(config, workdir: str) -> None:
   if unknown:
     raise ValueError(f'allow_changes names fields that do not exist: {unknown}')
   if os.path.exists(path):
-    old = {**_VALUES_BEFORE_FIELD, **_flatten(read_json(path))}
+    check_version(workdir)
+    old = _flatten(read_json(path))
     trained = _trained_stages(workdir)
-    _check_example_order(config, workdir, trained)
     changes = {k: (old.get(k, _MISSING), new.get(k, _MISSING))
                for k in sorted(old.keys() | new.keys())
                if old.get(k, _MISSING) != new.get(k, _MISSING)}
@@ -207,10 +203,10 @@ def check_and_write_config(config, workdir: str) -> None:
     identity_path = os.path.join(workdir, _DATA_IDENTITY_FILE)
     if not os.path.exists(identity_path) and _data_is_there(config.dataset):
       write_atomically(identity_path, json.dumps(
-          input_pipeline.data_identity(config.dataset, config.model.num_classes), indent=1))
+          splits.data_identity(config.dataset, config.model.num_classes), indent=1))
+    write_atomically(os.path.join(workdir, _VERSION_FILE),
+                     json.dumps({'format': FORMAT_VERSION}))
     write_atomically(path, _config_json(config))
-    write_atomically(os.path.join(workdir, _EXAMPLE_ORDER_FILE),
-                      str(input_pipeline.EXAMPLE_ORDER_VERSION))
 
 
 def _data_is_there(dataset_config) -> bool:
@@ -223,7 +219,7 @@ def _data_is_there(dataset_config) -> bool:
 def _check_same_data(config, workdir: str, moved: Dict[str, Tuple[Any, Any]]) -> None:
   """Refuses unless the data at the new locations of `moved` ({field of
   `DATA_LOCATION_FIELDS`: (saved value, requested value)}) is the data the checkpoints were
-  trained on: `input_pipeline.data_identity` against the one saved in the workdir at its first
+  trained on: `splits.data_identity` against the one saved in the workdir at its first
   run, or, for a workdir without it, computed at the old location.
 
   Raises:
@@ -241,11 +237,12 @@ def _check_same_data(config, workdir: str, moved: Dict[str, Tuple[Any, Any]]) ->
       setattr(before, key.split('.', 1)[1], saved_value)
     if not _data_is_there(before):
       raise ValueError(
-          f'{workdir} was trained on the data at {was}, which is gone, and it predates '
-          f'{_DATA_IDENTITY_FILE}, so whether {now} holds the same data cannot be told. If it '
-          f'does, resume with --config.allow_changes="{tuple(moved)!r}"')
-    saved = input_pipeline.data_identity(before, config.model.num_classes)
-  found = input_pipeline.data_identity(config.dataset, config.model.num_classes)
+          f'{workdir} was trained on the data at {was}, which is gone, and it has no '
+          f'{_DATA_IDENTITY_FILE} (the data was not there when the run started), so whether '
+          f'{now} holds the same data cannot be told. If it does, resume with '
+          f'--config.allow_changes="{tuple(moved)!r}"')
+    saved = splits.data_identity(before, config.model.num_classes)
+  found = splits.data_identity(config.dataset, config.model.num_classes)
   if found != saved:
     differ = sorted(k for k in saved.keys() | found.keys() if saved.get(k) != found.get(k))
     raise ValueError(
@@ -253,23 +250,6 @@ def _check_same_data(config, workdir: str, moved: Dict[str, Tuple[Any, Any]]) ->
         f'{differ}; the identity saved at the first run is in {saved_path}). Resume on the same '
         'data, or use another --workdir.')
   logging.info('The data moved (%s, was %s) and is the same: resuming.', now, was)
-
-
-def _check_example_order(config, workdir: str, trained) -> None:
-  """Refuses to resume checkpoints whose batches came from another example order.
-
-  Workdirs written before `input_pipeline.EXAMPLE_ORDER_VERSION` have no `.example_order` file;
-  only the splits `input_pipeline.example_order_version` names changed order (not CIFAR-10).
-  """
-  if not trained or os.path.exists(os.path.join(workdir, _EXAMPLE_ORDER_FILE)):
-    return
-  if input_pipeline.example_order_version(config.dataset) != 1:
-    raise ValueError(
-        f'{workdir} holds checkpoints trained on the examples of {config.dataset.image_folder} '
-        'in the order of an earlier version of this code, and this data set is now read in '
-        'another order (class folders in the order of dataset.classes, then file names; see '
-        'input_pipeline.EXAMPLE_ORDER_VERSION), so a resumed run would not continue the same '
-        'batches. Start a new --workdir, or evaluate the checkpoints as they are.')
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -306,19 +286,64 @@ def _append_history(workdir: str, entry: dict) -> None:
   write_atomically(path, json.dumps(history + [entry], indent=2))
 
 
+class WorkdirVersionError(ValueError):
+  """A workdir written by a version of this package with another layout."""
+
+
+def check_version(workdir: str) -> None:
+  """Raises WorkdirVersionError unless the workdir (which has a config.json) was written with
+  this package's `FORMAT_VERSION`; the message names both."""
+  path = os.path.join(workdir, _VERSION_FILE)
+  found = read_json(path)['format'] if os.path.exists(path) else None
+  if found != FORMAT_VERSION:
+    written = (f'workdir format {found}' if found is not None else
+               f'an earlier, unreleased layout (no {_VERSION_FILE})')
+    raise WorkdirVersionError(
+        f'{workdir} was written by rob_gan_jax with {written}; this version reads and resumes '
+        f'workdir format {FORMAT_VERSION} only. Start a new --workdir, or use the version of '
+        'rob_gan_jax that wrote it.')
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config saved in `workdir/config.json` (with today's `reference` section if it has none:
-  evaluation settings only; `model.image_channels` 3 if it predates the field).
+  """The config saved in `workdir/config.json`.
 
   Raises:
     FileNotFoundError: the workdir has no config.json (no run was started there).
+    WorkdirVersionError: it was written with another layout (`check_version`).
   """
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise FileNotFoundError(f'{workdir} has no config.json: no run was started there')
-  config = ml_collections.ConfigDict(read_json(path))
-  if 'reference' not in config:  # Written before G's reference metrics existed.
-    config.reference = reference.default_config()
-  if 'image_channels' not in config.model:  # Written before grayscale models existed: RGB.
-    config.model.image_channels = 3
-  return config
+  check_version(workdir)
+  return ml_collections.ConfigDict(read_json(path))
+
+
+def load_weights(workdir: str, stage: str = 'latest', *,
+                 config: Optional[ml_collections.ConfigDict] = None,
+                 task: Optional[task_lib.Task] = None,
+                 step: Optional[int] = None) -> checkpoints.Weights:
+  """The networks of a stage (`resolve_stage`) at its newest intact checkpoint, or at
+  `step`, without any optimizer state.
+
+  `config` defaults to workdir/config.json, and its `model` must equal the saved one; `task` is
+  the run's `task.Task`, built from that config when not given (opening a workdir). A fine-tuning
+  checkpoint holds the co-trained G it was trained with.
+
+  Raises:
+    FileNotFoundError: no config.json or no checkpoint of that stage (or step).
+    ValueError: unknown stage, a config of another architecture, or a checkpoint without the
+      networks.
+    CorruptCheckpointError: the checkpoint of `step` is damaged.
+  """
+  saved = load_config(workdir)
+  config = saved if config is None else config
+  if model_section(saved) != model_section(config):
+    raise ValueError(f'the config\'s model differs from the one saved in {workdir}/config.json '
+                     '(a checkpoint of another architecture)')
+  task = task_lib.Task.from_config(config) if task is None else task
+  stage = resolve_stage(workdir, task, stage)
+  networks = ('generator',) * task.has_generator(stage) + ('discriminator',)
+  loaded = checkpoints.load_networks(checkpoint_dir(workdir, stage), networks, step)
+  generator = loaded.get('generator')
+  return checkpoints.Weights(config=config, stage=stage, step=int(loaded['step']), generator=generator,
+                 discriminator=loaded['discriminator'])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from rob_gan_jax import api
-from rob_gan_jax import attacks
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import robustness
+from rob_gan_jax.attacks import heads
+from rob_gan_jax.input_pipeline import transforms
 
 
 def test_api_loads_latest_stage_and_samples_classifies_attacks(trained_workdir):
@@ -35,23 +35,24 @@ def test_api_attack_defaults_are_the_eval_attack(trained_workdir):
   images, labels = model.load_data('test', 6)
   assert images.shape == (6, 32, 32, 3) and images.dtype == np.uint8
   a = model.config.eval.attack  # 2 steps of eps / 5 in the tiny config.
-  expected = attacks.pgd_head(model.discriminator, model.discriminator_variables,
-                              images.astype(np.float32) / 127.5 - 1, jnp.asarray(labels),
-                              head='class', epsilon=0.05,
-                              step_size=0.05 * a.step_size / a.epsilon, num_steps=a.num_steps)
+  expected = heads.pgd_on(model.discriminator, model.discriminator_variables,
+                          images.astype(np.float32) / 127.5 - 1, jnp.asarray(labels),
+                          objective='class', epsilon=0.05,
+                          step_size=0.05 * a.step_size / a.epsilon, num_steps=a.num_steps)
   np.testing.assert_allclose(model.attack(images, labels, epsilon=0.05), expected, atol=1e-6)
 
 
 def test_api_strong_attack_returns_misclassified_images_where_not_robust(trained_workdir):
   model = api.load(trained_workdir)
+  model.config.eval.attack_budgets.apgd_ce.num_steps = 5  # The run's budget: fewer steps.
   images, labels = model.load_data('test', 8)
   x_adv, robust = model.strong_attack(images, labels, attack='apgd-ce', epsilon=0.1)
   assert x_adv.shape == images.shape and robust.shape == (8,)
-  assert float(jnp.max(jnp.abs(x_adv - input_pipeline.to_float(images)))) <= 0.1 + 1e-6
+  assert float(jnp.max(jnp.abs(x_adv - transforms.to_float(images)))) <= 0.1 + 1e-6
   misclassified = np.asarray(model.predict(x_adv) != labels)
   assert np.all(misclassified[~np.asarray(robust)])
-  with pytest.raises(ValueError, match='must be one of'):
-    model.strong_attack(images, labels, attack='fab-t', epsilon=0.1)
+  with pytest.raises(ValueError, match="unknown strong attack 'fab'"):
+    model.strong_attack(images, labels, attack='fab', epsilon=0.1)
 
 
 @pytest.mark.parametrize('running_stats', [False, True])

@@ -85,8 +85,8 @@ def test_no_intact_checkpoint_is_an_error_and_non_finite_states_are_not_saved(tm
 
 
 def test_load_weights_reads_networks_of_each_stage(trained_workdir):
-  cotrain = checkpoints.load_weights(trained_workdir, 'cotrain')
-  latest = checkpoints.load_weights(trained_workdir)
+  cotrain = workdir_lib.load_weights(trained_workdir, 'cotrain')
+  latest = workdir_lib.load_weights(trained_workdir)
   assert (cotrain.stage, cotrain.step) == ('cotrain', 2)
   assert (latest.stage, latest.step) == ('finetune', 2)
   for weights in (cotrain, latest):
@@ -102,15 +102,15 @@ def test_load_weights_refuses_another_architecture(trained_workdir, tmp_path):
   config = workdir_lib.load_config(trained_workdir)
   config.model.discriminator_width = 8
   with pytest.raises(ValueError, match='another architecture'):
-    checkpoints.load_weights(trained_workdir, config=config)
+    workdir_lib.load_weights(trained_workdir, config=config)
   with pytest.raises(FileNotFoundError, match='config.json'):
-    checkpoints.load_weights(str(tmp_path))
+    workdir_lib.load_weights(str(tmp_path))
 
 
 def test_restore_latest_refuses_a_state_of_another_shape(tmp_path):
   manager = checkpoints.manager(str(tmp_path))
-  manager.save(1, args=checkpoints.ocp.args.PyTreeSave({'w': np.zeros(2, np.float32)}))
-  manager.wait_until_finished()
+  checkpoints.save(manager, 1, {'w': np.zeros(2, np.float32)})
+  checkpoints.wait_until_finished(manager)
   restored = checkpoints.restore_latest(manager, {'w': jax.numpy.ones(2)})
   np.testing.assert_array_equal(restored['w'], np.zeros(2))
   with pytest.raises(ValueError, match='does not match'):

@@ -25,14 +25,16 @@ from configs import imagenet143_64
 from configs import imagenet143_128
 from configs import imagenet_128
 from configs import lsun_bedroom64_asgan
-from rob_gan_jax import checkpoints
 from rob_gan_jax import cotrain
 from rob_gan_jax import finetune
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import state as state_lib
 from rob_gan_jax import task as task_lib
+from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax.input_pipeline import classes
+from rob_gan_jax.input_pipeline import splits
+from rob_gan_jax.models import sampling
 from tests import conftest
 
 
@@ -61,7 +63,7 @@ def synset_folder(tmp_path_factory):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('imagenet')
   rng = np.random.default_rng(0)
-  synsets = ('n01440764', 'n15075141') + input_pipeline.imagenet143_classes()
+  synsets = ('n01440764', 'n15075141') + classes.imagenet143_classes()
   for split in ('train', 'validation'):
     for i, synset in enumerate(synsets):
       os.makedirs(root / split / synset)
@@ -75,15 +77,15 @@ def run_modes(config, workdir, modes=('train', 'finetune', 'eval')):
   """Runs `modes` with main.run; returns the latest stage's weights."""
   for mode in modes:
     main.run(config, workdir, mode)
-  assert checkpoints.load_weights(workdir, 'cotrain').step == 1
+  assert workdir_lib.load_weights(workdir, 'cotrain').step == 1
   if 'finetune' in modes:
-    assert checkpoints.load_weights(workdir, 'finetune').step == 1
+    assert workdir_lib.load_weights(workdir, 'finetune').step == 1
   if 'eval' in modes:
     assert os.path.exists(os.path.join(workdir, 'eval', 'robustness.json'))
-  weights = checkpoints.load_weights(workdir)
+  weights = workdir_lib.load_weights(workdir)
   generator, _ = models.create_models(config.model)
   size = config.model.image_size
-  assert models.sample(generator, weights.generator, np.arange(2), seed=0).shape == (
+  assert sampling.sample(generator, weights.generator, np.arange(2), seed=0).shape == (
       2, size, size, 3)
   return weights
 
@@ -95,7 +97,8 @@ def test_imagenet143_64_trains_finetunes_and_evaluates(synset_folder, tmp_path):
   run_modes(config, str(tmp_path))
 
 
-@pytest.mark.parametrize('module', [imagenet143_128, imagenet_128], ids=lambda m: m.__name__)
+@pytest.mark.parametrize('module', [pytest.param(imagenet143_128, marks=pytest.mark.slow),
+                                    imagenet_128], ids=lambda m: m.__name__)
 def test_128px_configs_read_their_data_and_trace_a_training_step(module, synset_folder,
                                                                tmp_path):
   """The 128-px models are the 64-px code at other sizes (their parameter counts are pinned in
@@ -107,13 +110,15 @@ def test_128px_configs_read_their_data_and_trace_a_training_step(module, synset_
         tmp_path / 'data', per_class={'train': 1, 'validation': 1}, size=48)
   else:
     config.dataset.image_folder = synset_folder
-  data = input_pipeline.training_data(config, batch_size=8, batches_per_step=2)
+  data = splits.training_data(config, batch_size=8, batches_per_step=2)
   images, labels = data.host_batch(0)
   assert images.shape == (2, 8, 128, 128, 3) and images.dtype == np.uint8
   generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
   state = jax.eval_shape(lambda: state_lib.create_gan_state(config, generator, discriminator,
                                                             data.num_examples))
-  step = cotrain.make_train_step(config, generator, discriminator, parallel.make_mesh())
+  settings = cotrain.Settings.from_config(config, task_lib.Task.from_config(config), generator,
+                                          discriminator)
+  step = cotrain.make_train_step(config, settings, parallel.make_mesh())
   new_state, metrics = jax.eval_shape(step, state, images, labels)
   assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == jax.tree.map(
       lambda a: (a.shape, a.dtype), state)
@@ -154,7 +159,7 @@ def test_asgan_config_trains_resumes_and_evaluates(module, image_folder, unlabel
   main.run(config, workdir, 'train')
   config.train.num_steps = 2
   main.run(config, workdir, 'train')  # Resumes from step 1.
-  assert checkpoints.load_weights(workdir).step == 2
+  assert workdir_lib.load_weights(workdir).step == 2
   with pytest.raises(ValueError, match='unconditional GAN'):
     main.run(config, workdir, 'finetune')
   if size == 32:  # The 64-px models are the same code; their eval would only cost compile time.
@@ -162,9 +167,9 @@ def test_asgan_config_trains_resumes_and_evaluates(module, image_folder, unlabel
     assert result['head'] == 'source' and result['stage'] == 'cotrain'
     assert all(0 <= a <= 1 for a in result['test_accuracy'])
     assert os.path.exists(os.path.join(workdir, 'eval', 'samples.png'))
-  weights = checkpoints.load_weights(workdir)
+  weights = workdir_lib.load_weights(workdir)
   generator, _ = models.create_models(config.model)
-  assert models.sample(generator, weights.generator, np.zeros(3), seed=0).shape == (
+  assert sampling.sample(generator, weights.generator, np.zeros(3), seed=0).shape == (
       3, size, size, 3)
 
 
@@ -210,14 +215,16 @@ def test_fashion_mnist_variants_trace_a_training_step_on_28px_grayscale(variant)
     assert config.finetune.attack.epsilon == 0.2
     f = config.finetune
     state = jax.eval_shape(lambda: state_lib.create_classifier_state(
-        config, generator, discriminator, 60_000))
-    step = finetune.make_classifier_step(config, generator, discriminator, mesh)
+        config, task, generator, discriminator, 60_000))
+    settings = finetune.Settings.from_config(config, generator, discriminator)
+    step = finetune.make_classifier_step(config, task, settings, mesh)
     shape = (1, f.batch_size, 28, 28, 1)
   else:
     assert config.attack.epsilon == 0.2
     state = jax.eval_shape(lambda: state_lib.create_gan_state(config, generator, discriminator,
                                                               60_000))
-    step = cotrain.make_train_step(config, generator, discriminator, mesh)
+    settings = cotrain.Settings.from_config(config, task, generator, discriminator)
+    step = cotrain.make_train_step(config, settings, mesh)
     shape = (config.train.n_dis, config.train.batch_size, 28, 28, 1)
   images = jax.ShapeDtypeStruct(shape, np.uint8)
   labels = jax.ShapeDtypeStruct(shape[:2], np.int32)
@@ -251,9 +258,9 @@ def test_fashion_mnist_trains_and_evaluates_offline(variant, shared_tfds_dir, tm
   result = json.load(open(os.path.join(workdir, 'eval', 'robustness.json')))
   assert all(0 <= a <= 1 for a in result['test_accuracy'])
   if variant != 'madry':
-    weights = checkpoints.load_weights(workdir, 'cotrain')
+    weights = workdir_lib.load_weights(workdir, 'cotrain')
     generator, _ = models.create_models(config.model)
-    images = models.sample(generator, weights.generator, np.arange(3) % 10, seed=0)
+    images = sampling.sample(generator, weights.generator, np.arange(3) % 10, seed=0)
     assert images.shape == (3, 28, 28, 1)
     assert os.path.exists(os.path.join(workdir, 'eval', 'samples.png'))
 
@@ -273,5 +280,5 @@ def test_fashion_mnist_through_tfds_default_data_dir(shared_tfds_dir, tmp_path):
        *shrunk], cwd=conftest.REPO, capture_output=True, text=True, timeout=600,
       env=dict(os.environ, TFDS_DATA_DIR=shared_tfds_dir))
   assert result.returncode == 0, result.stderr[-3000:]
-  assert checkpoints.load_weights(str(workdir), 'cotrain').step == 1
+  assert workdir_lib.load_weights(str(workdir), 'cotrain').step == 1
   assert os.path.exists(workdir / 'samples' / 'step_0000001.png')

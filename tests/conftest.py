@@ -145,6 +145,7 @@ def trained_workdir(image_folder, tmp_path_factory):
   """A workdir with 2 co-training steps and 2 fine-tuning steps of the tiny config."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
   from rob_gan_jax import cotrain, finetune  # pylint: disable=g-import-not-at-top
+  from rob_gan_jax import task as task_lib  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   config.dataset.image_folder = image_folder
   config.train.num_steps = 2
@@ -154,8 +155,8 @@ def trained_workdir(image_folder, tmp_path_factory):
   config.finetune.evaluators.pgd_accuracy = 0
 
   def build(workdir):
-    cotrain.train_and_evaluate(config, workdir)
-    finetune.train_classifier(config, workdir)
+    cotrain.train_and_evaluate(config, task_lib.Task.from_config(config), workdir)
+    finetune.train_classifier(config, task_lib.Task.from_config(config), workdir)
 
   return private_copy(tmp_path_factory, built_once(tmp_path_factory, 'trained', build))
 
@@ -165,10 +166,11 @@ def trained_asgan_workdir(image_folder, tmp_path_factory):
   """A workdir with 2 AS-GAN training steps of configs/tiny.py:asgan."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
   from rob_gan_jax import cotrain  # pylint: disable=g-import-not-at-top
+  from rob_gan_jax import task as task_lib  # pylint: disable=g-import-not-at-top
   config = tiny.get_config('asgan')
   config.dataset.image_folder = image_folder
   config.train.num_steps = 2
   config.train.evaluators.update(pgd_accuracy=0, sample_grid=0)
   return private_copy(tmp_path_factory, built_once(
-      tmp_path_factory, 'trained_asgan', lambda workdir: cotrain.train_and_evaluate(config,
-                                                                                      workdir)))
+      tmp_path_factory, 'trained_asgan', lambda workdir: cotrain.train_and_evaluate(
+          config, task_lib.Task.from_config(config), workdir)))

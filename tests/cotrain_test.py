@@ -21,9 +21,16 @@ from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import state as state_lib
 from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax import task as task_lib
 from tests.conftest import assert_same_networks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def settings_of(config, generator, discriminator):
+  """The step settings of `config` for these modules."""
+  return cotrain.Settings.from_config(config, task_lib.Task.from_config(config), generator,
+                                      discriminator)
 
 
 def run_per_device(fn, mesh, state, *batch):
@@ -34,7 +41,8 @@ def run_per_device(fn, mesh, state, *batch):
 
 @pytest.mark.parametrize('method, step, random_start', [
     pytest.param('robgan', 'discriminator', False, marks=pytest.mark.slow),
-    ('robgan', 'discriminator', True), ('robgan', 'generator', False),
+    ('robgan', 'discriminator', True),
+    pytest.param('robgan', 'generator', False, marks=pytest.mark.slow),
     pytest.param('asgan', 'discriminator', False, marks=pytest.mark.slow),
     pytest.param('asgan', 'generator', False, marks=pytest.mark.slow)])
 def test_step_on_4_devices_equals_1_device(tiny_config, tiny_asgan_config, method, step,
@@ -57,16 +65,13 @@ def test_step_on_4_devices_equals_1_device(tiny_config, tiny_asgan_config, metho
   x = jax.random.uniform(key, (b, 32, 32, 3), minval=-1, maxval=1)
   y = jnp.arange(b) % 10
   z = jax.random.normal(key, (b, config.model.z_dim))
-  common = dict(generator=generator, discriminator=discriminator,
-                gan_loss=config.train.gan_loss,
-                keep_all_bn_updates=config.train.keep_all_bn_updates)
+  settings = settings_of(config, generator, discriminator)
   if step == 'discriminator':
-    fn = functools.partial(cotrain.discriminator_step, attack_config=config.attack,
-                           loss_type='split', **common)
+    fn = functools.partial(cotrain.discriminator_step, settings=settings)
     # Per-example keys of the random start, split like the batch.
     batch = (x, y, z, y[::-1], jax.random.split(key, b))
   else:
-    fn = functools.partial(cotrain.generator_step, **common)
+    fn = functools.partial(cotrain.generator_step, settings=settings)
     batch = (z, y)
   results = [run_per_device(fn, parallel.make_mesh(jax.devices()[:n]), state, *batch)
              for n in (1, 4)]
@@ -129,14 +134,11 @@ def test_running_statistics_after_one_step_by_hand(tiny_config, keep):
   y = jnp.arange(8) % 10
   z = jax.random.normal(key, (8, config.model.z_dim))
   mesh = parallel.make_mesh(jax.devices()[:1])
-  d_state, _ = run_per_device(functools.partial(
-      cotrain.discriminator_step, generator=generator, discriminator=discriminator,
-      attack_config=config.attack, loss_type='split', gan_loss='non_saturating',
-      keep_all_bn_updates=keep),
-      mesh, state, x, y, z, y[::-1], jax.random.split(key, 8))
-  g_state, _ = run_per_device(functools.partial(
-      cotrain.generator_step, generator=generator, discriminator=discriminator,
-      gan_loss='non_saturating', keep_all_bn_updates=keep), mesh, state, z, y)
+  settings = settings_of(config, generator, discriminator)
+  d_state, _ = run_per_device(functools.partial(cotrain.discriminator_step, settings=settings),
+                              mesh, state, x, y, z, y[::-1], jax.random.split(key, 8))
+  g_state, _ = run_per_device(functools.partial(cotrain.generator_step, settings=settings),
+                              mesh, state, z, y)
 
   # G's pass in the D step, on (z, y[::-1]).
   g_outputs = layer_outputs(generator, state.generator.variables, z, y[::-1])
@@ -179,10 +181,9 @@ def test_bfloat16_discriminator_step_is_close_to_float32(tiny_config, tmp_path):
   for dtype in ('float32', 'bfloat16'):
     config.model.dtype = dtype
     generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
-    results[dtype] = run_per_device(functools.partial(
-        cotrain.discriminator_step, generator=generator, discriminator=discriminator,
-        attack_config=config.attack, loss_type='split', gan_loss=config.train.gan_loss,
-        keep_all_bn_updates=config.train.keep_all_bn_updates),
+    results[dtype] = run_per_device(
+        functools.partial(cotrain.discriminator_step,
+                          settings=settings_of(config, generator, discriminator)),
         mesh, state, x, y, z, y[::-1], jax.random.split(key, 8))
   (new_state, metrics), (_, metrics32) = results['bfloat16'], results['float32']
   # The loss is ~115 (an untrained D's logits are large). Measured on seeds 0-9, bfloat16 moves
@@ -194,7 +195,7 @@ def test_bfloat16_discriminator_step_is_close_to_float32(tiny_config, tmp_path):
   # A tiny bfloat16 run (its loop checks every state array at each log step) stays finite.
   config.train.update(num_steps=2, n_dis=1)
   config.attack.num_steps = 1
-  state = cotrain.train_and_evaluate(config, str(tmp_path))
+  state = cotrain.train_and_evaluate(config, task_lib.Task.from_config(config), str(tmp_path))
   assert int(state.step) == 2 and not checkpoints.non_finite_arrays(state)
 
 
@@ -212,7 +213,7 @@ def train_step_per_setting(config, field, values):
   results = {}
   for value in values:
     config[field] = value
-    step = cotrain.make_train_step(config, generator, discriminator, mesh)
+    step = cotrain.make_train_step(config, settings_of(config, generator, discriminator), mesh)
     compiled = step.lower(state, images, labels).compile()
     # The state argument is donated: give each its own copy.
     results[value] = compiled(jax.tree.map(jnp.copy, state), images, labels), compiled.as_text()
@@ -255,11 +256,11 @@ def test_cpu_eigen_convolutions_moves_convolutions_off_ynnpack_and_keeps_the_ste
 def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):
   tiny_config.train.num_steps = 4
   tiny_config.train.checkpoint_every_steps = 2
-  straight = cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
+  straight = cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path / 'straight'))
   tiny_config.train.num_steps = 2
-  cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path / 'resumed'))
   tiny_config.train.num_steps = 4
-  resumed = cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  resumed = cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path / 'resumed'))
   assert int(resumed.step) == int(straight.step) == 4
   for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
     np.testing.assert_array_equal(a, b)
@@ -268,10 +269,10 @@ def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):
   # Resuming with another n_dis is refused, and so is a second run while one holds the workdir.
   tiny_config.train.n_dis = 1
   with pytest.raises(ValueError, match='train.n_dis: saved 2, requested 1'):
-    cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+    cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path / 'resumed'))
   with workdir_lib.lock(str(tmp_path / 'resumed'), 'train'):
     with pytest.raises(workdir_lib.WorkdirInUseError, match='in use'):
-      cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+      cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path / 'resumed'))
 
 
 @pytest.mark.slow  # An end-to-end run of the stage.
@@ -280,12 +281,12 @@ def test_diverging_run_stops_and_keeps_only_finite_checkpoints(tiny_config, tmp_
   the checkpoint saved before (step 2, of a sane learning rate) is the last one."""
   tiny_config.train.num_steps = 2
   tiny_config.train.evaluators.update(pgd_accuracy=0, sample_grid=0)
-  cotrain.train_and_evaluate(tiny_config, str(tmp_path))
+  cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path))
   tiny_config.optim.learning_rate = 1e30
   tiny_config.allow_changes = ('optim.learning_rate',)
   tiny_config.train.num_steps = 8
   with pytest.raises(FloatingPointError, match='non-finite.*last good checkpoint is step 2'):
-    cotrain.train_and_evaluate(tiny_config, str(tmp_path))
+    cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path))
   manager = checkpoints.manager(workdir_lib.checkpoint_dir(str(tmp_path), 'cotrain'))
   assert list(manager.all_steps()) == [2]
   assert not checkpoints.non_finite_arrays(manager.restore(2))
@@ -345,7 +346,7 @@ def test_main_on_sigterm_saves_the_step_reached_and_resumes_exactly(image_folder
     result = subprocess.run(command(tmp_path / workdir), cwd=REPO, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-  resumed, straight = (checkpoints.load_weights(str(tmp_path / w), 'cotrain')
+  resumed, straight = (workdir_lib.load_weights(str(tmp_path / w), 'cotrain')
                        for w in ('run', 'straight'))
   assert resumed.step == straight.step == 60
   for net in ('generator', 'discriminator'):
@@ -379,14 +380,15 @@ def test_bad_configs_raise_before_compute(tiny_config, tmp_path, field, value, m
   *groups, name = field.split('.')
   (tiny_config[groups[0]] if groups else tiny_config)[name] = value
   with pytest.raises(ValueError, match=match):
-    cotrain.train_and_evaluate(tiny_config, str(tmp_path))
+    cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path))
   assert not os.path.exists(tmp_path / 'checkpoints')
 
 
 def test_missing_dataset_raises(tiny_config, tmp_path):
   tiny_config.dataset.image_folder = str(tmp_path / 'missing')
   with pytest.raises(FileNotFoundError, match='image_folder'):
-    cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'run'))
+    cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config),
+                               str(tmp_path / 'run'))
 
 
 def test_asgan_attack_raises_the_real_loss_and_stays_in_the_ball(tiny_asgan_config):
@@ -397,8 +399,8 @@ def test_asgan_attack_raises_the_real_loss_and_stays_in_the_ball(tiny_asgan_conf
   d = state.discriminator.variables
   x = jax.random.uniform(jax.random.PRNGKey(1), (8, 32, 32, 3), minval=-1, maxval=1)
   y = jnp.zeros((8,), jnp.int32)
-  x_adv = cotrain.attack_real_images(discriminator, d, x, y, jax.random.split(
-      jax.random.PRNGKey(2), 8), attack_config=config.attack)
+  x_adv = cotrain.attack_real_images(settings_of(config, generator, discriminator), d, x, y,
+                                     jax.random.split(jax.random.PRNGKey(2), 8))
   real_loss = lambda x: optax.sigmoid_binary_cross_entropy(
       discriminator.apply(d, x, train=False)[0], 1.0)  # D's loss for calling x real, by example.
   assert np.all(real_loss(x_adv) > real_loss(x))
@@ -406,12 +408,13 @@ def test_asgan_attack_raises_the_real_loss_and_stays_in_the_ball(tiny_asgan_conf
   assert float(jnp.min(x_adv)) >= -1 and float(jnp.max(x_adv)) <= 1
 
 
+@pytest.mark.slow  # AS-GAN's step with an attack is in the fast lane (test_step_on_4_devices...).
 def test_vanilla_gan_step_is_the_plain_gan_step(tiny_asgan_config):
   """AS-GAN with 0 attack steps is a plain GAN D step: D's hinge loss (SN-GAN's; the other GAN
   losses are tested by hand in losses_test) on the untouched real batch plus on G's batch, each
   in its own training-mode pass, one Adam update."""
-  gan_loss = 'hinge'
   config = tiny_asgan_config
+  config.train.gan_loss = 'hinge'
   config.attack.num_steps = 0
   generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
   state = state_lib.create_gan_state(config, generator, discriminator, num_train_examples=40)
@@ -419,9 +422,8 @@ def test_vanilla_gan_step_is_the_plain_gan_step(tiny_asgan_config):
   x = jax.random.uniform(key, (8, 32, 32, 3), minval=-1, maxval=1)
   z = jax.random.normal(key, (8, config.model.z_dim))
   zeros = jnp.zeros((8,), jnp.int32)
-  step = functools.partial(cotrain.discriminator_step, generator=generator,
-                           discriminator=discriminator, attack_config=config.attack,
-                           loss_type='split', gan_loss=gan_loss, keep_all_bn_updates=True)
+  step = functools.partial(cotrain.discriminator_step,
+                           settings=settings_of(config, generator, discriminator))
   mesh = parallel.make_mesh(jax.devices()[:1])
   new_state, _ = run_per_device(step, mesh, state, x, zeros, z, zeros, jax.random.split(key, 8))
 

@@ -10,6 +10,7 @@ import pytest
 from configs import tiny
 from rob_gan_jax import evaluate
 from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax import task as task_lib
 
 
 def eval_config(workdir):
@@ -22,7 +23,7 @@ def eval_config(workdir):
 
 def test_eval_mode_writes_results_table_and_plots(trained_workdir):
   config = eval_config(trained_workdir)
-  result = evaluate.evaluate(config, trained_workdir)
+  result = evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)
   with open(os.path.join(trained_workdir, 'eval', 'robustness.json')) as f:
     saved = json.load(f)
   assert saved == result
@@ -38,7 +39,7 @@ def test_eval_mode_writes_results_table_and_plots(trained_workdir):
   for name in ('accuracy_vs_epsilon.png', 'local_lipschitz.png'):
     assert os.path.getsize(os.path.join(trained_workdir, 'eval', name)) > 1000
   config.eval.stage = 'cotrain'
-  assert evaluate.evaluate(config, trained_workdir)['stage'] == 'cotrain'
+  assert evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)['stage'] == 'cotrain'
 
 
 @pytest.mark.parametrize('field, value, error, match', [
@@ -47,8 +48,8 @@ def test_eval_mode_writes_results_table_and_plots(trained_workdir):
     ('num_restarts', 0, ValueError, 'num_restarts'),
     ('split', 'validation', ValueError, 'validation'),
     ('stage', 'best', ValueError, 'stage'),
-    ('attacks', ('pgd', 'fab-t'), ValueError, 'unknown attacks'),
-    ('strong_attack.num_queries', 0, ValueError, 'num_queries'),
+    ('attacks', ('pgd', 'fab'), ValueError, 'unknown attacks'),
+    ('attack_budgets.square.num_queries', 0, ValueError, 'num_queries'),
 ])
 def test_bad_eval_input_raises(trained_workdir, field, value, error, match):
   config = eval_config(trained_workdir)
@@ -58,7 +59,7 @@ def test_bad_eval_input_raises(trained_workdir, field, value, error, match):
     group = group[part]
   group[path[-1]] = value
   with pytest.raises(error, match=match):
-    evaluate.evaluate(config, trained_workdir)
+    evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)
 
 
 def test_strong_attacks_are_reported_per_radius_with_the_worst_case(trained_workdir, tmp_path):
@@ -66,9 +67,13 @@ def test_strong_attacks_are_reported_per_radius_with_the_worst_case(trained_work
   shutil.copytree(trained_workdir, workdir)
   config = eval_config(workdir)
   config.eval.attacks = ('autoattack',)
-  config.eval.strong_attack.update(num_steps=10, num_target_classes=3, num_queries=30)
-  result = evaluate.evaluate(config, workdir)
-  assert result['attacks'] == ['pgd', 'apgd-ce', 'apgd-t', 'square']
+  budgets = config.eval.attack_budgets
+  budgets.apgd_ce.num_steps = 5
+  budgets.apgd_t.update(num_steps=5, num_target_classes=3)
+  budgets.fab_t.update(num_steps=5, num_target_classes=3)
+  budgets.square.num_queries = 20
+  result = evaluate.evaluate(config, task_lib.Task.from_config(config), workdir)
+  assert result['attacks'] == ['pgd', 'apgd-ce', 'apgd-t', 'fab-t', 'square']  # AutoAttack.
   by_attack, worst = result['test_accuracy_by_attack'], result['test_accuracy_worst_case']
   assert by_attack['pgd'] == result['test_accuracy']
   for accuracies in by_attack.values():
@@ -81,24 +86,24 @@ def test_strong_attacks_are_reported_per_radius_with_the_worst_case(trained_work
   config.eval.attacks = ('square',)
   config.model.num_classes = 0
   with pytest.raises(ValueError, match='unconditional'):
-    evaluate.validate_config(config)
+    evaluate.validate_config(config, task_lib.Task.from_config(config))
   config.model.num_classes = 3
   config.eval.attacks = ('apgd-t',)
   with pytest.raises(ValueError, match='at least 4 classes'):
-    evaluate.validate_config(config)
+    evaluate.validate_config(config, task_lib.Task.from_config(config))
 
 
 def test_eval_without_checkpoint_or_with_other_architecture_raises(trained_workdir, tmp_path):
   config = eval_config(trained_workdir)
   with pytest.raises(FileNotFoundError, match='config.json'):
-    evaluate.evaluate(config, str(tmp_path))
+    evaluate.evaluate(config, task_lib.Task.from_config(config), str(tmp_path))
   config.model.discriminator_width = 8
   with pytest.raises(ValueError, match='another architecture'):
-    evaluate.evaluate(config, trained_workdir)
+    evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)
   empty = tiny.get_config()
   workdir_lib.check_and_write_config(empty, str(tmp_path / 'empty'))
   with pytest.raises(FileNotFoundError, match='no co-training checkpoint'):
-    evaluate.evaluate(empty, str(tmp_path / 'empty'))
+    evaluate.evaluate(empty, task_lib.Task.from_config(empty), str(tmp_path / 'empty'))
 
 
 def test_markdown_table_shows_per_radius_and_cumulative_accuracy():
@@ -129,6 +134,6 @@ def test_unwritable_eval_directory_raises_before_any_compute(trained_workdir, tm
   monkeypatch.setattr(evaluate.robustness, 'accuracy_curve', no_compute)
   try:
     with pytest.raises(OSError, match=re.escape(os.path.join(workdir, 'eval'))):
-      evaluate.evaluate(eval_config(workdir), workdir)
+      evaluate.evaluate(eval_config(workdir), task_lib.Task.from_config(eval_config(workdir)), workdir)
   finally:
     os.chmod(workdir, 0o755)

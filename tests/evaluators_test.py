@@ -5,18 +5,24 @@ import os
 import numpy as np
 import pytest
 
+from configs import tiny
 from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluators
-from rob_gan_jax import loop
+from rob_gan_jax import stage
 
 
 def test_every_evaluator_module_is_available_and_unknown_names_are_refused():
   assert set(evaluators.available()) >= {'pgd_accuracy', 'accuracy_curve', 'strong_attacks',
                                          'local_lipschitz', 'sample_grid', 'inception'}
+  config = tiny.get_config()
+  config.unlock()
+  config.train.evaluators.fid50k = 10
   with pytest.raises(ValueError, match=r"train.evaluators: unknown evaluator\(s\) \['fid50k'\]"):
-    loop.check_evaluator_periods({'fid50k': 10}, 'train.evaluators')
-  with pytest.raises(ValueError, match='train.evaluators.sample_grid must be >= 0'):
-    loop.check_evaluator_periods({'sample_grid': -1}, 'train.evaluators')
+    stage.check_config(config, 'cotrain')
+  config = tiny.get_config()
+  config.finetune.evaluators.pgd_accuracy = -1
+  with pytest.raises(ValueError, match='finetune.evaluators.pgd_accuracy must be >= 0'):
+    stage.check_config(config, 'madry')
 
 
 class Recorder:
@@ -43,8 +49,8 @@ def test_hooks_run_each_evaluator_at_its_period_and_write_scalars_and_images(
   monkeypatch.setattr(evaluators, 'create', lambda name, context: recorder)
   networks = lambda step, state: checkpoints.Weights(
       config=None, stage='finetune', step=step, generator=None, discriminator={})
-  hooks = loop.evaluator_hooks(None, {'score': 1.5, 'off': 0}, directory=str(tmp_path),
-                               networks=networks, steps_per_unit=4)
+  hooks = stage.evaluator_hooks(None, {'score': 1.5, 'off': 0}, directory=str(tmp_path),
+                                networks=networks, steps_per_unit=4)
   assert [(h.name, h.every_steps) for h in hooks] == [('score', 6)]  # 1.5 epochs of 4 steps.
   hooks[0].fn(6, None, recorder)
   assert recorder.scalars == {6: {'score': 6.0}}  # Only scalars go to TensorBoard.

@@ -18,14 +18,15 @@ from jax.sharding import PartitionSpec as P
 import main
 from configs import cifar10_madry
 from rob_gan_jax import api
-from rob_gan_jax import attacks
 from rob_gan_jax import checkpoints
 from rob_gan_jax import cotrain
 from rob_gan_jax import finetune
 from rob_gan_jax import models
 from rob_gan_jax import parallel
 from rob_gan_jax import state as state_lib
+from rob_gan_jax import task as task_lib
 from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax.attacks import pgd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,15 +39,14 @@ def log_softmax_ce(logits, labels):
 
 def classifier_step_on(devices, config, generator, discriminator):
   """`finetune.classifier_step` jitted under shard_map on `devices`, the batch split over them."""
+  settings = finetune.Settings.from_config(config, generator, discriminator)
   return jax.jit(jax.shard_map(
-      lambda s, *b: finetune.classifier_step(s, *b, generator=generator,
-                                             discriminator=discriminator,
-                                             finetune_config=config.finetune),
+      lambda s, *b: finetune.classifier_step(s, *b, settings=settings),
       mesh=parallel.make_mesh(devices), in_specs=(P(),) + (P(parallel.AXIS),) * 6,
       out_specs=(P(), P()), check_vma=False))
 
 
-@pytest.mark.parametrize('train_mode', [False, True])
+@pytest.mark.parametrize('train_mode', [pytest.param(False, marks=pytest.mark.slow), True])
 def test_classifier_step_loss_is_eq10_by_hand(tiny_config, train_mode):
   config = tiny_config
   config.finetune.fake_weight = 0.3
@@ -59,7 +59,7 @@ def test_classifier_step_loss_is_eq10_by_hand(tiny_config, train_mode):
       lambda path, v: jnp.full_like(v, 0.2 if path[-1].key == 'mean' else 3.0),
       d_vars['batch_stats'])}
   state = state_lib.create_classifier_state(
-      config, generator, discriminator, 40, checkpoints.Weights(
+      config, task_lib.Task.from_config(config), generator, discriminator, 40, checkpoints.Weights(
           config=config, stage='cotrain', step=2, generator=gan.generator.variables,
           discriminator=d_vars))
   key = jax.random.PRNGKey(3)
@@ -76,7 +76,7 @@ def test_classifier_step_loss_is_eq10_by_hand(tiny_config, train_mode):
   a = config.finetune.attack
   ce = lambda x, y: -jnp.mean(jax.nn.log_softmax(
       discriminator.apply(d_vars, x, train=False)[1])[jnp.arange(4), y])
-  adv = lambda x, y: attacks.pgd_linf(ce, x, y, epsilon=a.epsilon, step_size=a.step_size,
+  adv = lambda x, y: pgd.pgd_linf(ce, x, y, epsilon=a.epsilon, step_size=a.step_size,
                                       num_steps=a.num_steps)
   x_fake = generator.clone(axis_name=None).apply(gan.generator.variables, z, y_fake, train=True,
                                                  mutable=['batch_stats'])[0]
@@ -108,7 +108,8 @@ def test_classifier_step_with_random_start_on_4_devices_equals_1_device(tiny_con
   config = tiny_config
   config.finetune.attack.random_start = True
   generator, discriminator = models.create_models(config.model, axis_name=parallel.AXIS)
-  state = state_lib.create_classifier_state(config, generator, discriminator, 40)
+  state = state_lib.create_classifier_state(config, task_lib.Task.from_config(config), generator,
+                                            discriminator, 40)
   # SGD with lr 1: the update is the gradient itself (see cotrain_test).
   sgd = optax.sgd(1.0)
   state = state.replace(discriminator=state.discriminator.replace(
@@ -134,7 +135,7 @@ def test_finetune_resumes_exactly_and_keeps_its_own_checkpoints(trained_workdir,
   config.finetune.stage_epochs = (0.4, 0.4)  # Batch 8, 5 steps an epoch: 2 + 2 steps.
   config.finetune.checkpoint_every_steps = 2
   config.finetune.init_workdir = trained_workdir
-  straight = finetune.train_classifier(config, str(tmp_path / 'straight'))
+  straight = finetune.train_classifier(config, task_lib.Task.from_config(config), str(tmp_path / 'straight'))
   assert int(straight.step) == 4
   # The start it is compared with at the end: the co-trained D's test accuracy.
   with open(tmp_path / 'straight' / 'finetune' / 'start_accuracy.json') as f:
@@ -146,7 +147,7 @@ def test_finetune_resumes_exactly_and_keeps_its_own_checkpoints(trained_workdir,
   # A run killed after its checkpoint at step 2 resumes from there.
   shutil.copytree(tmp_path / 'straight', tmp_path / 'killed')
   shutil.rmtree(tmp_path / 'killed' / 'finetune' / 'checkpoints' / '4')
-  resumed = finetune.train_classifier(config, str(tmp_path / 'killed'))
+  resumed = finetune.train_classifier(config, task_lib.Task.from_config(config), str(tmp_path / 'killed'))
   for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
     np.testing.assert_array_equal(a, b)
   # D started from the co-trained D; the co-training checkpoints are untouched.
@@ -164,19 +165,19 @@ def test_finetune_keeps_the_generator_it_started_with(trained_workdir, tiny_conf
   config.train.num_steps = 2
   config.finetune.stage_epochs = (0.2, 0.2)  # As trained_workdir: 1 + 1 steps.
   config.finetune.num_steps = 1
-  finetune.train_classifier(config, workdir)
-  g_before = checkpoints.load_weights(workdir, 'cotrain').generator
+  finetune.train_classifier(config, task_lib.Task.from_config(config), workdir)
+  g_before = workdir_lib.load_weights(workdir, 'cotrain').generator
   config.train.num_steps = 3
-  cotrain.train_and_evaluate(config, workdir)  # Co-training goes on to step 3.
+  cotrain.train_and_evaluate(config, task_lib.Task.from_config(config), workdir)  # Co-training goes on to step 3.
   config.finetune.num_steps = 2
-  state = finetune.train_classifier(config, workdir)
+  state = finetune.train_classifier(config, task_lib.Task.from_config(config), workdir)
   assert int(state.generator_step) == 2
-  g_after = checkpoints.load_weights(workdir, 'cotrain').generator
+  g_after = workdir_lib.load_weights(workdir, 'cotrain').generator
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(g_before),
                                                      jax.tree.leaves(g_after)))
   jax.tree.map(np.testing.assert_array_equal, state.generator, g_before)
   jax.tree.map(np.testing.assert_array_equal,
-               checkpoints.load_weights(workdir, 'finetune').generator, g_before)
+               workdir_lib.load_weights(workdir, 'finetune').generator, g_before)
 
 
 def test_diverging_finetuning_stops_and_saves_no_non_finite_state(trained_workdir, tiny_config,
@@ -190,7 +191,7 @@ def test_diverging_finetuning_stops_and_saves_no_non_finite_state(trained_workdi
   config.finetune.learning_rate = 1e30
   config.allow_changes = ('finetune',)
   with pytest.raises(FloatingPointError, match='non-finite.*last good checkpoint is step 2'):
-    finetune.train_classifier(config, workdir)
+    finetune.train_classifier(config, task_lib.Task.from_config(config), workdir)
   manager = checkpoints.manager(workdir_lib.checkpoint_dir(workdir, 'finetune'))
   assert list(manager.all_steps()) == [2]
   assert not checkpoints.non_finite_arrays(manager.restore(2))
@@ -217,12 +218,12 @@ def test_madry_baseline_trains_a_classifier_only(image_folder, tmp_path):
     main.run(config, str(tmp_path), 'finetune')
   config.finetune.recalibrate_batch_norm = 'clean'
   with pytest.raises(ValueError, match='random D, which has no statistics to recalibrate'):
-    finetune.validate_config(config)
+    finetune.validate_config(config, task_lib.Task.from_config(config))
 
 
 def test_finetune_without_cotraining_checkpoint_raises_and_writes_nothing(tiny_config, tmp_path):
   with pytest.raises(FileNotFoundError, match='--mode=train first'):
-    finetune.train_classifier(tiny_config, str(tmp_path))
+    finetune.train_classifier(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path))
   assert not os.listdir(tmp_path)
 
 
@@ -245,7 +246,7 @@ def test_bad_finetune_configs_raise(tiny_config, tmp_path, field, value, match):
     group = group[part]
   group[name] = value
   with pytest.raises(ValueError, match=match):
-    finetune.train_classifier(tiny_config, str(tmp_path))
+    finetune.train_classifier(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path))
 
 
 @pytest.mark.slow
@@ -266,7 +267,7 @@ def test_a_collapsing_finetuning_run_exits_non_zero_and_keeps_its_last_good_chec
   kept = int(re.search(r'last good checkpoint is step (\d+)', message).group(1))
   directory = workdir_lib.checkpoint_dir(str(tmp_path), 'finetune')
   assert sorted(map(int, checkpoints.manager(directory).all_steps()))[-1] == kept < steps[0]
-  assert checkpoints.load_weights(str(tmp_path), 'finetune').step == kept
+  assert workdir_lib.load_weights(str(tmp_path), 'finetune').step == kept
   assert 'finetune.recalibrate_batch_norm' in message
 
 

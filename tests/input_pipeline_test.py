@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 
 from configs import default
-from rob_gan_jax import input_pipeline
+from rob_gan_jax.input_pipeline import batches
+from rob_gan_jax.input_pipeline import classes as classes_lib
+from rob_gan_jax.input_pipeline import sources
+from rob_gan_jax.input_pipeline import splits
+from rob_gan_jax.input_pipeline import transforms
 from tests import conftest
 
 
@@ -22,7 +26,7 @@ def folder_config(path):
 
 
 def test_load_split_reads_images_in_canonical_order(image_folder):
-  images, labels = input_pipeline.load_split(folder_config(image_folder), 'train', image_size=32,
+  images, labels = splits.load_split(folder_config(image_folder), 'train', image_size=32,
                                              num_classes=10)
   assert images.shape == (40, 32, 32, 3) and images.dtype == np.uint8
   np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 4))  # Sorted by file name.
@@ -32,7 +36,7 @@ def test_load_split_reads_images_in_canonical_order(image_folder):
 
 def test_missing_folder_says_both_ways_to_get_data(tmp_path):
   with pytest.raises(FileNotFoundError, match='image_folder') as info:
-    input_pipeline.load_split(folder_config(tmp_path / 'nope'), 'train', image_size=32,
+    splits.load_split(folder_config(tmp_path / 'nope'), 'train', image_size=32,
                               num_classes=10)
   assert 'TFDS' in str(info.value)
 
@@ -42,12 +46,12 @@ def test_wrong_image_size_and_classes_and_split_raise(tmp_path, image_folder):
   # All 10 images are wrong: the message counts them and names the first 5.
   with pytest.raises(ValueError, match=r'^10 image.*airplane/0000.jpg has shape \(28, 28, 3\), '
                      r'expected \(32, 32, 3\).* and 5 more$'):
-    input_pipeline.load_split(folder_config(small), 'train', image_size=32, num_classes=10)
+    splits.load_split(folder_config(small), 'train', image_size=32, num_classes=10)
   with pytest.raises(ValueError, match='classes'):
-    input_pipeline.load_split(folder_config(image_folder), 'train', image_size=32,
+    splits.load_split(folder_config(image_folder), 'train', image_size=32,
                               num_classes=100)
   with pytest.raises(ValueError, match='validation'):
-    input_pipeline.load_split(folder_config(image_folder), 'validation', image_size=32,
+    splits.load_split(folder_config(image_folder), 'validation', image_size=32,
                               num_classes=10)
 
 
@@ -59,7 +63,7 @@ def test_undecodable_image_is_named(tmp_path):
   with open(cat, 'wb') as f:
     f.write(data[:len(data) // 2])  # Truncated.
   with pytest.raises(ValueError, match=r'^1 image.*: train/cat/0001.jpg cannot be decoded$'):
-    input_pipeline.load_split(folder_config(root), 'train', image_size=32, num_classes=10)
+    splits.load_split(folder_config(root), 'train', image_size=32, num_classes=10)
 
 
 def test_image_of_the_wrong_size_is_named_with_its_shape(tmp_path):
@@ -69,7 +73,7 @@ def test_image_of_the_wrong_size_is_named_with_its_shape(tmp_path):
       os.path.join(root, 'train', 'dog', '0000.jpg'))
   with pytest.raises(ValueError, match=r'^1 image.*: train/dog/0000.jpg has shape '
                      r'\(64, 64, 3\), expected \(32, 32, 3\)$'):
-    input_pipeline.load_split(folder_config(root), 'train', image_size=32, num_classes=10)
+    splits.load_split(folder_config(root), 'train', image_size=32, num_classes=10)
 
 
 @pytest.mark.parametrize('augmentation', ['pad_crop', 'random_resized_crop'])
@@ -81,18 +85,18 @@ def test_splits_with_different_class_folders_raise(tmp_path, augmentation):
   config.augmentation = augmentation
   # Reading either split checks all of them (TFDS would count 11 classes).
   with pytest.raises(ValueError, match=r"'unicorn' is in test/ but not in train/$"):
-    input_pipeline.load_split(config, 'train', image_size=32, num_classes=10)
+    splits.load_split(config, 'train', image_size=32, num_classes=10)
 
 
 def test_empty_class_folder_is_logged(tmp_path, caplog):
   root = conftest.write_image_folder(tmp_path / 'images', per_class={'train': 1, 'test': 1})
   os.remove(os.path.join(root, 'train', 'cat', '0000.jpg'))
   with caplog.at_level(logging.WARNING):
-    _, labels = input_pipeline.load_split(folder_config(root), 'test', image_size=32,
+    _, labels = splits.load_split(folder_config(root), 'test', image_size=32,
                                           num_classes=10)
   assert len(labels) == 10 and not caplog.records  # The test split has every class.
   with caplog.at_level(logging.WARNING):
-    _, labels = input_pipeline.load_split(folder_config(root), 'train', image_size=32,
+    _, labels = splits.load_split(folder_config(root), 'train', image_size=32,
                                           num_classes=10)
   assert len(labels) == 9 and 3 not in labels
   assert [r.levelno for r in caplog.records] == [logging.WARNING]
@@ -114,7 +118,7 @@ def test_tfds_download_runs_up_to_the_http_request(tmp_path, monkeypatch):
     config = default.get_config().dataset
     config.name, config.data_dir, config.image_folder = 'cifar10', str(tmp_path), None
     with pytest.raises(FileNotFoundError, match='could not be downloaded') as info:
-      input_pipeline.load_split(config, 'train', image_size=32, num_classes=10)
+      splits.load_split(config, 'train', image_size=32, num_classes=10)
   chain = [info.value]
   while chain[-1].__cause__ or chain[-1].__context__:
     chain.append(chain[-1].__cause__ or chain[-1].__context__)
@@ -135,34 +139,34 @@ def test_tfds_download_fails_at_once_when_its_hosts_cannot_be_resolved(tmp_path,
   start = time.monotonic()
   with pytest.raises(FileNotFoundError, match=r'(?s)cannot resolve www\.cs\.toronto\.edu \(offline'
                                               r'.*image_folder'):
-    input_pipeline.load_split(config, 'train', image_size=32, num_classes=10)
+    splits.load_split(config, 'train', image_size=32, num_classes=10)
   assert time.monotonic() - start < 30  # Not TFDS's minutes of retries.
 
 
 def test_batch_indices_are_a_function_of_seed_and_step():
-  epoch0 = np.concatenate([input_pipeline.batch_indices(7, i, num_examples=10, batch_size=3)
+  epoch0 = np.concatenate([batches.batch_indices(7, i, num_examples=10, batch_size=3)
                            for i in range(3)])
   assert len(set(epoch0.tolist())) == 9  # No repeats within an epoch; the remainder is dropped.
-  np.testing.assert_array_equal(input_pipeline.batch_indices(7, 4, num_examples=10, batch_size=3),
-                                input_pipeline.batch_indices(7, 4, num_examples=10, batch_size=3))
-  assert not np.array_equal(input_pipeline.batch_indices(7, 0, num_examples=10, batch_size=3),
-                            input_pipeline.batch_indices(8, 0, num_examples=10, batch_size=3))
+  np.testing.assert_array_equal(batches.batch_indices(7, 4, num_examples=10, batch_size=3),
+                                batches.batch_indices(7, 4, num_examples=10, batch_size=3))
+  assert not np.array_equal(batches.batch_indices(7, 0, num_examples=10, batch_size=3),
+                            batches.batch_indices(8, 0, num_examples=10, batch_size=3))
 
 
 def test_augment_range_crop_and_flip():
   images = np.full((64, 32, 32, 3), 255, np.uint8)
   images[:, :, :16] = 0
   config = default.get_config().dataset
-  x = input_pipeline.augment(jnp.asarray(images), jax.random.PRNGKey(0), config,
+  x = transforms.augment(jnp.asarray(images), jax.random.PRNGKey(0), config,
                              dequantization_noise=1 / 128)
   assert x.shape == (64, 32, 32, 3) and x.dtype == jnp.float32
   assert float(x.min()) >= -1.0 and float(x.max()) < 1.0 + 1 / 128
   left_dark = np.asarray(x[:, 10, 0, 0] < 0)
   assert 0 < left_dark.sum() < 64  # Some flipped, some not.
   config.crop_padding, config.random_flip = 0, False
-  plain = input_pipeline.augment(jnp.asarray(images), jax.random.PRNGKey(0), config,
+  plain = transforms.augment(jnp.asarray(images), jax.random.PRNGKey(0), config,
                                  dequantization_noise=0.0)
-  np.testing.assert_array_equal(plain, input_pipeline.to_float(images))
+  np.testing.assert_array_equal(plain, transforms.to_float(images))
 
 
 def test_augment_only_scales_host_augmented_images():
@@ -170,58 +174,58 @@ def test_augment_only_scales_host_augmented_images():
   images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), np.uint8)
   config = default.get_config().dataset
   config.augmentation = 'random_resized_crop'
-  x = input_pipeline.augment(jnp.asarray(images), jax.random.PRNGKey(0), config,
+  x = transforms.augment(jnp.asarray(images), jax.random.PRNGKey(0), config,
                              dequantization_noise=1 / 128)
-  noise = np.asarray(x - input_pipeline.to_float(images))
+  noise = np.asarray(x - transforms.to_float(images))
   assert 0 <= noise.min() and noise.max() < 1 / 128 and noise.std() > 1e-3
 
 
 def test_host_batch_is_the_batches_of_step_s(image_folder):
-  images, labels = input_pipeline.load_split(folder_config(image_folder), 'train', image_size=32,
+  images, labels = splits.load_split(folder_config(image_folder), 'train', image_size=32,
                                              num_classes=10)
   kwargs = dict(seed=3, batch_size=8)
-  x, y = input_pipeline.host_batch(images, labels, 2, batches_per_step=3, **kwargs)
+  x, y = batches.host_batch(images, labels, 2, batches_per_step=3, **kwargs)
   assert x.shape == (3, 8, 32, 32, 3) and x.dtype == np.uint8 and y.shape == (3, 8)
   # Step 2 of 3 batches a step holds batches 6, 7, 8 (epochs of 40 // 8 = 5 batches).
   for i, batch in enumerate((6, 7, 8)):
-    idx = input_pipeline.batch_indices(3, batch, num_examples=40, batch_size=8)
+    idx = batches.batch_indices(3, batch, num_examples=40, batch_size=8)
     np.testing.assert_array_equal(x[i], images[idx])
     np.testing.assert_array_equal(y[i], labels[idx])
   # One batch a step: step s is batch s.
-  x1, y1 = input_pipeline.host_batch(images, labels, 7, **kwargs)
+  x1, y1 = batches.host_batch(images, labels, 7, **kwargs)
   np.testing.assert_array_equal(x1, x[1:2])
   np.testing.assert_array_equal(y1, y[1:2])
   with pytest.raises(ValueError, match='fewer than one batch'):
-    input_pipeline.host_batch(images, labels, 0, seed=3, batch_size=41)
+    batches.host_batch(images, labels, 0, seed=3, batch_size=41)
 
 
 def test_training_data_holds_exact_size_data_in_memory(tiny_config):
   tiny_config.seed = 3
-  data = input_pipeline.training_data(tiny_config, batch_size=8, batches_per_step=3)
-  images, labels = input_pipeline.load_split(tiny_config.dataset, 'train', image_size=32,
+  data = splits.training_data(tiny_config, batch_size=8, batches_per_step=3)
+  images, labels = splits.load_split(tiny_config.dataset, 'train', image_size=32,
                                              num_classes=10)
   assert data.num_examples == 40
-  for got, expected in zip(data.host_batch(2), input_pipeline.host_batch(
+  for got, expected in zip(data.host_batch(2), batches.host_batch(
       images, labels, 2, seed=3, batch_size=8, batches_per_step=3)):
     np.testing.assert_array_equal(got, expected)
   with pytest.raises(ValueError, match='fewer than one batch'):
-    input_pipeline.training_data(tiny_config, batch_size=41)
+    splits.training_data(tiny_config, batch_size=41)
   # A process of a multi-process run gets its rows of the same global batches.
-  rows = input_pipeline.training_data(tiny_config, batch_size=8, batches_per_step=3,
+  rows = splits.training_data(tiny_config, batch_size=8, batches_per_step=3,
                                       rows=slice(4, 8))
   for got, expected in zip(rows.host_batch(2), data.host_batch(2)):
     np.testing.assert_array_equal(got, expected[:, 4:8])
 
 
 def test_load_subset_is_a_fixed_function_of_the_seed(tiny_config):
-  images, labels = input_pipeline.load_subset(tiny_config, 'test', 5)
+  images, labels = splits.load_subset(tiny_config, 'test', 5)
   assert images.shape == (5, 32, 32, 3) and labels.shape == (5,)
-  again, _ = input_pipeline.load_subset(tiny_config, 'test', 5)
+  again, _ = splits.load_subset(tiny_config, 'test', 5)
   np.testing.assert_array_equal(images, again)
-  everything, all_labels = input_pipeline.load_subset(tiny_config, 'test', None)
+  everything, all_labels = splits.load_subset(tiny_config, 'test', None)
   assert len(everything) == 20 and sorted(all_labels) == sorted(np.repeat(np.arange(10), 2))
   tiny_config.seed = 1
-  other, _ = input_pipeline.load_subset(tiny_config, 'test', 5)
+  other, _ = splits.load_subset(tiny_config, 'test', 5)
   assert not np.array_equal(images, other)
 
 
@@ -266,19 +270,19 @@ def mixed_folder(tmp_path_factory):
 
 def test_streaming_reads_images_of_any_size_and_grayscale(mixed_folder):
   config = streaming_config(mixed_folder)
-  data = input_pipeline.training_data(config, batch_size=4, batches_per_step=2)
+  data = splits.training_data(config, batch_size=4, batches_per_step=2)
   assert data.num_examples == 12
   images, labels = data.host_batch(0)
   assert images.shape == (2, 4, 32, 32, 3) and images.dtype == np.uint8
   assert labels.shape == (2, 4) and labels.dtype == np.int32
   # Each image is one colour, that of its class: labels go with their images.
   np.testing.assert_allclose(images.mean((2, 3, 4)), np.where(labels == 1, 200, 40), atol=3)
-  everything, all_labels = input_pipeline.load_split(config.dataset, 'train', image_size=32,
+  everything, all_labels = splits.load_split(config.dataset, 'train', image_size=32,
                                                      num_classes=2)
   assert everything.shape == (12, 32, 32, 3)
   np.testing.assert_array_equal(all_labels, np.repeat([0, 1], 6))
   np.testing.assert_array_equal(everything[5], constant(40, 32, 32))  # The grayscale one.
-  test_images, test_labels = input_pipeline.load_subset(config, 'test', None)
+  test_images, test_labels = splits.load_subset(config, 'test', None)
   assert test_images.shape == (2, 32, 32, 3) and sorted(test_labels) == [0, 1]
 
 
@@ -307,7 +311,7 @@ def crop_window(image):
 
 def test_random_resized_crop_keeps_the_crop_scale_of_the_area():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  crop = lambda image, seed: input_pipeline.random_resized_crop(
+  crop = lambda image, seed: transforms.random_resized_crop(
       tf.constant(image), tf.constant([7, seed], tf.int64), image_size=32,
       crop_scale=(0.8, 0.9), random_flip=True).numpy()
   square = gradient_image(200, 200)
@@ -331,23 +335,23 @@ def test_random_resized_crop_keeps_the_crop_scale_of_the_area():
 def test_streaming_batch_of_step_s_is_the_same_after_a_resume(mixed_folder):
   config = streaming_config(mixed_folder, crop_scale=(0.5, 0.6))
   kwargs = dict(batch_size=4, batches_per_step=2)  # 3 batches an epoch: steps cross epochs.
-  data = input_pipeline.training_data(config, **kwargs)
+  data = splits.training_data(config, **kwargs)
   straight = [data.host_batch(step) for step in range(4)]
-  resumed = input_pipeline.training_data(config, **kwargs)
+  resumed = splits.training_data(config, **kwargs)
   for step in (3, 3, 1, 2):  # A fresh pipeline at 3, the same call again, then backwards.
     for got, expected in zip(resumed.host_batch(step), straight[step]):
       np.testing.assert_array_equal(got, expected)
-  examples = input_pipeline.split_examples(config.dataset, 'train', num_classes=2, channels=3)
-  np.testing.assert_array_equal(straight[3][1], examples.labels[input_pipeline.step_indices(
+  examples = sources.split_examples(config.dataset, 'train', num_classes=2, channels=3)
+  np.testing.assert_array_equal(straight[3][1], examples.labels[batches.step_indices(
       config.seed, 3, num_examples=12, **kwargs)])
   assert not np.array_equal(straight[0][0], straight[1][0])
   # A process of a multi-process run reads and augments only its rows, as a single one does.
   for step in (1, 2):
-    for got, expected in zip(input_pipeline.training_data(config, rows=slice(2, 4), **kwargs)
+    for got, expected in zip(splits.training_data(config, rows=slice(2, 4), **kwargs)
                              .host_batch(step), straight[step]):
       np.testing.assert_array_equal(got, expected[:, 2:4])
   config.seed = 1
-  assert not np.array_equal(input_pipeline.training_data(config, **kwargs).host_batch(3)[0],
+  assert not np.array_equal(splits.training_data(config, **kwargs).host_batch(3)[0],
                             straight[3][0])
 
 
@@ -357,7 +361,7 @@ def test_eval_resizes_the_short_side_and_crops_the_centre(tmp_path):
   root = write_images(tmp_path, {'test/a/0.png': landscape, 'test/a/1.png': portrait,
                                  'test/b/0.png': constant(77, 30, 18),
                                  'test/b/1.png': np.full((9, 6), 130, np.uint8)})
-  images, labels = input_pipeline.load_split(streaming_config(root).dataset, 'test',
+  images, labels = splits.load_split(streaming_config(root).dataset, 'test',
                                              image_size=6, num_classes=2)
   np.testing.assert_array_equal(labels, [0, 0, 1, 1])
   np.testing.assert_array_equal(images[0], landscape[:, 2:8])  # Short side 6 already.
@@ -376,10 +380,10 @@ def test_both_paths_name_an_unreadable_image_alike(tmp_path, augmentation):
   message = (r"^1 image\(s\) of split 'train' of .* cannot be read: train/b/1.jpg cannot be "
              r"decoded$")
   with pytest.raises(ValueError, match=message):  # Streamed: every step has every image.
-    input_pipeline.training_data(config, batch_size=4).host_batch(0)
+    splits.training_data(config, batch_size=4).host_batch(0)
   with pytest.raises(ValueError, match=message):
-    input_pipeline.load_subset(config, 'train', None)
-  assert len(input_pipeline.load_subset(config, 'test', None)[0]) == 4
+    splits.load_subset(config, 'train', None)
+  assert len(splits.load_subset(config, 'test', None)[0]) == 4
 
 
 def test_both_paths_list_a_folder_alike_in_label_order(tmp_path):
@@ -397,21 +401,10 @@ def test_both_paths_list_a_folder_alike_in_label_order(tmp_path):
       (None, 0, [10, 0, 20, 30], [0, 0, 0, 0])):
     for augmentation in ('pad_crop', 'random_resized_crop'):
       config = streaming_config(root, augmentation=augmentation, classes=classes)
-      images, labels = input_pipeline.load_split(config.dataset, 'train', image_size=32,
+      images, labels = splits.load_split(config.dataset, 'train', image_size=32,
                                                  num_classes=num_classes)
       np.testing.assert_array_equal(images[:, 0, 0, 0], brightness)
       np.testing.assert_array_equal(labels, expected)
-  # tfds.ImageFolder's in-memory order was by path: such a folder resumes with other batches.
-  config.dataset.augmentation = 'pad_crop'
-  for classes, version in ((None, 2), (('dog', 'cat'), 2), (('cat', 'dog'), 1)):
-    config.dataset.classes = classes
-    assert input_pipeline.example_order_version(config.dataset) == version
-  config.dataset.augmentation = 'random_resized_crop'  # The streaming order is unchanged.
-  assert input_pipeline.example_order_version(config.dataset) == 1
-
-
-def test_cifar10_folder_keeps_the_order_of_version_1(image_folder):
-  assert input_pipeline.example_order_version(folder_config(image_folder)) == 1
 
 
 SYNSETS = ('n01440764', 'n02085620', 'n02085782', 'n02086240')  # ImageNet classes 0, 151-153.
@@ -426,7 +419,7 @@ def synset_folder(tmp_path_factory):
 
 
 def test_imagenet143_is_classes_151_to_293():
-  classes = input_pipeline.imagenet143_classes()
+  classes = classes_lib.imagenet143_classes()
   assert len(classes) == 143 and classes[:2] == SYNSETS[1:3] and classes[-1] == 'n02130308'
 
 
@@ -434,7 +427,7 @@ def test_imagenet143_is_classes_151_to_293():
 def test_classes_are_selected_by_name_in_the_given_order(synset_folder, augmentation):
   config = streaming_config(synset_folder, augmentation=augmentation,
                             classes=('n02085782', 'n02085620'))
-  images, labels = input_pipeline.load_subset(config, 'val', None)
+  images, labels = splits.load_subset(config, 'val', None)
   assert sorted(labels) == [0, 1]
   # n02085782 (brightness 150) is class 0, n02085620 (100) class 1; the others are left out.
   np.testing.assert_allclose(images.mean((1, 2, 3)), np.where(labels == 0, 150, 100), atol=2)
@@ -442,20 +435,20 @@ def test_classes_are_selected_by_name_in_the_given_order(synset_folder, augmenta
 
 def test_missing_or_bad_classes_raise(synset_folder):
   config = streaming_config(synset_folder, classes='imagenet143', num_classes=143)
-  missing = [name for name in input_pipeline.imagenet143_classes() if name not in SYNSETS]
+  missing = [name for name in classes_lib.imagenet143_classes() if name not in SYNSETS]
   with pytest.raises(ValueError, match=rf"/train' lacks 140 of the 143 classes of "
                      rf"dataset.classes='imagenet143': {'; '.join(missing[:5])}; "
                      r"\.\.\. and 135 more$"):
-    input_pipeline.training_data(config, batch_size=1)
+    splits.training_data(config, batch_size=1)
   config.dataset.augmentation = 'pad_crop'  # The in-memory path checks the same.
   with pytest.raises(ValueError, match='lacks 140 of the 143 classes'):
-    input_pipeline.load_subset(config, 'val', 4)
+    splits.load_subset(config, 'val', 4)
   config.dataset.classes = 'imagenet1000'
   with pytest.raises(ValueError, match="must be None, 'imagenet143' or a tuple"):
-    input_pipeline.load_subset(config, 'val', 4)
+    splits.load_subset(config, 'val', 4)
   config.dataset.classes, config.model.num_classes = SYNSETS[:3], 4
   with pytest.raises(ValueError, match='has 3 classes, but model.num_classes is 4'):
-    input_pipeline.load_subset(config, 'val', 4)
+    splits.load_subset(config, 'val', 4)
 
 
 @pytest.mark.parametrize('field, value, match', [
@@ -465,7 +458,7 @@ def test_missing_or_bad_classes_raise(synset_folder):
 def test_bad_dataset_config_raises(mixed_folder, field, value, match):
   config = streaming_config(mixed_folder, **{field: value})
   with pytest.raises(ValueError, match=match):
-    input_pipeline.training_data(config, batch_size=4)
+    splits.training_data(config, batch_size=4)
 
 
 def test_tfds_data_set_streams_by_index_with_class_selection(tmp_path):
@@ -481,14 +474,14 @@ def test_tfds_data_set_streams_by_index_with_class_selection(tmp_path):
         data_dir=str(tmp_path), file_format=file_format)
   config = streaming_config(None, image_folder=None, name='synsets_ar', data_dir=str(tmp_path),
                             classes=('n02085782', 'n02085620'))
-  data = input_pipeline.training_data(config, batch_size=2, batches_per_step=2)
+  data = splits.training_data(config, batch_size=2, batches_per_step=2)
   assert data.num_examples == 4
   images, labels = data.host_batch(1)
   assert images.shape == (2, 2, 32, 32, 3)
   np.testing.assert_allclose(images.mean((2, 3, 4)), np.where(labels == 0, 150, 100), atol=2)
   config.dataset.name = 'synsets_tfr'
   with pytest.raises(ValueError, match="stored as tfrecord.*--file_format=array_record"):
-    input_pipeline.training_data(config, batch_size=2)
+    splits.training_data(config, batch_size=2)
 
 
 # Unconditional GANs (model.num_classes == 0): every image, labelled 0; 'centre_crop'.
@@ -506,14 +499,14 @@ def test_unconditional_folder_uses_every_image_labelled_0(unlabelled_folder):
   results = {}
   for augmentation in ('pad_crop', 'random_resized_crop'):  # In memory and streamed.
     config = streaming_config(unlabelled_folder, num_classes=0, augmentation=augmentation)
-    images, labels = input_pipeline.load_split(config.dataset, 'train', image_size=32,
+    images, labels = splits.load_split(config.dataset, 'train', image_size=32,
                                                num_classes=0)
     assert images.shape == (5, 32, 32, 3) and labels.dtype == np.int32
     np.testing.assert_array_equal(labels, np.zeros(5))
     results[augmentation] = images
-    _, test_labels = input_pipeline.load_subset(config, 'test', None)  # Two folders: both read.
+    _, test_labels = splits.load_subset(config, 'test', None)  # Two folders: both read.
     np.testing.assert_array_equal(test_labels, np.zeros(4))
-    data = input_pipeline.training_data(config, batch_size=2, batches_per_step=2)
+    data = splits.training_data(config, batch_size=2, batches_per_step=2)
     batch_images, batch_labels = data.host_batch(1)
     assert data.num_examples == 5 and batch_images.shape == (2, 2, 32, 32, 3)
     assert batch_labels.dtype == np.int32 and not batch_labels.any()
@@ -527,7 +520,7 @@ def test_unconditional_model_rejects_dataset_classes(unlabelled_folder, augmenta
                             classes=('all',))
   with pytest.raises(ValueError, match=r'dataset.classes must be None for an unconditional GAN '
                      r"\(model.num_classes=0\), got \('all',\)"):
-    input_pipeline.training_data(config, batch_size=2)
+    splits.training_data(config, batch_size=2)
 
 
 def test_centre_crop_and_flip_flips_as_random_resized_crop_does():
@@ -537,9 +530,9 @@ def test_centre_crop_and_flip_flips_as_random_resized_crop_does():
   for number in range(16):
     seed = tf.constant([5, number], tf.int64)
     # A crop of the whole of an image of the output size only flips it, or not.
-    expected = input_pipeline.random_resized_crop(image, seed, image_size=8,
+    expected = transforms.random_resized_crop(image, seed, image_size=8,
                                                   crop_scale=(1.0, 1.0), random_flip=True)
-    got = input_pipeline.centre_crop_and_flip(image, seed, image_size=8, random_flip=True)
+    got = transforms.centre_crop_and_flip(image, seed, image_size=8, random_flip=True)
     np.testing.assert_array_equal(got, expected)
     outputs.append(np.array_equal(got, image))
   assert 0 < sum(outputs) < 16  # Some flipped, some not.
@@ -551,23 +544,23 @@ def test_centre_crop_trains_on_the_flipped_centre_crop(tmp_path):
   files = {f'train/all/{i}.png': rng.integers(0, 256, (40, 48, 3), np.uint8) for i in range(6)}
   config = streaming_config(write_images(tmp_path, files), image_size=16, num_classes=0,
                             augmentation='centre_crop', crop_scale=(0.1, 0.2))
-  centre = [input_pipeline.resize_and_centre_crop(tf.constant(files[f'train/all/{i}.png']),
+  centre = [transforms.resize_and_centre_crop(tf.constant(files[f'train/all/{i}.png']),
                                                   16).numpy() for i in range(6)]
   kwargs = dict(batch_size=4, batches_per_step=2)
-  images, labels = input_pipeline.training_data(config, **kwargs).host_batch(1)
+  images, labels = splits.training_data(config, **kwargs).host_batch(1)
   assert images.shape == (2, 4, 16, 16, 3) and images.dtype == np.uint8
   assert labels.shape == (2, 4) and not labels.any()
-  indices = input_pipeline.step_indices(config.seed, 1, num_examples=6, **kwargs)
+  indices = batches.step_indices(config.seed, 1, num_examples=6, **kwargs)
   flipped = []
   for image, i in zip(images.reshape(8, 16, 16, 3), indices.ravel()):
     flipped.append(np.array_equal(image, centre[i][:, ::-1]))
     assert flipped[-1] or np.array_equal(image, centre[i])
   assert 0 < sum(flipped) < 8
-  for got, expected in zip(input_pipeline.training_data(config, **kwargs).host_batch(1),
+  for got, expected in zip(splits.training_data(config, **kwargs).host_batch(1),
                            (images, labels)):  # A function of (seed, step).
     np.testing.assert_array_equal(got, expected)
   config.dataset.random_flip = False
-  images, _ = input_pipeline.training_data(config, **kwargs).host_batch(1)
+  images, _ = splits.training_data(config, **kwargs).host_batch(1)
   np.testing.assert_array_equal(images.reshape(8, 16, 16, 3), np.stack(centre)[indices.ravel()])
 
 
@@ -590,23 +583,23 @@ def test_unconditional_tfds_data_sets_with_and_without_labels(tmp_path):
     for augmentation, file_format in file_formats.items():
       config = streaming_config(None, image_folder=None, name=f'{name}_{file_format}',
                                 data_dir=str(tmp_path), augmentation=augmentation, num_classes=0)
-      images, labels = input_pipeline.load_split(config.dataset, 'train', image_size=32,
+      images, labels = splits.load_split(config.dataset, 'train', image_size=32,
                                                  num_classes=0)
       np.testing.assert_array_equal(labels, np.zeros(5))
       np.testing.assert_allclose(np.sort(images.mean((1, 2, 3))), 40 * np.arange(1, 6), atol=1)
-      _, batch_labels = input_pipeline.training_data(config, batch_size=2).host_batch(0)
+      _, batch_labels = splits.training_data(config, batch_size=2).host_batch(0)
       assert batch_labels.shape == (1, 2) and not batch_labels.any()
   # Without an 'id' feature (lsun, celeb_a), images are named by TFDS's '<file>__<index>'.
   config.dataset.name, config.dataset.augmentation = 'unlabelled_tfrecord', 'pad_crop'
   with pytest.raises(ValueError, match=r'^5 image.*: unlabelled_tfrecord-train.tfrecord-00000-of-'
                      r'00001__0 has shape \(32, 32, 3\), expected \(16, 16, 3\);'):
-    input_pipeline.load_split(config.dataset, 'train', image_size=16, num_classes=0)
+    splits.load_split(config.dataset, 'train', image_size=16, num_classes=0)
   for augmentation, file_format in file_formats.items():  # A conditional model needs labels.
     config.dataset.name, config.dataset.augmentation = f'unlabelled_{file_format}', augmentation
     config.model.num_classes = 2
     with pytest.raises(ValueError, match=f"'unlabelled_{file_format}' has no 'label' feature .*; "
                        'set model.num_classes=0 for an unconditional GAN$'):
-      input_pipeline.training_data(config, batch_size=2)
+      splits.training_data(config, batch_size=2)
 
 
 # Grayscale data (Fashion-MNIST): model.image_channels=1.
@@ -630,7 +623,7 @@ def test_grayscale_tfds_data_set_in_memory_and_its_shape_checked_first(tmp_path)
   config = streaming_config(None, image_folder=None, name='gray', data_dir=str(tmp_path),
                             augmentation='pad_crop', image_size=28)
   config.model.image_channels = 1
-  data = input_pipeline.training_data(config, batch_size=2, batches_per_step=1)
+  data = splits.training_data(config, batch_size=2, batches_per_step=1)
   images, labels = data.host_batch(0)
   assert images.shape == (1, 2, 28, 28, 1) and images.dtype == np.uint8
   np.testing.assert_array_equal(images.mean((2, 3, 4)), np.where(labels == 0, 40, 200))
@@ -638,15 +631,15 @@ def test_grayscale_tfds_data_set_in_memory_and_its_shape_checked_first(tmp_path)
   with pytest.raises(ValueError, match=r"^TFDS data set 'gray' has images of shape \(28, 28, 1\),"
                      r' but the model takes \(32, 32, 3\) .*--config.model.image_size=28 .*'
                      r'--config.model.image_channels=1; configs/fashion_mnist.py'):
-    input_pipeline.load_split(config.dataset, 'train', image_size=32, num_classes=2)
+    splits.load_split(config.dataset, 'train', image_size=32, num_classes=2)
 
 
 def test_grayscale_folder_and_streaming_decode_to_one_channel(mixed_folder):
   """RGB and grayscale files become (S, S, 1) luma for a grayscale model, on both paths."""
   config = streaming_config(mixed_folder, image_size=16)
   config.model.image_channels = 1
-  images, labels = input_pipeline.training_data(config, batch_size=4).host_batch(0)
+  images, labels = splits.training_data(config, batch_size=4).host_batch(0)
   assert images.shape == (1, 4, 16, 16, 1)
   np.testing.assert_allclose(images.mean((2, 3, 4)), np.where(labels == 0, 40, 200), atol=2)
-  test_images, _ = input_pipeline.load_subset(config, 'test', None)
+  test_images, _ = splits.load_subset(config, 'test', None)
   assert test_images.shape == (2, 16, 16, 1)

@@ -35,12 +35,12 @@ def test_hand_values_are_what_we_think():
 
 def test_discriminator_real_loss():
   value = losses.discriminator_real_loss(source_logits=SOURCE, class_logits=CLASSES,
-                                         labels=LABELS)
+                                         labels=LABELS, conditional=True)
   assert float(value) == pytest.approx(0.5 * BCE_REAL + 0.5 * CE, rel=1e-5)
 
 
 def test_discriminator_fake_loss_split_and_acgan():
-  kwargs = dict(source_logits=SOURCE, class_logits=CLASSES, labels=LABELS)
+  kwargs = dict(source_logits=SOURCE, class_logits=CLASSES, labels=LABELS, conditional=True)
   split = losses.discriminator_fake_loss(**kwargs, loss_type='split')
   acgan = losses.discriminator_fake_loss(**kwargs, loss_type='acgan')
   assert float(split) == pytest.approx(BCE_FAKE, rel=1e-5)
@@ -50,7 +50,8 @@ def test_discriminator_fake_loss_split_and_acgan():
 
 
 def test_generator_loss_is_non_saturating_real_target():
-  value = losses.generator_loss(source_logits=SOURCE, class_logits=CLASSES, labels=LABELS)
+  value = losses.generator_loss(source_logits=SOURCE, class_logits=CLASSES, labels=LABELS,
+                                conditional=True)
   assert float(value) == pytest.approx(0.5 * BCE_REAL + 0.5 * CE, rel=1e-5)
 
 
@@ -75,7 +76,8 @@ HINGE_FAKE = (max(0, 1 + 0.5) + max(0, 1 - 1.0)) / 2  # 0.5 * (1.5 + 0.0)
     ('hinge', HINGE_REAL, HINGE_FAKE, -(0.5 - 1.0) / 2),
 ])
 def test_gan_losses_of_an_unconditional_discriminator(gan_loss, d_real, d_fake, g):
-  kwargs = dict(source_logits=SOURCE, class_logits=NO_CLASSES, labels=LABELS, gan_loss=gan_loss)
+  kwargs = dict(source_logits=SOURCE, class_logits=NO_CLASSES, labels=LABELS, gan_loss=gan_loss,
+                conditional=False)
   assert float(losses.discriminator_real_loss(**kwargs)) == pytest.approx(d_real, rel=1e-5)
   for loss_type in losses.LOSS_TYPES:
     assert float(losses.discriminator_fake_loss(**kwargs, loss_type=loss_type)) == (
@@ -84,10 +86,27 @@ def test_gan_losses_of_an_unconditional_discriminator(gan_loss, d_real, d_fake, 
 
 
 def test_hinge_loss_with_a_class_head():
-  kwargs = dict(source_logits=SOURCE, class_logits=CLASSES, labels=LABELS, gan_loss='hinge')
+  kwargs = dict(source_logits=SOURCE, class_logits=CLASSES, labels=LABELS, gan_loss='hinge',
+                conditional=True)
   assert float(losses.discriminator_real_loss(**kwargs)) == pytest.approx(
       0.5 * HINGE_REAL + 0.5 * CE, rel=1e-5)
   assert float(losses.discriminator_fake_loss(**kwargs, loss_type='acgan')) == pytest.approx(
       0.5 * HINGE_FAKE + 0.5 * CE, rel=1e-5)
   with pytest.raises(ValueError, match='train.gan_loss'):
     losses.generator_loss(**{**kwargs, 'gan_loss': 'wasserstein'})
+
+
+def test_attack_objectives_per_example():
+  """The table the attacks ascend: per example, and each attack's batch loss is its mean."""
+  objective = losses.ATTACK_OBJECTIVES
+  real = objective['real'](SOURCE, CLASSES, LABELS, None)
+  assert real.shape == (2,)
+  assert float(jnp.mean(real)) == pytest.approx(0.5 * BCE_REAL + 0.5 * CE, rel=1e-5)
+  assert float(jnp.mean(objective['class'](SOURCE, CLASSES, LABELS, None))) == pytest.approx(
+      CE, rel=1e-5)
+  assert float(jnp.mean(objective['source'](SOURCE, None, LABELS, None))) == pytest.approx(
+      BCE_REAL, rel=1e-5)
+  # Square's margin z_y - max_{i != y} z_i: 2 - 0 and 0 - 1; DLR scales it by z_pi1 - z_pi3.
+  np.testing.assert_allclose(objective['margin'](None, CLASSES, LABELS, None), [2.0, -1.0])
+  np.testing.assert_allclose(objective['dlr'](None, CLASSES, LABELS, None),
+                             [-2.0 / 3.0, 1.0 / 1.0], rtol=1e-5)

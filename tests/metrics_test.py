@@ -15,11 +15,12 @@ import pytest
 import scipy.linalg
 
 from rob_gan_jax import evaluate
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax import task as task_lib
 from rob_gan_jax.metrics import convert_inception
 from rob_gan_jax.metrics import fid
 from rob_gan_jax.metrics import inception
+from rob_gan_jax.input_pipeline import splits
 from tests import conftest
 
 
@@ -177,14 +178,14 @@ def test_eval_mode_reports_is_and_fid_with_weights(trained_workdir, random_weigh
   config.eval.train_num_examples = 4
   config.eval.inception_num_samples = 20
   config.eval.inception_batch_size = 12
-  result = evaluate.evaluate(config, trained_workdir)
+  result = evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)
   assert 'fid' not in result  # No weights given: skipped.
   config.eval.inception_weights = npz
-  result = evaluate.evaluate(config, trained_workdir)
+  result = evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)
   assert result['fid'] > 0 and 1.0 <= result['inception_score'] <= 1000
   cache = os.path.join(os.path.dirname(trained_workdir), 'fid_stats')
   assert len(os.listdir(cache)) == 1  # Real statistics of the train split, cached.
-  again = evaluate.evaluate(config, trained_workdir)
+  again = evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)
   assert again['fid'] == pytest.approx(result['fid'])
 
 
@@ -194,10 +195,10 @@ def test_real_statistics_in_chunks_equal_those_of_the_whole_split(tiny_config, r
   _, npz = random_weights
   variables = inception.load_variables(npz)
   d = tiny_config.dataset
-  images, _ = input_pipeline.load_split(d, 'test', image_size=32, num_classes=10)
+  images, _ = splits.load_split(d, 'test', image_size=32, num_classes=10)
   expected = fid.statistics(fid.extract(variables, images, batch_size=8)[0])
-  chunks = functools.partial(input_pipeline.split_chunks, chunk_size=7)  # 20 images: 7, 7, 6.
-  monkeypatch.setattr(input_pipeline, 'split_chunks', chunks)
+  chunks = functools.partial(splits.split_chunks, chunk_size=7)  # 20 images: 7, 7, 6.
+  monkeypatch.setattr(splits, 'split_chunks', chunks)
   mu, sigma = fid.real_statistics(tiny_config, 'test', variables, npz, str(tmp_path),
                                   batch_size=8, mesh=None)
   np.testing.assert_allclose(mu, expected[0], rtol=1e-9, atol=1e-12)

@@ -8,7 +8,6 @@ import re
 import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -21,6 +20,9 @@ from configs import imagenet143_128
 from configs import imagenet_128
 from configs import tiny
 from rob_gan_jax import models
+from rob_gan_jax.models import layers
+from rob_gan_jax.models import preact
+from rob_gan_jax.models import sampling
 from tests import conftest
 
 
@@ -125,7 +127,7 @@ def preact_resnet18():
 
 def test_preact_resnet18_forward_pass(preact_resnet18):
   discriminator, variables, x = preact_resnet18
-  assert isinstance(discriminator, models.PreActResNetDiscriminator)
+  assert isinstance(discriminator, preact.PreActResNetDiscriminator)
   assert set(variables) == {'params'}  # No BatchNorm.
   (source, classes), state = discriminator.apply(variables, x, train=True,
                                                  capture_intermediates=True,
@@ -161,7 +163,7 @@ def test_preact_resnet18_initialisers_follow_official(preact_resnet18):
 
 @pytest.mark.parametrize('downsample, features', [(True, 6), (False, 4)])
 def test_preact_block_is_the_official_block(downsample, features):
-  block = models.PreActBlock(features=features, downsample=downsample, normalization='none')
+  block = preact.PreActBlock(features=features, downsample=downsample, normalization='none')
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 6, 4))
   params = block.init(jax.random.PRNGKey(1), x, train=False)['params']
   stride = 2 if downsample else 1
@@ -182,7 +184,9 @@ def test_preact_block_is_the_official_block(downsample, features):
   np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize('name', ['resnet_64', 'resnet', 'preact_resnet18', 'cnn_32'])
+@pytest.mark.parametrize('name', [  # The same switch: one in the fast lane.
+    pytest.param('resnet_64', marks=pytest.mark.slow), pytest.param('resnet', marks=pytest.mark.slow),
+    pytest.param('preact_resnet18', marks=pytest.mark.slow), 'cnn_32'])
 def test_spectral_norm_switch_on_the_larger_discriminators(name):
   key = jax.random.PRNGKey(0)
   size = official_config(name).image_size
@@ -217,18 +221,18 @@ def test_spectral_norm_switch_on_the_larger_discriminators(name):
 
 
 def test_upsample_conv_equals_upsample_then_conv():
-  module = models.UpsampleConv(5)
+  module = layers.UpsampleConv(5)
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 6, 3))
   variables = module.init(jax.random.PRNGKey(2), x)
   reference = jax.lax.conv_general_dilated(
-      models.upsample_nearest(x), variables['params']['kernel'], (1, 1), 'SAME',
+      layers.upsample_nearest(x), variables['params']['kernel'], (1, 1), 'SAME',
       dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + variables['params']['bias']
   np.testing.assert_allclose(module.apply(variables, x), reference, atol=1e-5)
 
 
 def test_avg_pool2_averages_2x2_blocks_and_drops_an_odd_edge():
   x = jnp.arange(2 * 5 * 7 * 3, dtype=jnp.float32).reshape(2, 5, 7, 3)
-  pooled = models.avg_pool2(x)
+  pooled = layers.avg_pool2(x)
   assert pooled.shape == (2, 2, 3, 3)  # PyTorch's avg_pool2d(x, 2) floors 5 x 7 to 2 x 3.
   # x[n, h, w, c] = 105 n + 21 h + 3 w + c: block (i, j) averages h = 2i, 2i+1, w = 2j, 2j+1.
   assert float(pooled[1, 1, 2, 0]) == 105 + 21 * 2.5 + 3 * 4.5
@@ -237,7 +241,7 @@ def test_avg_pool2_averages_2x2_blocks_and_drops_an_odd_edge():
 
 
 def test_conditional_batch_norm_uses_label_embeddings():
-  module = models.ConditionalBatchNorm(num_classes=3)
+  module = layers.ConditionalBatchNorm(num_classes=3)
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 2, 2, 5))
   y = jnp.array([0, 1, 2, 1])
   variables = module.init(jax.random.PRNGKey(0), x, y, train=False)
@@ -256,7 +260,7 @@ def test_conditional_batch_norm_uses_label_embeddings():
 @pytest.mark.parametrize('momentum', [0.1, 0.9])
 def test_conditional_batch_norm_running_average(momentum):
   # Official layers/cat_cond_bn.py: running = 0.1 old + 0.9 batch (Flax momentum 0.1).
-  module = models.ConditionalBatchNorm(num_classes=3, momentum=momentum)
+  module = layers.ConditionalBatchNorm(num_classes=3, momentum=momentum)
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 2, 2, 5)) + 3.0
   y = jnp.array([0, 1, 2, 1])
   variables = module.init(jax.random.PRNGKey(0), x, y, train=False)
@@ -299,6 +303,7 @@ def test_bfloat16_models_convolve_in_bfloat16_with_float32_variables_and_outputs
                                 for operands in convolutions)
 
 
+@pytest.mark.slow  # The dtype switch is checked in the fast lane by the test above.
 def test_bfloat16_models_are_close_to_float32():
   config = tiny.get_config().model
   config.dtype = 'bfloat16'
@@ -324,14 +329,13 @@ def test_bfloat16_models_are_close_to_float32():
   np.testing.assert_allclose(logits, logits32, rtol=0, atol=0.03 * np.max(np.abs(logits32)))
 
 
-def test_model_dtype_is_checked_and_defaults_to_float32():
+def test_model_dtype_is_checked():
   config = tiny.get_config().model
   config.dtype = 'float16'
   with pytest.raises(ValueError, match=r"model.dtype must be one of \('float32', 'bfloat16'\)"):
     models.create_models(config)
-  saved = tiny.get_config().model.to_dict()  # As in the config.json of a run before model.dtype.
-  del saved['dtype']
-  generator, discriminator = models.create_models(ml_collections.ConfigDict(saved))
+  config.dtype = 'float32'
+  generator, discriminator = models.create_models(config)
   assert generator.dtype == discriminator.dtype == jnp.float32
 
 
@@ -356,9 +360,9 @@ def test_sample_uses_batch_statistics_unless_asked_for_running_ones():
       variables['batch_stats'])}
   batch_stats = local.apply(variables, z, labels, train=True, mutable=['batch_stats'])[0]
   running_stats = local.apply(variables, z, labels, train=False)
-  sampled = models.sample(generator, variables, labels, seed=4)
+  sampled = sampling.sample(generator, variables, labels, seed=4)
   np.testing.assert_allclose(sampled, batch_stats, atol=1e-5)
-  np.testing.assert_allclose(models.sample(generator, variables, labels, seed=4,
+  np.testing.assert_allclose(sampling.sample(generator, variables, labels, seed=4,
                                            running_stats=True), running_stats, atol=1e-5)
   assert float(jnp.max(jnp.abs(batch_stats - running_stats))) > 0.1
 
@@ -404,8 +408,8 @@ def tiny_unconditional(name):
 def test_unconditional_output_shapes_and_ranges(name):
   generator, discriminator, g_vars, d_vars = tiny_unconditional(name)
   # The labels are ignored: `sample` takes them for the batch size only.
-  images = models.sample(generator, g_vars, np.zeros(4), seed=0)
-  np.testing.assert_array_equal(models.sample(generator, g_vars, np.arange(4), seed=0), images)
+  images = sampling.sample(generator, g_vars, np.zeros(4), seed=0)
+  np.testing.assert_array_equal(sampling.sample(generator, g_vars, np.arange(4), seed=0), images)
   assert images.shape == (4, 32, 32, 3) and images.dtype == jnp.float32
   assert float(jnp.min(images)) >= -1.0 and float(jnp.max(images)) <= 1.0
   source, classes = discriminator.apply(d_vars, images, train=False)

@@ -24,6 +24,7 @@ from rob_gan_jax import checkpoints
 from rob_gan_jax import cotrain
 from rob_gan_jax import evaluate
 from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax import task as task_lib
 from tests import conftest
 from tests.conftest import assert_same_networks
 
@@ -84,7 +85,7 @@ def test_two_processes_train_and_resume_as_one_process_with_four_devices(
     two_process_workdir, tiny_config, tmp_path):
   assert jax.process_count() == 1 and jax.device_count() == 4
   tiny_config.train.num_steps = 2
-  straight = cotrain.train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
+  straight = cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path / 'straight'))
   run = two_process_workdir / 'run'
   manager = checkpoints.manager(workdir_lib.checkpoint_dir(str(run), 'cotrain'))
   assert manager.all_steps() == [1, 2]
@@ -93,7 +94,7 @@ def test_two_processes_train_and_resume_as_one_process_with_four_devices(
   assert len([f for f in os.listdir(run) if f.startswith('events.out')]) == 2
   assert sorted(os.listdir(run / 'samples')) == ['step_0000001.png', 'step_0000002.png']
   # The 2-process checkpoint resumed by one process (4 devices) continues the same run.
-  resumed = cotrain.train_and_evaluate(tiny_config, str(two_process_workdir / 'at_step_1'))
+  resumed = cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(two_process_workdir / 'at_step_1'))
   assert_same_networks(resumed, straight)
 
 
@@ -104,7 +105,7 @@ def test_eval_in_two_processes_writes_the_robustness_json_of_one_process(
   main_in_two_processes(run, f'--config.dataset.image_folder={image_folder}', '--mode=eval')
   with open(run / 'eval' / 'robustness.json') as f:
     two = json.load(f)
-  single = evaluate.evaluate(tiny_config, str(one))
+  single = evaluate.evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(one))
   assert two.keys() == single.keys() and two['step'] == 2
   for key, value in single.items():
     if key.startswith('llv'):  # A mean of gradient norms: float rounding.

@@ -7,6 +7,7 @@ import pytest
 from rob_gan_jax import models
 from rob_gan_jax import recalibration
 from rob_gan_jax import state as state_lib
+from rob_gan_jax import task as task_lib
 
 
 @pytest.fixture
@@ -78,6 +79,7 @@ def test_too_few_images_raise(discriminator_and_variables):
 ])
 def test_bad_modes_raise(tiny_config, mode, normalization, match):
   tiny_config.model.normalization = normalization
+  task = task_lib.Task.from_config(tiny_config)
   with pytest.raises(ValueError, match=match):
-    recalibration.check_mode(mode, tiny_config.model, 'finetune.recalibrate_batch_norm')
-  recalibration.check_mode('none', tiny_config.model, 'finetune.recalibrate_batch_norm')
+    recalibration.check_mode(mode, tiny_config.model, task, 'finetune.recalibrate_batch_norm')
+  recalibration.check_mode('none', tiny_config.model, task, 'finetune.recalibrate_batch_norm')

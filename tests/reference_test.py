@@ -9,10 +9,10 @@ import pytest
 from configs import tiny
 from rob_gan_jax import checkpoints
 from rob_gan_jax import evaluators
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import models
 from rob_gan_jax import task as task_lib
 from rob_gan_jax.metrics import reference
+from rob_gan_jax.input_pipeline import splits
 from tests import conftest
 
 
@@ -117,7 +117,7 @@ def test_held_out_real_images_score_as_real_and_noise_does_not(config, trained, 
   config.reference.cache_dir = cache_dir
   config.reference.eval_num_samples = config.reference.eval_cas_num_samples = 100
   # Images of the same distribution as the real side (the test split), none of them in it.
-  images, labels = input_pipeline.load_subset(reference.labelled(config), 'held_out', None)
+  images, labels = splits.load_subset(reference.labelled(config), 'held_out', None)
   real = _score_as_samples(config, cache_dir, images, labels, monkeypatch)
   noise_images = np.random.default_rng(0).integers(0, 256, images.shape, dtype=np.uint8)
   noise = _score_as_samples(config, cache_dir, noise_images, labels, monkeypatch)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rob_gan_jax import api
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import robustness
+from rob_gan_jax.input_pipeline import transforms
 
 
 @pytest.fixture(scope='module')
@@ -103,14 +103,14 @@ def test_strong_attack_runs_only_on_clean_correct_examples(model_and_data, monke
   assert 0 < clean.sum() < len(labels)  # The tiny model gets some right and some wrong.
   seen = []
 
-  def fake_attack(discriminator, variables, x, y, epsilon, key, *, attack, settings):
+  def fake_attack(discriminator, variables, x, y, epsilon, key, *, attack, budget):
     seen.append(np.asarray(x))
     return None, jnp.arange(len(y)) % 2 == 0  # Every other attacked example stays robust.
 
   monkeypatch.setattr(robustness, 'strong_attack_classifier', fake_attack)
   correct = robustness.correct_under_strong_attack(
       target(model), images, labels, attack='square', epsilon=0.03,
-      settings=dict(num_queries=1), key=jax.random.PRNGKey(0))
+      budget=dict(num_queries=1), key=jax.random.PRNGKey(0))
   attacked = np.concatenate([x[:n] for x, n in zip(
       seen, np.diff(np.minimum(np.arange(0, len(seen) + 1) * 8, clean.sum())))])
   np.testing.assert_array_equal(attacked, images[clean])
@@ -125,7 +125,7 @@ def test_local_lipschitz_value_is_mean_input_gradient_norm(model_and_data):
   norms = []
   for x, y in zip(images[:3], labels[:3]):
     loss = lambda x: -jax.nn.log_softmax(model.classify(x[None])[0])[y]
-    norms.append(float(jnp.linalg.norm(jax.grad(loss)(input_pipeline.to_float(x)))))
+    norms.append(float(jnp.linalg.norm(jax.grad(loss)(transforms.to_float(x)))))
   assert llv == pytest.approx(np.mean(norms), rel=1e-4)
 
 

@@ -11,6 +11,12 @@ from configs import tiny
 from rob_gan_jax import checkpoints
 from rob_gan_jax import models
 from rob_gan_jax import state as state_lib
+from rob_gan_jax import task as task_lib
+
+
+def classifier_state(config, generator, discriminator, num_train_examples, cotrained=None):
+  return state_lib.create_classifier_state(config, task_lib.Task.from_config(config), generator,
+                                           discriminator, num_train_examples, cotrained)
 
 
 def test_cotrain_schedule_halves_every_50_epochs_of_its_own_updates():
@@ -55,8 +61,7 @@ def test_states_use_each_net_s_own_update_count():
     after = adam_update_size(model_state, boundary)
     assert after == pytest.approx(before / 2, rel=1e-4)
   config.finetune.stage_epochs = (500.0, 1.0)  # Late enough for Adam's bias corrections to be 1.
-  classifier = state_lib.create_classifier_state(config, generator, discriminator,
-                                                 num_train_examples=160)
+  classifier = classifier_state(config, generator, discriminator, num_train_examples=160)
   # Batch 8: 20 updates an epoch, the second stage starts at update count 10,000.
   before = adam_update_size(classifier.discriminator, 9_999)
   after = adam_update_size(classifier.discriminator, 10_000)
@@ -66,16 +71,16 @@ def test_states_use_each_net_s_own_update_count():
 def test_classifier_state_starts_from_given_weights():
   config = tiny.get_config()
   generator, discriminator = models.create_models(config.model)
-  fresh = state_lib.create_classifier_state(config, generator, discriminator, 160)
+  fresh = classifier_state(config, generator, discriminator, 160)
   assert int(fresh.generator_step) == -1
   shifted = jax.tree.map(lambda x: x + 1, (fresh.generator, fresh.discriminator.variables))
-  loaded = state_lib.create_classifier_state(config, generator, discriminator, 160,
-                                             checkpoints.Weights(config, 'cotrain', 7, *shifted))
+  loaded = classifier_state(config, generator, discriminator, 160,
+                            checkpoints.Weights(config, 'cotrain', 7, *shifted))
   jax.tree.map(np.testing.assert_array_equal, (loaded.generator, loaded.discriminator.variables),
                shifted)
   assert int(loaded.generator_step) == 7
   config.method = 'madry'  # No generator.
-  assert state_lib.create_classifier_state(config, generator, discriminator, 160).generator is None
+  assert classifier_state(config, generator, discriminator, 160).generator is None
 
 
 def run_updates(model_state, num_updates):
@@ -112,8 +117,7 @@ def test_adam_restarts_at_each_decay_and_stage_while_the_schedule_counts_on(rest
   # 24 examples, batch 8: D makes 3 updates an epoch (decay before update counts 3, 6), G 1.5
   # (T = round(1.5) = 2); classifier training 3 an epoch (stages start at counts 3 and 6).
   gan = state_lib.create_gan_state(config, generator, discriminator, num_train_examples=24)
-  classifier = state_lib.create_classifier_state(config, generator, discriminator,
-                                                 num_train_examples=24)
+  classifier = classifier_state(config, generator, discriminator, num_train_examples=24)
   o, f = config.optim, config.finetune
   for model_state, period, lr, factor, (b1, b2) in (
       (gan.discriminator, 3, o.learning_rate, o.decay_factor, (o.b1, o.b2)),

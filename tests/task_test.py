@@ -1,4 +1,4 @@
-"""The Task: one place deciding conditional or not, the head, the stages and each mode's program."""
+"""The Task: one place deciding conditional or not, the head, the stages and what each mode trains."""
 
 import pytest
 
@@ -9,26 +9,27 @@ from rob_gan_jax import task as task_lib
 Task = task_lib.Task
 
 
-@pytest.mark.parametrize('config, conditional, head, stages, programs', [
-    (tiny.get_config(), True, 'class', ('cotrain', 'finetune'),
-     {'train': 'cotrain', 'finetune': 'classifier', 'eval': 'evaluate'}),
-    (tiny.get_config('asgan'), False, 'source', ('cotrain',),
-     {'train': 'cotrain', 'finetune': 'unconditional GAN', 'eval': 'evaluate'}),
-    (cifar10_madry.get_config(), True, 'class', ('madry',),
-     {'train': 'classifier', 'finetune': "method 'madry' trains", 'eval': 'evaluate'}),
+@pytest.mark.parametrize('config, conditional, head, objective, stages, trains', [
+    (tiny.get_config(), True, 'class', 'real', ('cotrain', 'finetune'),
+     {'train': 'cotrain', 'finetune': 'finetune'}),
+    (tiny.get_config('asgan'), False, 'source', 'source', ('cotrain',),
+     {'train': 'cotrain', 'finetune': 'unconditional GAN'}),
+    (cifar10_madry.get_config(), True, 'class', 'real', ('madry',),
+     {'train': 'madry', 'finetune': "method 'madry' trains"}),
 ], ids=['robgan', 'asgan', 'madry'])
-def test_task_of_each_method(config, conditional, head, stages, programs):
+def test_task_of_each_method(config, conditional, head, objective, stages, trains):
   task = Task.from_config(config)
   assert (task.conditional, task.head, task.stages) == (conditional, head, stages)
+  assert task.cotrain_objective == objective
   assert task.label_range == (config.model.num_classes if conditional else 1)
-  for mode, program in programs.items():
-    if program in ('cotrain', 'classifier', 'evaluate'):
-      assert task.program(mode) == program
+  for mode, stage in trains.items():
+    if stage in task_lib.STAGES:
+      assert task.training_stage(mode) == stage
     else:
-      with pytest.raises(ValueError, match=program):
-        task.program(mode)
-  with pytest.raises(ValueError, match='mode must be one of'):
-    task.program('test')
+      with pytest.raises(ValueError, match=stage):
+        task.training_stage(mode)
+  with pytest.raises(ValueError, match='a training mode is train or finetune'):
+    task.training_stage('eval')
 
 
 @pytest.mark.parametrize('method, num_classes, match', [

@@ -125,45 +125,25 @@ def test_resolve_stage(tmp_path):
     workdir_lib.resolve_stage(madry, MADRY, 'cotrain')
 
 
-def test_a_workdir_of_another_example_order_is_refused_on_resume(tiny_config, tmp_path):
-  """Checkpoints written before `input_pipeline.EXAMPLE_ORDER_VERSION` (no .example_order file)
-  resume only where the example order did not change."""
+def test_a_workdir_of_another_layout_is_refused_with_one_error(tiny_config, tmp_path):
+  """A workdir without this package's format version (an earlier, unreleased layout) or with
+  another one is neither resumed nor read: one error names both versions."""
   workdir = str(tmp_path / 'run')
   workdir_lib.check_and_write_config(tiny_config, workdir)
-  fake_stage(workdir, 'cotrain', 2)
-  os.remove(os.path.join(workdir, '.example_order'))  # As the earlier code left it.
-  workdir_lib.check_and_write_config(tiny_config, workdir)  # Sorted class folders: same order.
-  os.remove(os.path.join(workdir, '.example_order'))
-  tiny_config.dataset.classes = ('truck', 'airplane')  # Version 1 ignored this order.
-  tiny_config.model.num_classes = 2
-  tiny_config.allow_changes = ('dataset', 'model')
-  with pytest.raises(ValueError, match='in the order of an earlier version'):
-    workdir_lib.check_and_write_config(tiny_config, workdir)
-  assert not os.path.exists(os.path.join(workdir, '.example_order'))
-
-
-def test_a_config_from_before_a_field_existed_resumes_with_the_behaviour_it_had(tiny_config,
-                                                                               tmp_path):
-  workdir = str(tmp_path)
-  workdir_lib.check_and_write_config(tiny_config, workdir)
-  fake_stage(workdir, 'finetune', 1)
-  path = os.path.join(workdir, 'config.json')
-  with open(path) as f:
-    old = json.load(f)
-  for field in ('recalibrate_batch_norm', 'recalibration_examples', 'collapse_guard'):
-    del old['finetune'][field]
-  del old['train']['collapse_guard']
-  del old['reference']
-  with open(path, 'w') as f:
-    json.dump(old, f)
-  # G's reference metrics are evaluation settings: today's, for an old workdir and its config.
-  assert workdir_lib.load_config(workdir).reference.eval_num_samples == 10_000
-  workdir_lib.check_and_write_config(tiny_config, workdir)  # Those runs did not recalibrate.
-  with open(path, 'w') as f:
-    json.dump(old, f)
-  tiny_config.finetune.recalibrate_batch_norm = 'clean'
-  with pytest.raises(ValueError, match="recalibrate_batch_norm: saved 'none', requested 'clean'"):
-    workdir_lib.check_and_write_config(tiny_config, workdir)
+  version_file = os.path.join(workdir, 'workdir_version.json')
+  assert json.load(open(version_file)) == {'format': workdir_lib.FORMAT_VERSION}
+  workdir_lib.check_and_write_config(tiny_config, workdir)  # Resumes.
+  assert workdir_lib.load_config(workdir).model.num_classes == 10
+  os.remove(version_file)  # As earlier versions left a workdir.
+  for call in (lambda: workdir_lib.check_and_write_config(tiny_config, workdir),
+               lambda: workdir_lib.load_config(workdir)):
+    with pytest.raises(workdir_lib.WorkdirVersionError,
+                       match='an earlier, unreleased layout .*workdir format 1 only'):
+      call()
+  with open(version_file, 'w') as f:
+    json.dump({'format': 99}, f)
+  with pytest.raises(workdir_lib.WorkdirVersionError, match='with workdir format 99'):
+    workdir_lib.load_config(workdir)
 
 
 def test_a_damaged_config_json_is_named_and_left_as_it_is(tiny_config, tmp_path):

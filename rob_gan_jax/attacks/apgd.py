@@ -1,4 +1,5 @@
-"""L-inf APGD (Auto-PGD) and APGD-T, with their losses (cross-entropy, DLR, targeted DLR).
+"""L-inf APGD (Auto-PGD) and APGD-T on the cross-entropy, DLR or targeted DLR of
+`losses.ATTACK_OBJECTIVES`; the attacks `apgd_ce` and `apgd_t` run them.
 
 Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks" (ICML 2020): APGD Sec. 3, Algorithm 1; APGD-T Sec. 4. Official code:
@@ -11,43 +12,24 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from rob_gan_jax import losses
 from rob_gan_jax.attacks import pgd
 from rob_gan_jax.attacks import strong
 
-_DLR_EPS = 1e-12  # The official code's guard against a zero DLR denominator.
-
-
-def dlr_loss(logits: jax.Array, y: jax.Array) -> jax.Array:
-  """(B,) DLR, -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12), z_pi sorted (Eq. 6).
-
-  Needs C >= 3; invariant to shifting and scaling the logits; > 0 iff misclassified.
-  """
-  top = jax.lax.top_k(logits, 3)[0]
-  return -strong.margin(logits, y) / (top[:, 0] - top[:, 2] + _DLR_EPS)
-
-
-def dlr_targeted_loss(logits: jax.Array, y: jax.Array, target: jax.Array) -> jax.Array:
-  """(B,) targeted DLR, -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12) (Eq. 7), C >= 4."""
-  top = jax.lax.top_k(logits, 4)[0]
-  return -(strong.take(logits, y) - strong.take(logits, target)) / (
-      top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _DLR_EPS)
+# The loss names of APGD (the official `loss` argument) and their `losses.ATTACK_OBJECTIVES`.
+APGD_OBJECTIVES = {'ce': 'class', 'dlr': 'dlr', 'dlr-targeted': 'dlr_targeted'}
 
 
 def apgd_loss(logits: jax.Array, y: jax.Array, *, loss: str,
               target: Optional[jax.Array] = None) -> jax.Array:
   """(B,) loss that APGD maximises: 'ce', 'dlr' or 'dlr-targeted' (ValueError without `target`,
   or for another loss)."""
-  if loss == 'ce':
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y)
-  if loss == 'dlr':
-    return dlr_loss(logits, y)
-  if loss == 'dlr-targeted':
-    if target is None:
-      raise ValueError("loss 'dlr-targeted' needs target classes")
-    return dlr_targeted_loss(logits, y, target)
-  raise ValueError(f'loss must be one of {strong.APGD_LOSSES}, got {loss!r}')
+  if loss not in APGD_OBJECTIVES:
+    raise ValueError(f'loss must be one of {tuple(APGD_OBJECTIVES)}, got {loss!r}')
+  if loss == 'dlr-targeted' and target is None:
+    raise ValueError("loss 'dlr-targeted' needs target classes")
+  return losses.ATTACK_OBJECTIVES[APGD_OBJECTIVES[loss]](None, logits, y, target)
 
 
 def apgd_checkpoints(num_steps: int) -> tuple[int, ...]:
@@ -89,10 +71,10 @@ def _apgd(logits_fn: Callable[[jax.Array], jax.Array], x: jax.Array, y: jax.Arra
     """Per-example loss, misclassification and the loss's gradient at x_adv."""
     def total(x_adv):
       logits = logits_fn(x_adv).astype(jnp.float32)
-      losses = apgd_loss(logits, y, loss=loss, target=target)
-      return jnp.sum(losses), (losses, strong.misclassified(logits, y))
-    (_, (losses, wrong)), grad = jax.value_and_grad(total, has_aux=True)(x_adv)
-    return losses, wrong, grad
+      values = apgd_loss(logits, y, loss=loss, target=target)
+      return jnp.sum(values), (values, strong.misclassified(logits, y))
+    (_, (values, wrong)), grad = jax.value_and_grad(total, has_aux=True)(x_adv)
+    return values, wrong, grad
 
   def run(carry):
     """One run from a fresh random start (Algorithm 1)."""

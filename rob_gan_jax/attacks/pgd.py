@@ -6,6 +6,7 @@ Images are (B, ...) float32 in [-1, 1]. `epsilon` and `step_size` are in that sc
 [0, 1] units is 16/255 = 0.0627 here): Python floats or scalar arrays (one compile, many radii).
 """
 
+import dataclasses
 from typing import Callable, Optional
 
 import jax
@@ -27,10 +28,26 @@ def check_attack_args(*, epsilon, step_size, num_steps, prefix: str = '') -> Non
     raise ValueError(f'{prefix}num_steps must be >= 0, got {num_steps}')
 
 
-def check_attack_config(attack_config, field: str) -> None:
-  """`check_attack_args` on the attack sub-config named `field`, e.g. 'eval.attack'."""
-  check_attack_args(epsilon=attack_config.epsilon, step_size=attack_config.step_size,
-                    num_steps=attack_config.num_steps, prefix=f'{field}.')
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+  """A PGD attack's settings: the shape of the config groups `attack`, `finetune.attack` and
+  `eval.attack` (radius and step size in the [-1, 1] scale), frozen so that a jitted step can
+  hold it."""
+  epsilon: float
+  step_size: float
+  num_steps: int
+  random_start: bool = False
+
+  @classmethod
+  def from_config(cls, attack_config, field: str) -> 'AttackSpec':
+    """The spec of the attack sub-config named `field` (e.g. 'eval.attack'); ValueError as
+    `check_attack_args`, naming the field."""
+    spec = cls(epsilon=float(attack_config.epsilon), step_size=float(attack_config.step_size),
+               num_steps=int(attack_config.num_steps),
+               random_start=bool(attack_config.random_start))
+    check_attack_args(epsilon=spec.epsilon, step_size=spec.step_size, num_steps=spec.num_steps,
+                      prefix=f'{field}.')
+    return spec
 
 
 def linf_bounds(x: jax.Array, epsilon) -> tuple[jax.Array, jax.Array]:

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rob_gan_jax import losses
 from rob_gan_jax.attacks import pgd
 from rob_gan_jax.attacks import strong
 
@@ -19,6 +20,7 @@ from rob_gan_jax.attacks import strong
 # of a 10,000-query budget; other budgets are mapped onto it (`square_p_selection`).
 SQUARE_P_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 SQUARE_P_SCHEDULE_QUERIES = 10000
+BUDGET = dict(num_queries=5000)  # AutoAttack's standard version (the registry, `attacks`).
 
 
 def square_p_selection(iteration: int, num_queries: int, p_init: float) -> float:
@@ -42,7 +44,7 @@ def square_sizes(num_queries: int, p_init: float, height: int, width: int) -> np
 def square_linf(logits_fn: Callable[[jax.Array], jax.Array], x: jax.Array, y: jax.Array, *,
                 epsilon, key: jax.Array, num_queries: int = 5000,
                 p_init: float = 0.8) -> tuple[jax.Array, jax.Array]:
-  """Square Attack on the `strong.margin` of `logits_fn(x) -> (B, C)` (C >= 2, inference mode).
+  """Square Attack on the `losses.margin` of `logits_fn(x) -> (B, C)` (C >= 2, inference mode).
 
   From vertical stripes (x + epsilon times a sign per column and channel, Sec. 4.1), each of
   `num_queries` iterations (static; after the stripes' query, the official count) moves a square
@@ -71,7 +73,7 @@ def square_linf(logits_fn: Callable[[jax.Array], jax.Array], x: jax.Array, y: ja
 
   def query(x_adv):
     logits = logits_fn(x_adv).astype(jnp.float32)
-    return strong.margin(logits, y), strong.misclassified(logits, y)
+    return losses.margin(logits, y), strong.misclassified(logits, y)
 
   robust = ~strong.misclassified(logits_fn(x).astype(jnp.float32), y)
   stripes = jax.vmap(lambda k: jax.random.rademacher(k, (1, width, channels), jnp.float32))(
@@ -104,3 +106,6 @@ def square_linf(logits_fn: Callable[[jax.Array], jax.Array], x: jax.Array, y: ja
       lambda s: (s[0] < num_queries) & jnp.any(s[3]), step,
       (jnp.zeros((), jnp.int32), x_best, margin_best, active))
   return jax.lax.stop_gradient(strong.select(robust, x_best, x)), active
+
+
+attack = square_linf  # The registry's entry (`attacks.run`).

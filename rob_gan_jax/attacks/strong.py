@@ -1,4 +1,5 @@
-"""What the strong attacks (APGD-CE, APGD-T, Square) share: names, budgets, checks, helpers.
+"""What the strong attacks (`attacks.available()`: APGD-CE, APGD-T, FAB-T, Square) share:
+argument checks and per-example helpers.
 
 They are pure, jittable functions of a batch and a PRNG key: example i draws only from
 `example_keys(key, B)[i]`, and `logits_fn(x) -> (B, C)` runs the model in inference mode, so an
@@ -8,13 +9,11 @@ example's result depends on its own image, label and key. Logits are (B, C), lab
 import jax
 import jax.numpy as jnp
 
-STRONG_ATTACKS = ('apgd-ce', 'apgd-t', 'square')
-# The budgets of AutoAttack's standard version (`strong_attack`'s settings).
-AUTOATTACK_BUDGETS = dict(num_steps=100, num_restarts=1, num_target_classes=9, num_queries=5000)
 APGD_LOSSES = ('ce', 'dlr', 'dlr-targeted')
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+  """A Python int or float (not a bool, not a traced value)."""
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -28,11 +27,11 @@ def check_strong_attack_args(*, epsilon=None, num_steps=None, num_restarts=None,
   for 'dlr' (z_pi3), >= 4 for 'dlr-targeted' (z_pi4); rho, momentum, p_init in (0, 1]. `prefix`
   (e.g. 'eval.strong.') is put before the argument's name in the message.
   """
-  if _is_number(epsilon) and epsilon < 0:
+  if is_number(epsilon) and epsilon < 0:
     raise ValueError(f'{prefix}epsilon must be >= 0, got {epsilon}')
   for name, value in (('num_steps', num_steps), ('num_restarts', num_restarts),
                       ('num_target_classes', num_target_classes), ('num_queries', num_queries)):
-    if value is not None and _is_number(value) and (value < 1 or value != int(value)):
+    if value is not None and is_number(value) and (value < 1 or value != int(value)):
       raise ValueError(f'{prefix}{name} must be an integer >= 1, got {value}')
   if loss is not None and loss not in APGD_LOSSES:
     raise ValueError(f'{prefix}loss must be one of {APGD_LOSSES}, got {loss!r}')
@@ -42,41 +41,8 @@ def check_strong_attack_args(*, epsilon=None, num_steps=None, num_restarts=None,
       what = f'loss {loss!r}' if loss else 'the attack'
       raise ValueError(f'{what} needs at least {needed} classes, the model has {num_classes}')
   for name, value in (('rho', rho), ('momentum', momentum), ('p_init', p_init)):
-    if value is not None and _is_number(value) and not 0 < value <= 1:
+    if value is not None and is_number(value) and not 0 < value <= 1:
       raise ValueError(f'{prefix}{name} must be in (0, 1], got {value}')
-
-
-def setting(settings, name: str):
-  """settings[name] of a dict or ConfigDict, KeyError naming the field if it is missing."""
-  try:
-    return settings[name]
-  except (KeyError, AttributeError) as e:
-    raise KeyError(f'strong attack settings lack {name!r}') from e
-
-
-def check_attack_name(name: str) -> None:
-  if name not in STRONG_ATTACKS:
-    raise ValueError(f'strong attack must be one of {STRONG_ATTACKS}, got {name!r}')
-
-
-def check_strong_attack_config(settings, field: str, names=STRONG_ATTACKS) -> None:
-  """Checks the budgets in `settings` (dict or ConfigDict, named `field`) that `names` use.
-
-  Raises:
-    ValueError: an unknown attack name or a budget < 1.
-    KeyError: a budget that one of `names` needs is missing.
-  """
-  for name in names:
-    check_attack_name(name)
-  needed = set()
-  if 'apgd-ce' in names or 'apgd-t' in names:
-    needed |= {'num_steps', 'num_restarts'}
-  if 'apgd-t' in names:
-    needed.add('num_target_classes')
-  if 'square' in names:
-    needed.add('num_queries')
-  check_strong_attack_args(**{n: setting(settings, n) for n in sorted(needed)},
-                           prefix=f'{field}.')
 
 
 def count_classes(logits_fn, x) -> int:
@@ -86,21 +52,6 @@ def count_classes(logits_fn, x) -> int:
     raise ValueError(f'logits_fn must map (B, ...) images to (B, C) logits, got {shape} for a '
                      f'batch of {x.shape[0]}')
   return shape[1]
-
-
-def _other_max(logits: jax.Array, y: jax.Array) -> jax.Array:
-  is_y = jax.nn.one_hot(y, logits.shape[-1], dtype=bool)
-  return jnp.max(jnp.where(is_y, -jnp.inf, logits), axis=-1)
-
-
-def take(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
-
-
-def margin(logits: jax.Array, y: jax.Array) -> jax.Array:
-  """(B,) z_y - max_{i != y} z_i, < 0 iff misclassified: Square's loss (Andriushchenko et al.
-  2020, Sec. 3, Algorithm 1's L, untargeted)."""
-  return take(logits, y) - _other_max(logits, y)
 
 
 def misclassified(logits: jax.Array, y: jax.Array) -> jax.Array:

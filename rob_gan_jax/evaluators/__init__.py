@@ -22,10 +22,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from rob_gan_jax import input_pipeline
-from rob_gan_jax import models
 from rob_gan_jax import robustness
 from rob_gan_jax import task as task_lib
+from rob_gan_jax.input_pipeline import splits
+from rob_gan_jax.input_pipeline import transforms
+from rob_gan_jax.models import sampling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Context:
   def subset(self, split: str, num_examples: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
     """A fixed random subset of a split, (N, H, W, C) uint8 and (N,) int32, loaded once."""
     return self.cached(('subset', split, num_examples),
-                       lambda: input_pipeline.load_subset(self.config, split, num_examples))
+                       lambda: splits.load_subset(self.config, split, num_examples))
 
   def eval_sample(self, which: str) -> Tuple[np.ndarray, np.ndarray]:
     """The examples `--mode=eval` measures: 'test' (`eval.split`, `eval.num_examples`; None =
@@ -80,14 +81,14 @@ class Context:
 
   def generated(self, networks, num_samples: int) -> Tuple[np.ndarray, np.ndarray]:
     """`num_samples` images of G (`networks.generator`), (N, H, W, C) uint8, and the (N,) int32
-    labels they were drawn for (cycling over the task's label range), made as `models.sample`
+    labels they were drawn for (cycling over the task's label range), made as `sampling.sample`
     makes them (`eval.sample_with_running_stats`) in batches of `eval.inception_batch_size` from
     fixed seeds. Only the last networks' samples are kept (a training run measures many)."""
     def make():
       labels = (np.arange(num_samples) % self.task.label_range).astype(np.int32)
       batch = self.config.eval.inception_batch_size
       running_stats = self.config.eval.sample_with_running_stats
-      images = [input_pipeline.to_uint8(models.sample(
+      images = [transforms.to_uint8(sampling.sample(
           self.generator, networks.generator, labels[i:i + batch], seed=i,
           running_stats=running_stats)) for i in range(0, num_samples, batch)]
       return np.concatenate(images), labels

@@ -1,7 +1,7 @@
 """Inception Score and FID of G against `eval.inception_split` with the standard FID Inception
 weights (`eval.inception_weights`, converted to .npz; see README), on `train.inception_num_samples`
 samples during training and `eval.inception_num_samples` in `--mode=eval`. G makes them as
-`models.sample` does (`eval.sample_with_running_stats`). Skipped, with one warning, without the
+`models.sampling.sample` does (`eval.sample_with_running_stats`). Skipped, with one warning, without the
 weights or without a G (Madry baseline)."""
 
 from absl import logging

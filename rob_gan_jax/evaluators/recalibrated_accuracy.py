@@ -21,7 +21,7 @@ class Evaluator:
 
   def __init__(self, context):
     e = context.config.eval
-    recalibration.check_mode(e.recalibrate_batch_norm, context.config.model,
+    recalibration.check_mode(e.recalibrate_batch_norm, context.config.model, context.task,
                              'eval.recalibrate_batch_norm')
     if e.recalibrate_batch_norm == 'none':
       raise ValueError("the evaluator recalibrated_accuracy needs eval.recalibrate_batch_norm "

@@ -6,8 +6,8 @@ shows the same latents. G uses the grid's batch statistics, or its running ones 
 import numpy as np
 
 from rob_gan_jax import evaluators
-from rob_gan_jax import models
 from rob_gan_jax import visualize
+from rob_gan_jax.models import sampling
 
 
 class Evaluator:
@@ -22,6 +22,6 @@ class Evaluator:
     per_row = c.config.train.samples_per_class
     rows = c.task.num_classes if c.task.conditional else 10
     labels = np.repeat(np.arange(rows), per_row) % c.task.label_range
-    images = models.sample(c.generator, networks.generator, labels, seed=c.config.seed + 1,
+    images = sampling.sample(c.generator, networks.generator, labels, seed=c.config.seed + 1,
                            running_stats=c.config.eval.sample_with_running_stats)
     return evaluators.Output(images={'samples': visualize.image_grid(images, rows=rows)})

@@ -1,9 +1,9 @@
 """Test accuracy of D's classifier under the strong attacks of `eval.attacks` at every radius of
 `eval.epsilons`, and the worst case per example over them and PGD.
 
-'apgd-ce', 'apgd-t' (Croce & Hein, ICML 2020) and 'square' (Andriushchenko et al., ECCV 2020), or
-'autoattack' for the three (AutoAttack's standard version without FAB-T), with the budgets of
-`eval.strong_attack`. PGD alone can overstate robustness (gradient masking, a badly tuned step);
+'apgd-ce', 'apgd-t', 'fab-t' (Croce & Hein, ICML 2020) and 'square' (Andriushchenko et al., ECCV
+2020), or 'autoattack' for `eval.autoattack` (AutoAttack's standard set, the four), with the
+budgets of `eval.attack_budgets`. PGD alone can overstate robustness (gradient masking, a badly tuned step);
 these are parameter-free and Square uses no gradient. An example counts in the worst case only if
 it survives PGD (`accuracy_curve.pgd_curve`, computed once) and every strong attack. Nothing is
 measured when `eval.attacks` names PGD only.
@@ -13,6 +13,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from rob_gan_jax import attacks
 from rob_gan_jax import evaluators
 from rob_gan_jax import robustness
 from rob_gan_jax.evaluators import accuracy_curve
@@ -22,7 +23,9 @@ class Evaluator:
 
   def __init__(self, context):
     self.context = context
-    self.names = robustness.eval_attacks(context.config.eval.attacks)
+    e = context.config.eval
+    self.names = robustness.eval_attacks(e.attacks, e.autoattack)
+    self.budgets = {name: attacks.budget_of(name, e.attack_budgets) for name in self.names[1:]}
 
   def run(self, networks):
     c, e = self.context, self.context.config.eval
@@ -34,10 +37,10 @@ class Evaluator:
       logging.info('Test accuracy under %s at %s.', name, list(e.epsilons))
       curves[name] = robustness.strong_accuracy_curve(
           c.target(networks), images, labels, attack=name, epsilons=list(e.epsilons),
-          settings=e.strong_attack, key=jax.random.PRNGKey(c.config.seed))
+          budget=self.budgets[name], key=jax.random.PRNGKey(c.config.seed))
     worst = robustness.AccuracyCurve.from_correct(
         np.logical_and.reduce([curve.correct for curve in curves.values()]), e.epsilons)
     return evaluators.Output(metrics=dict(
-        attacks=list(self.names), strong_attack=e.strong_attack.to_dict(),
+        attacks=list(self.names), attack_budgets=self.budgets,
         test_accuracy_by_attack={n: curve.per_radius for n, curve in curves.items()},
         test_accuracy_worst_case=worst.per_radius))

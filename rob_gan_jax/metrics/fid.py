@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import parallel
 from rob_gan_jax.metrics import inception
+from rob_gan_jax.input_pipeline import splits
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
@@ -105,7 +105,7 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
                     batch_size: int, mesh) -> Tuple[np.ndarray, np.ndarray]:
   """(mu, sigma) of a split's pool features, cached in `cache_dir` (atomically, by process 0),
   keyed by data set, split, image view (`dataset.classes`, `dataset.augmentation`,
-  `model.image_size`, `model.image_channels`) and weights. Chunks (`input_pipeline.split_chunks`) accumulate sum and outer
+  `model.image_size`, `model.image_channels`) and weights. Chunks (`splits.split_chunks`) accumulate sum and outer
   products in float64, so an ImageNet-size split needs one chunk's host memory."""
   d = config.dataset
   source = d.image_folder or d.name
@@ -121,7 +121,7 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
       return data['mu'], data['sigma']
   logging.info('Computing Inception statistics of %s/%s into %s', source, split, path)
   n, total, outer = 0, 0.0, 0.0
-  for images in input_pipeline.split_chunks(config, split):
+  for images in splits.split_chunks(config, split):
     pool = extract(variables, images, batch_size=batch_size, mesh=mesh)[0].astype(np.float64)
     n, total, outer = n + len(pool), total + pool.sum(0), outer + pool.T @ pool
   mu = total / n

@@ -38,8 +38,8 @@ from ml_collections import config_dict
 import numpy as np
 import optax
 
-from rob_gan_jax import input_pipeline
 from rob_gan_jax import parallel
+from rob_gan_jax.input_pipeline import splits
 
 # Bumped when the network, its training or its preprocessing change: cached classifiers of another
 # version are not reused, so metrics never mix feature spaces.
@@ -49,10 +49,7 @@ _HEAD_SCALE = 1 / 9
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """`config.reference`: the reference classifier and the sample counts of `reference_metrics`.
-
-  Also filled into a workdir's config.json written before it existed (`workdir.load_config`).
-  """
+  """`config.reference`: the reference classifier and the sample counts of `reference_metrics`."""
   return ml_collections.ConfigDict(dict(
       split='train',  # Trained on this split (in memory)...
       num_examples=config_dict.placeholder(int),  # ...this many examples of it; None = all.
@@ -310,7 +307,7 @@ def labelled(config):
 
 def test_split(config) -> Tuple[np.ndarray, np.ndarray]:
   """The whole `eval.split` with class labels: (N, H, W, C) uint8, (N,) int32."""
-  return input_pipeline.load_subset(labelled(config), config.eval.split, None)
+  return splits.load_subset(labelled(config), config.eval.split, None)
 
 
 def identity(config) -> Dict[str, Any]:
@@ -367,7 +364,7 @@ def load_or_train(config, cache_dir: str, *, mesh: Optional[jax.sharding.Mesh] =
                        'partly written); delete both files to train the classifier again')
     return Classifier(net, flax.serialization.msgpack_restore(data), info)
   r = config.reference
-  images, labels = input_pipeline.load_subset(labelled(config), r.split, r.num_examples)
+  images, labels = splits.load_subset(labelled(config), r.split, r.num_examples)
   logging.info('Training the reference classifier on %d images of %s (cache: %s)', len(labels),
                r.split, path)
   start = time.time()
@@ -428,7 +425,7 @@ def real_data_accuracy(config, cache_dir: str, num_examples: int,
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)['accuracy']
-  images, labels = input_pipeline.load_subset(labelled(config), config.reference.split,
+  images, labels = splits.load_subset(labelled(config), config.reference.split,
                                               num_examples)
   accuracy = trained_accuracy(images, labels, config, test, mesh=mesh)
   if parallel.is_main_process():

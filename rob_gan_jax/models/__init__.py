@@ -17,22 +17,13 @@ from typing import Optional, Tuple
 
 import jax.numpy as jnp
 
-from rob_gan_jax.models.base import DiscriminatorBase
-from rob_gan_jax.models.base import GeneratorBase
+from rob_gan_jax.models import base
 from rob_gan_jax.models.dcgan import CNNDiscriminator
 from rob_gan_jax.models.dcgan import CNNGenerator
-from rob_gan_jax.models.layers import avg_pool2
-from rob_gan_jax.models.layers import ConditionalBatchNorm
-from rob_gan_jax.models.layers import ConvTransposeStride2
-from rob_gan_jax.models.layers import upsample_nearest
-from rob_gan_jax.models.layers import UpsampleConv
-from rob_gan_jax.models.preact import PreActBlock
 from rob_gan_jax.models.preact import PreActResNetDiscriminator
 from rob_gan_jax.models.resnet import Discriminator
 from rob_gan_jax.models.resnet import Generator
 from rob_gan_jax.models.resnet import UnconditionalResNetGenerator
-from rob_gan_jax.models.sampling import generate
-from rob_gan_jax.models.sampling import sample
 
 NORMALIZATIONS = ('batch_norm', 'spectral_norm', 'none')
 DTYPES = ('float32', 'bfloat16')
@@ -43,7 +34,8 @@ DISCRIMINATORS = {'resnet': Discriminator, 'preact_resnet': PreActResNetDiscrimi
 
 
 def create_models(model_config,
-                  axis_name: Optional[str] = None) -> Tuple[GeneratorBase, DiscriminatorBase]:
+                  axis_name: Optional[str] = None) -> Tuple[base.GeneratorBase,
+                                                           base.DiscriminatorBase]:
   """Builds (G, D) from `config.model`, called as described in `base`.
 
   Raises:
@@ -52,10 +44,9 @@ def create_models(model_config,
       cannot produce. Layouts are checked when the models are first called.
   """
   m = model_config
-  dtype_name = m.get('dtype', 'float32')  # Absent from the config.json of older runs.
-  if dtype_name not in DTYPES:
-    raise ValueError(f'model.dtype must be one of {DTYPES}, got {dtype_name!r}')
-  dtype = jnp.dtype(dtype_name)
+  if m.dtype not in DTYPES:
+    raise ValueError(f'model.dtype must be one of {DTYPES}, got {m.dtype!r}')
+  dtype = jnp.dtype(m.dtype)
   if m.normalization not in NORMALIZATIONS:
     raise ValueError(f'model.normalization must be one of {NORMALIZATIONS}, '
                      f'got {m.normalization!r}')
