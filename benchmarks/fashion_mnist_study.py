@@ -91,7 +91,7 @@ def flags(args, name: str) -> List[str]:
          f'--config.reference.cache_dir={os.path.abspath(args.reference_cache)}',
          # Every checkpoint kept; the training-time test accuracy is measured afterwards.
          '--config.train.max_to_keep=1000', '--config.finetune.max_to_keep=1000',
-         '--config.train.evaluators.pgd_accuracy=0', '--config.finetune.evaluators.pgd_accuracy=0',
+         '--config.evals.pgd_accuracy.every_steps=0', '--config.evals.pgd_accuracy.every_epochs=0',
          *arm.flags]
   if arm.init:
     out.append(f'--config.finetune.init_workdir={workdir(args, f"{arm.init}_seed{seed}")}')
@@ -250,8 +250,8 @@ def load_model(args, name: str, step: int):
 
 def generator_metrics(args, name: str, step: int, *, cas: bool) -> dict:
   model = load_model(args, name, step)
-  r = model.config.reference
-  r.cache_dir = os.path.abspath(args.reference_cache)
+  model.config.reference.cache_dir = os.path.abspath(args.reference_cache)
+  r = model.config.evals.reference_metrics
   r.eval_num_samples = args.samples
   r.eval_cas_num_samples = args.samples if cas else 0
   metrics = model.evaluate(['reference_metrics'])

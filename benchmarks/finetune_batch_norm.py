@@ -65,14 +65,14 @@ def main(argv=None):
   os.makedirs(out, exist_ok=True)
   data = [f'--config.dataset.image_folder={os.path.abspath(args.data)}']
   test = [f'--config.eval.num_examples={args.test_examples}',
-          f'--config.finetune.eval_num_examples={args.test_examples}']
+          f'--config.evals.pgd_accuracy.finetune_num_examples={args.test_examples}']
   cotrain = os.path.join(out, 'cotrain')
   run(out, 'cotrain', ['--mode=train', f'--workdir={cotrain}', *data,
                        f'--config.train.num_steps={max(args.cotrain_steps)}',
                        f'--config.train.checkpoint_every_steps={min(args.cotrain_steps)}',
                        f'--config.train.max_to_keep={len(args.cotrain_steps) + 2}',
-                       '--config.train.evaluators.sample_grid=0',
-                       f'--config.train.evaluators.pgd_accuracy={min(args.cotrain_steps)}'],
+                       '--config.evals.sample_grid.every_steps=0',
+                       f'--config.evals.pgd_accuracy.every_steps={min(args.cotrain_steps)}'],
       done=lambda log: f'[{max(args.cotrain_steps)}]' in log)
   for step in args.cotrain_steps:
     init = single_checkpoint_workdir(cotrain, step, os.path.join(out, f'cotrain_{step}'))
@@ -84,7 +84,7 @@ def main(argv=None):
       run(out, name, ['--mode=eval', f'--workdir={init}', *data, *test, f'--config.seed={seed}',
                       '--config.eval.stage=cotrain', f'--config.eval.evaluators={evaluators}',
                       '--config.eval.epsilons=(0.0, 0.03125)',
-                      f'--config.eval.recalibrate_batch_norm={mode}'],
+                      f'--config.evals.recalibrated_accuracy.mode={mode}'],
           done=lambda log: 'Robustness of' in log,
           after=lambda: shutil.copy(os.path.join(init, 'eval', 'robustness.json'),
                                     os.path.join(out, f'{name}.json')))

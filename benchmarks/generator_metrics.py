@@ -102,8 +102,8 @@ def train_pair(args, seed: int) -> None:
                '--config.train.num_steps=1000000', f'--config.train.log_every_steps={args.every}',
                f'--config.train.checkpoint_every_steps={args.every}',
                '--config.train.max_to_keep=1000',
-               '--config.train.evaluators.pgd_accuracy=0',
-               '--config.train.evaluators.sample_grid=0', *flags]
+               '--config.evals.pgd_accuracy.every_steps=0',
+               '--config.evals.sample_grid.every_steps=0', *flags]
     print('$', ' '.join(command), flush=True)
     log = open(os.path.join(args.out, f'{name}.log'), 'w')
     processes.append(subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT))
@@ -118,8 +118,8 @@ def measure(args, name: str):
     return {int(k): v for k, v in json.load(open(path)).items()}
   workdir = os.path.join(args.out, name)
   config = workdir_lib.load_config(workdir)
-  config.reference.eval_num_samples = args.samples
-  config.reference.eval_cas_num_samples = args.cas_samples
+  config.evals.reference_metrics.eval_num_samples = args.samples
+  config.evals.reference_metrics.eval_cas_num_samples = args.cas_samples
   task = task_lib.Task.from_config(config)
   generator, discriminator = models.create_models(config.model)
   context = evaluators.Context(config, task, workdir, stage='cotrain', training=False,

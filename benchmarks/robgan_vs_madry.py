@@ -72,14 +72,14 @@ def main(argv=None):
         ['--mode=train', f'--workdir={robgan}', *common(seed), f'--config.train.num_steps={c}',
          f'--config.train.checkpoint_every_steps={c // 2}',
          f'--config.train.log_every_steps={c // 4}', '--config.train.max_to_keep=10',
-         '--config.train.evaluators.sample_grid=0', f'--config.train.evaluators.pgd_accuracy={c // 2}',
-         f'--config.train.eval_num_examples={args.test_examples}'],
+         '--config.evals.sample_grid.every_steps=0', f'--config.evals.pgd_accuracy.every_steps={c // 2}',
+         f'--config.evals.pgd_accuracy.cotrain_num_examples={args.test_examples}'],
         done=lambda log: f'step {c}, pgd_accuracy' in log, config=ROBGAN)
     step2 = [f'--config.finetune.num_steps={args.updates}',
              f'--config.finetune.log_every_steps={args.updates // 4}',
              f'--config.finetune.checkpoint_every_steps={args.updates}',
-             '--config.finetune.evaluators.pgd_accuracy=100.0',  # at the last update only
-             f'--config.finetune.eval_num_examples={args.test_examples}']
+             '--config.evals.pgd_accuracy.every_epochs=100.0',  # at the last update only
+             f'--config.evals.pgd_accuracy.finetune_num_examples={args.test_examples}']
     for name, workdir, flags in [
         ('finetune', robgan, []),
         ('finetune_lambda0', robgan + '_lambda0',
@@ -94,8 +94,8 @@ def main(argv=None):
          f'--config.finetune.log_every_steps={args.madry_every}',
          f'--config.finetune.checkpoint_every_steps={args.madry_every}',
          '--config.finetune.max_to_keep=1000',
-         f'--config.finetune.evaluators.pgd_accuracy={4 * args.madry_every / 390}',
-         f'--config.finetune.eval_num_examples={args.test_examples}'],
+         f'--config.evals.pgd_accuracy.every_epochs={4 * args.madry_every / 390}',
+         f'--config.evals.pgd_accuracy.finetune_num_examples={args.test_examples}'],
         done=lambda log: f'step {args.madry_steps}, pgd_accuracy' in log, config=MADRY)
   # The evaluations after every training run, so that nothing else shares the cores with one.
   for seed in args.seeds:

@@ -56,7 +56,7 @@ def get_config(variant: str = ''):
   t = config.train
   t.n_dis = 1
   t.num_steps = 100 * NUM_TRAIN_IMAGES // t.batch_size
-  t.evaluators.update(dict(pgd_accuracy=5_000, sample_grid=5_000))
+  config.evals.pgd_accuracy.every_steps = config.evals.sample_grid.every_steps = 5_000
   t.checkpoint_every_steps = 2_500
 
   # G's metrics in the features of the reference classifier of CIFAR-10's 10 classes, the one
@@ -73,7 +73,7 @@ def get_config(variant: str = ''):
     m.generator_width = m.discriminator_width = 32
     t.log_every_steps = 1  # D's loss at every step, for its spread.
     t.checkpoint_every_steps = 25
-    t.evaluators.update(dict(pgd_accuracy=250, sample_grid=250))
-    t.eval_num_examples = 500
+    config.evals.pgd_accuracy.every_steps = config.evals.sample_grid.every_steps = 250
+    config.evals.pgd_accuracy.cotrain_num_examples = 500
     e.num_examples = e.train_num_examples = 1_000
   return config

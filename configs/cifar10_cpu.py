@@ -19,13 +19,12 @@ def get_config():
   config.train.num_steps = 350
   config.train.log_every_steps = 25
   config.train.checkpoint_every_steps = 50
-  config.train.eval_num_examples = 1_000
-  config.train.evaluators.update(dict(pgd_accuracy=100, sample_grid=100))
+  config.evals.pgd_accuracy.every_steps = config.evals.sample_grid.every_steps = 100
   # Step 2: 0.75 epoch (about 12 minutes), lr divided by 10 after 0.5 epoch.
   config.finetune.stage_epochs = (0.5, 0.25)
   config.finetune.log_every_steps = 25
   config.finetune.checkpoint_every_steps = 50
-  config.finetune.eval_num_examples = 1_000
+  config.evals.pgd_accuracy.finetune_num_examples = 1_000
   # --mode=eval on 500 test and 500 training examples.
   config.eval.num_examples = 500
   config.eval.train_num_examples = 500

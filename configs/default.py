@@ -13,6 +13,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from rob_gan_jax import attacks
+from rob_gan_jax import evaluators
 from rob_gan_jax.metrics import reference
 
 
@@ -150,16 +151,6 @@ def get_config() -> ml_collections.ConfigDict:
       log_every_steps=50,
       checkpoint_every_steps=500,
       max_to_keep=3,
-      # Evaluators run while training (rob_gan_jax/evaluators/<name>.py): every N steps, 0 = off.
-      # pgd_accuracy: clean and PGD (eval.attack) accuracy of D's classifier (source head when
-      # unconditional) on eval_num_examples test examples; sample_grid: the fixed-noise grid,
-      # one row per class; inception: IS and FID (needs eval.inception_weights);
-      # reference_metrics: fd_ref, KID, precision, recall, GAN-test and CAS of G in the reference
-      # classifier's features (config.reference).
-      evaluators=dict(pgd_accuracy=2_500, sample_grid=2_500, inception=0, reference_metrics=0),
-      eval_num_examples=1_000,
-      samples_per_class=10,
-      inception_num_samples=5_000,
       # True (official train.py): every training-mode pass updates the BatchNorm running
       # statistics (and spectral-norm vectors) of the net it runs, so the D step's pass through G
       # updates G's and the G step's pass through D updates D's. False: a step keeps only the
@@ -199,24 +190,31 @@ def get_config() -> ml_collections.ConfigDict:
       log_every_steps=50,
       checkpoint_every_steps=500,
       max_to_keep=3,
-      # Evaluators run while training (as train.evaluators), every N epochs; 0 = off.
-      evaluators=dict(pgd_accuracy=1.0),
-      eval_num_examples=config_dict.placeholder(int),  # pgd_accuracy's test examples; None = all.
       collapse_guard=collapse_guard_config(),
   ))
 
-  # The reference classifier of G's metrics without downloaded weights, and their sample counts
-  # (rob_gan_jax/metrics/reference.py, evaluators/reference_metrics.py).
+  # The reference classifier of G's metrics without downloaded weights
+  # (rob_gan_jax/metrics/reference.py; evaluators/reference_metrics.py measures G with it).
   config.reference = reference.default_config()
+
+  # Each evaluator's settings (rob_gan_jax/evaluators/<name>.py, its DEFAULTS): `every_steps`, how
+  # often co-training runs it (G steps), `every_epochs`, how often fine-tuning and the Madry
+  # baseline do (epochs); 0 = never; then its own fields. By default co-training logs
+  # pgd_accuracy (clean and PGD accuracy on cotrain_num_examples test examples) and the
+  # sample_grid every 2,500 steps, classifier training pgd_accuracy every epoch (on all test
+  # examples). e.g. --config.evals.reference_metrics.every_steps=2500 (fd_ref, KID, precision,
+  # recall, GAN-test of G), --config.evals.inception.weights=PATH.npz (IS and FID).
+  config.evals = evaluators.default_config()
 
   # Robustness evaluation of D's classifier, --mode=eval (official `acc_under_attack.py`: PGD on
   # the class cross-entropy, step size eps / 5). The official script attacks the training split
   # for CIFAR-10; we report the test split, and a sample of the training split for the gap.
   config.eval = ml_collections.ConfigDict(dict(
-      # What --mode=eval measures (rob_gan_jax/evaluators/<name>.py); their metrics make
-      # eval/robustness.json, their images eval/<name>.png.
-      # 'reference_metrics' (G in a reference classifier's features, README) is not run by
-      # default: its first use trains the data set's reference classifier (30 minutes on CPU).
+      # What --mode=eval measures (rob_gan_jax/evaluators/<name>.py, settings in config.evals);
+      # their metrics make eval/robustness.json, their images and plots eval/<name>.png, their
+      # table lines the log's Markdown table. 'reference_metrics' (G in a reference classifier's
+      # features, README) is not run by default: its first use trains the data set's reference
+      # classifier (30 minutes on CPU).
       evaluators=('accuracy_curve', 'strong_attacks', 'local_lipschitz', 'sample_grid',
                   'inception'),
       # 'latest' (fine-tuned if there is a step-2 checkpoint), 'cotrain', 'finetune', 'madry'.
@@ -241,22 +239,12 @@ def get_config() -> ml_collections.ConfigDict:
       num_examples=config_dict.placeholder(int),  # Test examples attacked; None = whole split.
       train_num_examples=1_000,  # Training examples for the train/test gap.
       batch_size=500,
-      # Inception Score and FID of G with the standard FID Inception weights, converted to .npz
-      # (see README); skipped when unset.
-      inception_weights=config_dict.placeholder(str),
-      inception_num_samples=50_000,
-      inception_split='train',  # Real statistics: the 50,000 CIFAR-10 training images.
-      inception_batch_size=200,
-      # How G makes images for sample grids, IS/FID and api.Model.sample. False (official code,
-      # which never calls gen.eval()): BatchNorm uses the statistics of the batch being generated,
-      # so an image depends on the batch it is generated in. True: running statistics.
+      # How G makes images for sample grids, IS/FID, G's reference metrics and api.Model.sample,
+      # in batches of `sample_batch_size`. False (official code, which never calls gen.eval()):
+      # BatchNorm uses the statistics of the batch being generated, so an image depends on the
+      # batch it is generated in. True: running statistics.
       sample_with_running_stats=False,
-      # The evaluator `recalibrated_accuracy` (not run by default; add it to `evaluators`):
-      # `accuracy_curve`'s test figures after re-estimating D's BatchNorm statistics on
-      # `recalibration_examples` training images, 'clean' or 'attacked' (by finetune.attack), as
-      # step 2 can (finetune.recalibrate_batch_norm); reported beside the un-recalibrated ones.
-      recalibrate_batch_norm='clean',
-      recalibration_examples=5_000,
+      sample_batch_size=200,
   ))
   config.lock()
   return config

@@ -62,8 +62,9 @@ def get_config(variant: str = ''):
   t.num_steps = 4_000
   t.log_every_steps = 100
   t.checkpoint_every_steps = 500
-  t.evaluators.update(dict(pgd_accuracy=1_000, sample_grid=500))
-  t.eval_num_examples = 1_000
+  ev = config.evals
+  ev.pgd_accuracy.every_steps, ev.sample_grid.every_steps = 1_000, 500
+  ev.pgd_accuracy.finetune_num_examples = 1_000
 
   # Step 1's attack (Rob-GAN, AS-GAN), step 2's and Madry's: 3 steps of eps / 2 at eps 0.2.
   attack = lambda: default.attack_config(epsilon=TRAIN_EPSILON, step_size=TRAIN_EPSILON / 2,
@@ -74,15 +75,12 @@ def get_config(variant: str = ''):
   f.stage_epochs = (2.0, 1.0)
   f.log_every_steps = 100
   f.checkpoint_every_steps = 235  # Half an epoch at batch 128.
-  f.evaluators.update(dict(pgd_accuracy=1.0))
-  f.eval_num_examples = 1_000
 
   e = config.eval
   e.epsilons = (0.0, 0.1, 0.2, 0.3, 0.4)
   e.attack = default.attack_config(epsilon=TRAIN_EPSILON, step_size=TRAIN_EPSILON / 5,
                                    num_steps=20)  # PGD-20, step eps / 5 at every radius.
   e.train_num_examples = 1_000
-  e.inception_split = 'train'
 
   if variant == 'noattack':
     config.attack.num_steps = 0

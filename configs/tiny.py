@@ -29,16 +29,17 @@ def get_config(base: str = ''):
   config.train.num_steps = 4
   config.train.log_every_steps = 2
   config.train.checkpoint_every_steps = 2
-  config.train.eval_num_examples = 16
-  config.train.evaluators.update(dict(pgd_accuracy=4, sample_grid=4))
-  config.train.samples_per_class = 2
-  config.train.inception_num_samples = 20
+  ev = config.evals
+  ev.pgd_accuracy.every_steps = ev.sample_grid.every_steps = 4
+  ev.pgd_accuracy.cotrain_num_examples = ev.pgd_accuracy.finetune_num_examples = 16
+  ev.sample_grid.samples_per_class = 2
+  ev.inception.num_samples = ev.inception.eval_num_samples = 20
+  ev.inception.batch_size = 10
   config.finetune.batch_size = 8
   config.finetune.num_steps = 4
   config.finetune.attack.num_steps = 2
   config.finetune.log_every_steps = 2
   config.finetune.checkpoint_every_steps = 2
-  config.finetune.eval_num_examples = 16
   # A D of 4 channels after 4 updates may well predict one class: no collapse guard in
   # co-training. Fine-tuning keeps it: a classifier that ends predicting one class is an error.
   config.train.collapse_guard.patience = 0
@@ -47,10 +48,10 @@ def get_config(base: str = ''):
   config.eval.num_examples = 16
   config.eval.train_num_examples = 16
   config.eval.batch_size = 16
-  config.eval.inception_num_samples = 20
-  config.eval.inception_batch_size = 10
+  config.eval.sample_batch_size = 10
   # A reference classifier of seconds: 1 epoch of 512 images at widths (8, 16, 16).
   r = config.reference
   r.widths, r.num_examples, r.num_epochs, r.batch_size = (8, 16, 16), 512, 1.0, 128
-  r.train_num_samples = r.eval_num_samples = r.eval_cas_num_samples = 40
+  rm = ev.reference_metrics
+  rm.num_samples = rm.eval_num_samples = rm.eval_cas_num_samples = 40
   return config

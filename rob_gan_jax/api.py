@@ -270,8 +270,8 @@ class Model:
     context = evaluators.Context(
         self.config, self.task, self.workdir, stage=self.stage, training=False,
         generator=self.generator, discriminator=self.discriminator, mesh=None)
-    metrics, images = evaluators.run_all(context, names, self._networks())
-    return {**metrics, 'images': images}
+    metrics, outputs = evaluators.run_all(context, names, self._networks())
+    return {**metrics, 'images': {k: v for o in outputs for k, v in o.images.items()}}
 
   def recalibrated(self, mode: str = 'clean', num_examples: int = 10_000) -> 'Model':
     """This model with D's BatchNorm running statistics re-estimated on `num_examples` training

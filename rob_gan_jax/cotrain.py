@@ -278,8 +278,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: task_lib.Task,
                        workdir: str) -> state_lib.GANState:
   """Runs (or resumes) Rob-GAN step-1 co-training or AS-GAN training in `workdir`.
 
-  Writes `config.json`, TensorBoard summaries, the outputs of `train.evaluators` (e.g.
-  `samples/step_*.png`) and Orbax checkpoints under `checkpoints/`; starts from the latest
+  Writes `config.json`, TensorBoard summaries, the outputs of the evaluators with a
+  `config.evals.<name>.every_steps` (e.g. `samples/step_*.png`) and Orbax checkpoints under `checkpoints/`; starts from the latest
   checkpoint if there is one.
 
   Returns:

@@ -3,20 +3,21 @@ Figs. 1, 5 and 8, and G's samples and IS/FID), written to the workdir's `eval/`.
 
 The default evaluators (`rob_gan_jax/evaluators/`): `accuracy_curve` (accuracy under PGD at each
 radius of `eval.epsilons` on the test split and a training sample, per radius and cumulative),
-`strong_attacks` (APGD-CE, APGD-T, Square of `eval.attacks` and the worst case), `local_lipschitz`,
-`sample_grid` and `inception` (IS/FID with `eval.inception_weights`). For an unconditional model
-(AS-GAN) the robustness is that of D's source head (`task.Task.head`; `result['head']`).
+`strong_attacks` (the strong attacks of `eval.attacks`, AutoAttack's set for 'autoattack', and
+the worst case), `local_lipschitz`, `sample_grid` and `inception` (IS/FID with
+`evals.inception.weights`). For an unconditional model (AS-GAN) the robustness is that of D's
+source head (`task.Task.head`; `result['head']`).
 
-It checks first that `eval/` can be written, then computes, logs a Markdown table and (process 0
-of a multi-process run) writes `eval/robustness.json` (the evaluators' metrics), the image grids
-as `eval/<name>.png` (`samples.png`) and the plots `accuracy_vs_epsilon.png` and
-`local_lipschitz.png`. The official evaluation script attacks the CIFAR-10 training split; we
+It checks first that `eval/` can be written, then computes, logs the evaluators' Markdown table
+lines and (process 0 of a multi-process run) writes `eval/robustness.json` (their metrics), their
+image grids as `eval/<name>.png` (`samples.png`), their plots (`local_lipschitz.png`) and the
+accuracy curves they give in `accuracy_vs_epsilon.png`. The official evaluation script attacks the CIFAR-10 training split; we
 report the test split as the main figure and the training split beside it.
 """
 
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from absl import logging
 import jax
@@ -39,6 +40,7 @@ def validate_config(config: ml_collections.ConfigDict, task: task_lib.Task) -> N
   transforms.check_dataset_config(config.dataset)
   e = config.eval
   evaluators.check_names(e.evaluators, 'eval.evaluators')
+  evaluators.check_config(config.evals)
   robustness.check_eval_args(epsilons=e.epsilons,
                              step_size_factor=robustness.step_size_factor(e.attack),
                              num_steps=e.attack.num_steps, num_restarts=e.num_restarts)
@@ -75,67 +77,9 @@ def check_writable(directory: str) -> None:
     raise OSError(f'cannot write the evaluation results to {directory}: {e}') from e
 
 
-def markdown_table(result: Dict[str, Any]) -> str:
-  """The measurements of `result` in Markdown: accuracy per radius and cumulative, the strong
-  attacks and the worst case, LLV and IS/FID, each section where its evaluator ran."""
-  lines = []
-  if 'test_accuracy' in result:
-    what = 'accuracy' if result['head'] == 'class' else 'source accuracy'
-    lines += _radius_table(result['epsilons'], [
-        (f'test {what}', result['test_accuracy']),
-        ('test, cumulative', result['test_accuracy_cumulative']),
-        (f'train {what}', result['train_accuracy']),
-        ('train, cumulative', result['train_accuracy_cumulative'])])
-    lines.append('\nPer radius: each radius attacked on its own (official acc_under_attack.py); '
-                 'cumulative: robust at every radius <= epsilon.')
-    if result['head'] == 'source':
-      lines.append('Source accuracy: the fraction of real images D calls real, under PGD that '
-                   'pushes them towards fake.')
-  if 'recalibrated_test_accuracy' in result:
-    columns = [(f'test, BatchNorm recalibrated ({result["recalibrated_batch_norm"]})',
-                result['recalibrated_test_accuracy']),
-               ('recalibrated, cumulative', result['recalibrated_test_accuracy_cumulative'])]
-    if 'test_accuracy' in result:
-      columns.insert(0, ('test, as saved', result['test_accuracy']))
-    lines += [''] + _radius_table(result['epsilons'], columns)
-    lines.append(f'Recalibrated: D\'s BatchNorm statistics re-estimated on '
-                 f'{result["recalibration_examples"]} training images.')
-  if 'test_accuracy_by_attack' in result:
-    by_attack = result['test_accuracy_by_attack']
-    lines += [''] + _radius_table(result['epsilons'], [
-        *((f'test, {name}', accuracy) for name, accuracy in by_attack.items()),
-        ('test, worst case', result['test_accuracy_worst_case'])])
-    lines.append('Worst case: an example counts only if it survives every attack at that radius.')
-  if 'llv_train' in result:
-    lines.append(f'Local Lipschitz value: train {result["llv_train"]:.4f}, '
-                 f'test {result["llv_test"]:.4f}')
-  if 'fid' in result:
-    lines.append(f'Inception Score {result["inception_score"]:.3f} +- '
-                 f'{result["inception_score_std"]:.3f}, FID {result["fid"]:.2f} '
-                 f'({result["inception_num_samples"]} samples)')
-  if 'fd_ref' in result:
-    line = (f'In the reference classifier\'s features (clean test accuracy '
-            f'{result["reference_test_accuracy"]:.4f}; not FID): fd_ref {result["fd_ref"]:.3f}, '
-            f'KID {result["kid_ref"]:.4f} +- {result["kid_ref_std"]:.4f}, precision '
-            f'{result["precision_ref"]:.3f}, recall {result["recall_ref"]:.3f}')
-    if 'gan_test_accuracy' in result:
-      line += f', GAN-test {result["gan_test_accuracy"]:.4f}'
-    if 'cas_accuracy' in result:
-      line += (f', CAS {result["cas_accuracy"]:.4f} (the same classifier on as many real '
-               f'images: {result["cas_real_accuracy"]:.4f})')
-    lines.append(f'{line} ({result["reference_num_samples"]} samples)')
-  return '\n'.join(lines)
-
-
-def _radius_table(epsilons, columns) -> List[str]:
-  """Markdown rows of one row per radius (in both pixel scales) and the given (title, values)."""
-  lines = ['| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | '
-           + ' | '.join(title for title, _ in columns) + ' |',
-           '|---|---|' + '---|' * len(columns)]
-  for i, eps in enumerate(epsilons):
-    lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | '
-                 + ' | '.join(f'{values[i]:.4f}' for _, values in columns) + ' |')
-  return lines
+def markdown_table(outputs) -> str:
+  """The table lines of the evaluators' `Output`s, a blank line between evaluators."""
+  return '\n\n'.join('\n'.join(o.table) for o in outputs if o.table)
 
 
 def evaluate(config: ml_collections.ConfigDict, task: task_lib.Task,
@@ -182,14 +126,23 @@ def _evaluate(config, task: task_lib.Task, workdir: str, weights: checkpoints.We
       generator=generator, discriminator=discriminator, mesh=parallel.make_mesh())
   logging.info('Evaluating stage %s (step %d): %s.', weights.stage, weights.step,
                ', '.join(config.eval.evaluators))
-  result, images = evaluators.run_all(context, config.eval.evaluators, weights)
+  result, outputs = evaluators.run_all(context, config.eval.evaluators, weights)
   logging.info('Robustness of %s, stage %s:\n%s', workdir, weights.stage,
-               markdown_table(result))
+               markdown_table(outputs))
   if not parallel.is_main_process():
     return result
   path = os.path.join(directory, 'robustness.json')
   workdir_lib.write_atomically(path, json.dumps(result, indent=2))
-  for name, grid in images.items():
-    visualize.save_png(grid, os.path.join(directory, f'{name}.png'), scale=2)
-  visualize.plot_robustness(result, directory)
+  for output in outputs:
+    for name, grid in output.images.items():
+      visualize.save_png(grid, os.path.join(directory, f'{name}.png'), scale=2)
+    for name, draw in output.plots.items():
+      visualize.save_plot(draw, os.path.join(directory, f'{name}.png'))
+  curves = [curve for output in outputs for curve in output.curves]
+  if curves:
+    visualize.plot_curves(
+        curves, config.eval.epsilons, os.path.join(directory, 'accuracy_vs_epsilon.png'),
+        title=f'D, stage {weights.stage}, step {weights.step}',
+        ylabel=('accuracy under attack' if task.head == 'class'
+                else 'source accuracy (real called real) under attack'))
   return result

@@ -234,7 +234,7 @@ def start_comparison(context: evaluators.Context, start: Dict[str, float],
   logged as a warning (fine-tuning is meant to improve the co-trained classifier; a drop with a
   gain under attack may be a fair trade, a drop of both is not). It returns the last step's test
   metrics too, so that `loop.CollapseGuard` judges the classifier fine-tuning ends with even
-  when `finetune.evaluators` measures none.
+  when no evaluator measures it at the last step.
   """
   evaluator = evaluators.create('pgd_accuracy', context)
 
@@ -264,8 +264,9 @@ def train_classifier(config: ml_collections.ConfigDict, task: task_lib.Task,
   `workdir`), its BatchNorm statistics re-estimated if `finetune.recalibrate_batch_norm`, and
   keeps that checkpoint's G, frozen, in its state (a resumed run uses its own checkpoint's G, not
   a newer co-training one); Madry training starts from a random D. Logs the loss and accuracies
-  on adversarial batches and runs `finetune.evaluators` (by default clean and PGD accuracy on
-  `finetune.eval_num_examples` test examples after each epoch); fine-tuning also measures them
+  on adversarial batches and runs the evaluators with a `config.evals.<name>.every_epochs` (by
+  default `pgd_accuracy`: clean and PGD accuracy on the test split after each epoch); fine-tuning
+  also measures them
   before its first update and compares at its last (`start_comparison`).
 
   Returns:

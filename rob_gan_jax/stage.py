@@ -4,7 +4,9 @@ mesh, the workdir's lock and config check, the training data, the evaluators' ho
 Co-training (`cotrain`) and classifier training (`finetune`: fine-tuning, the Madry baseline)
 each give `train` a `plan`: from the training data and the evaluators' context, the fresh state,
 the jitted step (`parallel.train_step`), the number of steps and what else the stage needs. A
-stage's settings are the config group `train` (co-training) or `finetune` (the others).
+stage's settings are the config group `train` (co-training) or `finetune` (the others); its
+evaluators run at their `config.evals.<name>.every_steps` (co-training, G steps) or
+`every_epochs` (the others).
 """
 
 import dataclasses
@@ -32,11 +34,15 @@ def group_name(stage: str) -> str:
   return 'train' if stage == 'cotrain' else 'finetune'
 
 
+def period_field(stage: str) -> str:
+  """The field of `config.evals.<name>` that says how often the stage runs an evaluator."""
+  return 'every_steps' if stage == 'cotrain' else 'every_epochs'
+
+
 def check_config(config, stage: str) -> None:
   """Raises ValueError, naming the field, if a `LOOP_FIELDS` setting of the stage's group is < 1,
   its batch size does not divide by the device count, its `collapse_guard` has a bound outside
-  [0, 1] or a negative patience, or its `evaluators` name an unknown evaluator or a negative
-  period."""
+  [0, 1] or a negative patience, or `config.evals` is not as `evaluators.check_config` wants."""
   field = group_name(stage)
   group = config[field]
   for name in LOOP_FIELDS:
@@ -50,17 +56,14 @@ def check_config(config, stage: str) -> None:
   if guard.patience < 0:
     raise ValueError(f'{field}.collapse_guard.patience must be >= 0 (0 = off), got '
                      f'{guard.patience}')
-  evaluators.check_names(group.evaluators, f'{field}.evaluators')
-  for name, every in group.evaluators.items():
-    if every < 0:
-      raise ValueError(f'{field}.evaluators.{name} must be >= 0 (0 = off), got {every}')
+  evaluators.check_config(config.evals)
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """What a stage trains: `loop.run`'s state, step and length, how an evaluator sees the state
-  (`networks(step, state)`), the unit of `<group>.evaluators` periods in steps, more hooks, and
-  the classifier's metrics at the start (`loop.CollapseGuard`)."""
+  (`networks(step, state)`), the unit of its evaluators' periods in steps (an epoch's, for
+  `every_epochs`), more hooks, and the classifier's metrics at the start (`loop.CollapseGuard`)."""
   state: Any
   train_step: Callable
   num_steps: int
@@ -104,7 +107,8 @@ def train(config, task: task_lib.Task, workdir: str, *, stage: str, batches_per_
           plan: Callable[[batches.TrainingData, evaluators.Context], Plan]):
   """Runs (or resumes) `stage` in `workdir`: builds the models and the mesh, holds the workdir,
   writes (or checks) its config.json, reads the training data, and runs `loop.run` on what
-  `plan(training data, context)` gives, with the evaluators of `<group>.evaluators`.
+  `plan(training data, context)` gives, with the evaluators whose period (`period_field`) is
+  not 0.
 
   Returns:
     The final state.
@@ -128,7 +132,8 @@ def train(config, task: task_lib.Task, workdir: str, *, stage: str, batches_per_
     context = evaluators.Context(config, task, workdir, stage=stage, training=True,
                                  generator=generator, discriminator=discriminator, mesh=mesh)
     p = plan(data, context)
-    hooks = evaluator_hooks(context, group.evaluators, steps_per_unit=p.steps_per_unit,
+    periods = {name: s[period_field(stage)] for name, s in config.evals.items()}
+    hooks = evaluator_hooks(context, periods, steps_per_unit=p.steps_per_unit,
                             directory=workdir_lib.summary_dir(workdir, stage),
                             networks=p.networks)
     return loop.run(state=p.state, train_step=p.train_step, host_batch=data.host_batch,

@@ -1,7 +1,6 @@
-"""Pictures: image grids, PNG files, and the robustness plots of `--mode=eval`."""
+"""Pictures: image grids, PNG files, and the plots of `--mode=eval`."""
 
-import os
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -31,47 +30,36 @@ def save_png(image: np.ndarray, path: str, scale: Optional[int] = None) -> None:
   pil.save(path)
 
 
-def plot_robustness(result: Dict[str, Any], directory: str) -> None:
-  """Writes `accuracy_vs_epsilon.png` (train and test accuracy per radius, solid, and
-  cumulative, dashed; the strong attacks and the worst case) and `local_lipschitz.png` of a
-  `--mode=eval` result into the existing `directory`, each if its evaluator ran."""
+def _pyplot():
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  if 'test_accuracy' in result:
-    _plot_accuracy(plt, result, directory)
-  if 'llv_train' in result:
-    fig, ax = plt.subplots(figsize=(3.5, 3.5))
-    ax.bar(['train', 'test'], [result['llv_train'], result['llv_test']], color=['C0', 'C1'])
-    ax.set_ylabel('mean ||d loss / d x||_2')
-    ax.set_title('local Lipschitz value')
-    fig.tight_layout()
-    fig.savefig(os.path.join(directory, 'local_lipschitz.png'), dpi=100)
-    plt.close(fig)
+  return plt
 
 
-def _plot_accuracy(plt, result: Dict[str, Any], directory: str) -> None:
-  fig, ax = plt.subplots(figsize=(5, 3.5))
-  for split, marker, color in (('train', 'o', 'C0'), ('test', 's', 'C1')):
-    ax.plot(result['epsilons'], result[f'{split}_accuracy'], f'{marker}-', color=color,
-            label=f'{split}, per radius')
-    ax.plot(result['epsilons'], result[f'{split}_accuracy_cumulative'], f'{marker}--',
-            color=color, fillstyle='none', label=f'{split}, cumulative')
-  strong = [n for n in result.get('test_accuracy_by_attack', {}) if n != 'pgd']
-  for i, name in enumerate(strong):
-    ax.plot(result['epsilons'], result['test_accuracy_by_attack'][name], 'x:',
-            color=f'C{i + 2}', label=f'test, {name}')
-  if strong:
-    ax.plot(result['epsilons'], result['test_accuracy_worst_case'], 'k^-',
-            label='test, worst case')
-  ax.set_xlabel('L-inf epsilon ([-1, 1] pixel scale)')
-  if result['head'] == 'class':
-    ax.set_ylabel('accuracy under attack' if strong else 'accuracy under PGD')
-  else:
-    ax.set_ylabel('source accuracy (real called real) under PGD')
-  ax.set_title(f'D classifier, stage {result["stage"]}, step {result["step"]}')
-  ax.grid(alpha=0.3)
-  ax.legend()
+def save_plot(draw: Callable[[Any], None], path: str) -> None:
+  """Writes the plot `draw(ax)` makes on a small matplotlib Axes as PNG."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(3.5, 3.5))
+  draw(ax)
   fig.tight_layout()
-  fig.savefig(os.path.join(directory, 'accuracy_vs_epsilon.png'), dpi=100)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_curves(curves: Sequence[Any], epsilons: Sequence[float], path: str, *, title: str,
+                ylabel: str) -> None:
+  """Writes accuracy per radius, one line per `evaluators.Curve` (label, values, style), as PNG."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  for curve in curves:
+    ax.plot(list(epsilons), curve.values, curve.style, label=curve.label,
+            fillstyle='none' if '--' in curve.style else 'full')
+  ax.set_xlabel('L-inf epsilon ([-1, 1] pixel scale)')
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
   plt.close(fig)

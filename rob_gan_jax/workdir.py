@@ -104,14 +104,11 @@ def lock(workdir: str, purpose: str) -> Iterator[None]:
 # dtype, loop unrolling). Any other setting of a stage with checkpoints is fixed, unless named in
 # `config.allow_changes`.
 RESUMABLE_CHANGES = (
-    'allow_changes', 'cpu_eigen_convolutions', 'eval', 'model.dtype', 'reference', 'unroll',
-    *(f'train.{k}' for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
-                             'max_to_keep', 'evaluators', 'eval_num_examples',
-                             'samples_per_class', 'inception_num_samples')),
-    'train.collapse_guard',
-    *(f'finetune.{k}' for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
-                                'max_to_keep', 'evaluators', 'eval_num_examples',
-                                'collapse_guard')))
+    'allow_changes', 'cpu_eigen_convolutions', 'eval', 'evals', 'model.dtype', 'reference',
+    'unroll',
+    *(f'{group}.{k}' for group in ('train', 'finetune')
+      for k in ('num_steps', 'log_every_steps', 'checkpoint_every_steps', 'max_to_keep',
+                'collapse_guard')))
 # The config sections a stage's checkpoints depend on, besides those of every stage (seed,
 # method, model, dataset).
 _STAGE_SECTIONS = {'cotrain': ('attack', 'optim', 'train'), 'finetune': ('finetune',),

@@ -85,7 +85,7 @@ def test_api_evaluate_runs_the_evaluators_of_eval_mode(trained_workdir):
   curve = model.accuracy_curve(images, labels, e.epsilons)
   assert result['test_accuracy'] == curve.per_radius  # The same attack as --mode=eval's.
   assert (result['stage'], result['step'], result['head']) == ('finetune', model.step, 'class')
-  rows, per_row = 10, model.config.train.samples_per_class
+  rows, per_row = 10, model.config.evals.sample_grid.samples_per_class
   assert result['images']['samples'].shape == (rows * 34 + 2, per_row * 34 + 2, 3)
   with pytest.raises(ValueError, match='unknown evaluator'):
     model.evaluate(['fid50k'])
@@ -95,7 +95,8 @@ def test_api_recalibrated_model_is_reported_beside_the_saved_one(trained_workdir
   model = api.load(trained_workdir, 'cotrain')
   result = model.evaluate(['accuracy_curve', 'recalibrated_accuracy'])
   e = model.config.eval
-  recalibrated = model.recalibrated(e.recalibrate_batch_norm, e.recalibration_examples)
+  r = model.config.evals.recalibrated_accuracy
+  recalibrated = model.recalibrated(r.mode, r.num_examples)
   images, labels = model.load_data(e.split, e.num_examples)
   assert result['test_accuracy'] == model.accuracy_curve(images, labels, e.epsilons).per_radius
   assert result['recalibrated_test_accuracy'] == recalibrated.accuracy_curve(

@@ -172,8 +172,8 @@ def test_training_on_a_full_file_system_stops_with_one_clear_error_and_resumes(i
     filler.write_bytes(b'\0' * (shutil.disk_usage(str(mount)).free - 600_000))
     command = [sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={mount}/run',
                f'--config.dataset.image_folder={image_folder}',
-               '--config.train.evaluators.pgd_accuracy=0',
-               '--config.train.evaluators.sample_grid=0']
+               '--config.evals.pgd_accuracy.every_steps=0',
+               '--config.evals.sample_grid.every_steps=0']
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     full = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=600)
     assert full.returncode != 0

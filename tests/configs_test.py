@@ -44,10 +44,10 @@ def shrink(config):
   m.z_dim, m.generator_width, m.discriminator_width = 8, 1, 2
   config.attack.num_steps = 1
   config.train.update(batch_size=8, n_dis=2, num_steps=1, log_every_steps=1,
-                      checkpoint_every_steps=1, eval_num_examples=8, samples_per_class=1)
-  config.train.evaluators.update(pgd_accuracy=1, sample_grid=1)
-  config.finetune.update(batch_size=8, num_steps=1, log_every_steps=1, checkpoint_every_steps=1,
-                         eval_num_examples=8)
+                      checkpoint_every_steps=1)
+  config.evals.pgd_accuracy.update(every_steps=1, cotrain_num_examples=8, finetune_num_examples=8)
+  config.evals.sample_grid.update(every_steps=1, samples_per_class=1)
+  config.finetune.update(batch_size=8, num_steps=1, log_every_steps=1, checkpoint_every_steps=1)
   config.finetune.attack.num_steps = 1
   config.eval.update(epsilons=(0.0, 0.02), num_examples=8, train_num_examples=8, batch_size=8)
   config.eval.attack.num_steps = 1
@@ -273,8 +273,8 @@ def test_fashion_mnist_through_tfds_default_data_dir(shared_tfds_dir, tmp_path):
   shrunk = ['--config.model.z_dim=8', '--config.model.generator_width=1',
             '--config.model.discriminator_width=2', '--config.train.batch_size=8',
             '--config.train.num_steps=1', '--config.train.n_dis=1',
-            '--config.train.evaluators.pgd_accuracy=0', '--config.train.evaluators.sample_grid=1',
-            '--config.train.samples_per_class=1']
+            '--config.evals.pgd_accuracy.every_steps=0', '--config.evals.sample_grid.every_steps=1',
+            '--config.evals.sample_grid.samples_per_class=1']
   result = subprocess.run(
       [sys.executable, 'main.py', '--config=configs/fashion_mnist.py', f'--workdir={workdir}',
        *shrunk], cwd=conftest.REPO, capture_output=True, text=True, timeout=600,

@@ -151,8 +151,8 @@ def trained_workdir(image_folder, tmp_path_factory):
   config.train.num_steps = 2
   config.finetune.stage_epochs = (0.2, 0.2)  # Batch 8, 5 steps an epoch: 1 + 1 steps.
   # No evaluators while training (tests of the hooks train their own runs): fewer compiles.
-  config.train.evaluators.update(pgd_accuracy=0, sample_grid=0)
-  config.finetune.evaluators.pgd_accuracy = 0
+  config.evals.pgd_accuracy.update(every_steps=0, every_epochs=0)
+  config.evals.sample_grid.every_steps = 0
 
   def build(workdir):
     cotrain.train_and_evaluate(config, task_lib.Task.from_config(config), workdir)
@@ -170,7 +170,7 @@ def trained_asgan_workdir(image_folder, tmp_path_factory):
   config = tiny.get_config('asgan')
   config.dataset.image_folder = image_folder
   config.train.num_steps = 2
-  config.train.evaluators.update(pgd_accuracy=0, sample_grid=0)
+  config.evals.pgd_accuracy.every_steps = config.evals.sample_grid.every_steps = 0
   return private_copy(tmp_path_factory, built_once(
       tmp_path_factory, 'trained_asgan', lambda workdir: cotrain.train_and_evaluate(
           config, task_lib.Task.from_config(config), workdir)))

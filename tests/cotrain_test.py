@@ -280,7 +280,7 @@ def test_diverging_run_stops_and_keeps_only_finite_checkpoints(tiny_config, tmp_
   """lr 1e30 gives finite losses from non-finite weights; the state check stops the run, and
   the checkpoint saved before (step 2, of a sane learning rate) is the last one."""
   tiny_config.train.num_steps = 2
-  tiny_config.train.evaluators.update(pgd_accuracy=0, sample_grid=0)
+  tiny_config.evals.pgd_accuracy.every_steps = tiny_config.evals.sample_grid.every_steps = 0
   cotrain.train_and_evaluate(tiny_config, task_lib.Task.from_config(tiny_config), str(tmp_path))
   tiny_config.optim.learning_rate = 1e30
   tiny_config.allow_changes = ('optim.learning_rate',)
@@ -324,7 +324,7 @@ def test_main_on_sigterm_saves_the_step_reached_and_resumes_exactly(image_folder
       sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={workdir}',
       f'--config.dataset.image_folder={image_folder}', '--config.train.num_steps=60',
       '--config.train.log_every_steps=1', '--config.train.checkpoint_every_steps=1000',
-      '--config.train.evaluators.pgd_accuracy=0', '--config.train.evaluators.sample_grid=0']
+      '--config.evals.pgd_accuracy.every_steps=0', '--config.evals.sample_grid.every_steps=0']
   log = tmp_path / 'run.log'
   with open(log, 'w') as f:
     run = subprocess.Popen(command(tmp_path / 'run'), cwd=REPO, stdout=f, stderr=subprocess.STDOUT)

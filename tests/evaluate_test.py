@@ -1,6 +1,7 @@
 """Tests of rob_gan_jax.evaluate, the --mode=eval driver."""
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -9,8 +10,10 @@ import pytest
 
 from configs import tiny
 from rob_gan_jax import evaluate
-from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax import evaluators
 from rob_gan_jax import task as task_lib
+from rob_gan_jax import workdir as workdir_lib
+from rob_gan_jax.evaluators import accuracy_curve
 
 
 def eval_config(workdir):
@@ -62,7 +65,8 @@ def test_bad_eval_input_raises(trained_workdir, field, value, error, match):
     evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)
 
 
-def test_strong_attacks_are_reported_per_radius_with_the_worst_case(trained_workdir, tmp_path):
+def test_strong_attacks_are_reported_per_radius_with_the_worst_case(trained_workdir, tmp_path,
+                                                                    caplog):
   workdir = str(tmp_path / 'run')
   shutil.copytree(trained_workdir, workdir)
   config = eval_config(workdir)
@@ -72,15 +76,16 @@ def test_strong_attacks_are_reported_per_radius_with_the_worst_case(trained_work
   budgets.apgd_t.update(num_steps=5, num_target_classes=3)
   budgets.fab_t.update(num_steps=5, num_target_classes=3)
   budgets.square.num_queries = 20
-  result = evaluate.evaluate(config, task_lib.Task.from_config(config), workdir)
+  with caplog.at_level(logging.INFO):
+    result = evaluate.evaluate(config, task_lib.Task.from_config(config), workdir)
   assert result['attacks'] == ['pgd', 'apgd-ce', 'apgd-t', 'fab-t', 'square']  # AutoAttack.
   by_attack, worst = result['test_accuracy_by_attack'], result['test_accuracy_worst_case']
   assert by_attack['pgd'] == result['test_accuracy']
   for accuracies in by_attack.values():
     assert accuracies[0] == result['test_accuracy'][0]  # Radius 0: clean accuracy.
     assert all(w <= a for w, a in zip(worst, accuracies))  # Never above any single attack.
-  table = evaluate.markdown_table(result)
-  assert 'test, apgd-t' in table and 'test, worst case' in table
+  table = next(r.getMessage() for r in caplog.records if r.getMessage().startswith('Robustness'))
+  assert 'test, fab-t' in table and 'test, worst case' in table and 'test accuracy' in table
   assert os.path.getsize(os.path.join(workdir, 'eval', 'accuracy_vs_epsilon.png')) > 1000
   # The strong attacks need D's classifier.
   config.eval.attacks = ('square',)
@@ -106,15 +111,15 @@ def test_eval_without_checkpoint_or_with_other_architecture_raises(trained_workd
     evaluate.evaluate(empty, task_lib.Task.from_config(empty), str(tmp_path / 'empty'))
 
 
-def test_markdown_table_shows_per_radius_and_cumulative_accuracy():
-  result = {'epsilons': [0.0, 0.04], 'test_accuracy': [0.8, 0.5],
-            'test_accuracy_cumulative': [0.8, 0.375], 'train_accuracy': [0.9, 0.625],
-            'train_accuracy_cumulative': [0.9, 0.5], 'llv_train': 0.25, 'llv_test': 0.5,
-            'head': 'class'}
-  lines = evaluate.markdown_table(result).splitlines()
-  assert 'test accuracy | test, cumulative | train accuracy | train, cumulative' in lines[0]
-  assert lines[2] == '| 0.000 | 0.0 | 0.8000 | 0.8000 | 0.9000 | 0.9000 |'
-  assert lines[3] == '| 0.040 | 5.1 | 0.5000 | 0.3750 | 0.6250 | 0.5000 |'
+def test_markdown_table_shows_each_evaluators_lines_per_radius_in_both_scales():
+  table = accuracy_curve.radius_table([0.0, 0.04], [('test accuracy', [0.8, 0.5]),
+                                                    ('test, cumulative', [0.8, 0.375])])
+  assert 'test accuracy | test, cumulative' in table[0]
+  assert table[2:] == ['| 0.000 | 0.0 | 0.8000 | 0.8000 |', '| 0.040 | 5.1 | 0.5000 | 0.3750 |']
+  outputs = [evaluators.Output(table=table), evaluators.Output(),
+             evaluators.Output(table=['Local Lipschitz value: train 0.2500, test 0.5000'])]
+  assert evaluate.markdown_table(outputs) == '\n'.join(table) + (
+      '\n\nLocal Lipschitz value: train 0.2500, test 0.5000')
 
 
 @pytest.mark.parametrize('blocker', ['file', 'read-only'])

@@ -15,13 +15,14 @@ def test_every_evaluator_module_is_available_and_unknown_names_are_refused():
   assert set(evaluators.available()) >= {'pgd_accuracy', 'accuracy_curve', 'strong_attacks',
                                          'local_lipschitz', 'sample_grid', 'inception'}
   config = tiny.get_config()
+  assert set(config.evals) == set(evaluators.available())  # Each with its DEFAULTS.
   config.unlock()
-  config.train.evaluators.fid50k = 10
-  with pytest.raises(ValueError, match=r"train.evaluators: unknown evaluator\(s\) \['fid50k'\]"):
+  config.evals.fid50k = dict(every_steps=10, every_epochs=0)
+  with pytest.raises(ValueError, match=r"evals: unknown evaluator\(s\) \['fid50k'\]"):
     stage.check_config(config, 'cotrain')
   config = tiny.get_config()
-  config.finetune.evaluators.pgd_accuracy = -1
-  with pytest.raises(ValueError, match='finetune.evaluators.pgd_accuracy must be >= 0'):
+  config.evals.pgd_accuracy.every_epochs = -1
+  with pytest.raises(ValueError, match='evals.pgd_accuracy.every_epochs must be >= 0'):
     stage.check_config(config, 'madry')
 
 
@@ -62,6 +63,6 @@ def test_run_all_merges_the_metrics_and_images_of_the_evaluators(monkeypatch):
   monkeypatch.setattr(evaluators, 'create', lambda name, context: Recorder())
   networks = checkpoints.Weights(config=None, stage='cotrain', step=3, generator=None,
                                  discriminator={})
-  metrics, images = evaluators.run_all(None, ['a', 'b'], networks)
+  metrics, outputs = evaluators.run_all(None, ['a', 'b'], networks)
   assert metrics == {'stage': 'cotrain', 'step': 3, 'score': 3.0, 'table': [1, 2]}
-  assert list(images) == ['grid']
+  assert len(outputs) == 2 and list(outputs[0].images) == ['grid']

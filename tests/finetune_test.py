@@ -141,7 +141,7 @@ def test_finetune_resumes_exactly_and_keeps_its_own_checkpoints(trained_workdir,
   with open(tmp_path / 'straight' / 'finetune' / 'start_accuracy.json') as f:
     start = json.load(f)
   model = api.load(trained_workdir, 'cotrain')
-  images, labels = model.load_data('test', config.finetune.eval_num_examples)
+  images, labels = model.load_data('test', config.evals.pgd_accuracy.finetune_num_examples)
   assert start['test_accuracy_clean'] == np.mean(np.asarray(model.predict(images)) == labels)
   assert sorted(os.listdir(tmp_path / 'straight' / 'finetune' / 'checkpoints')) == ['2', '4']
   # A run killed after its checkpoint at step 2 resumes from there.
@@ -204,7 +204,7 @@ def test_madry_baseline_trains_a_classifier_only(image_folder, tmp_path):
   config.dataset.image_folder = image_folder
   config.finetune.batch_size = 8
   config.finetune.stage_epochs = (0.4,)
-  config.finetune.eval_num_examples = 8
+  config.evals.pgd_accuracy.finetune_num_examples = 8
   config.eval.attack.num_steps = 2
   state = main.run(config, str(tmp_path), 'train')
   assert int(state.step) == 2

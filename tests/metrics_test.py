@@ -176,11 +176,11 @@ def test_eval_mode_reports_is_and_fid_with_weights(trained_workdir, random_weigh
   config = workdir_lib.load_config(trained_workdir)
   config.eval.epsilons = [0.0]
   config.eval.train_num_examples = 4
-  config.eval.inception_num_samples = 20
-  config.eval.inception_batch_size = 12
+  config.evals.inception.eval_num_samples = 20
+  config.evals.inception.batch_size = 12
   result = evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)
   assert 'fid' not in result  # No weights given: skipped.
-  config.eval.inception_weights = npz
+  config.evals.inception.weights = npz
   result = evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)
   assert result['fid'] > 0 and 1.0 <= result['inception_score'] <= 1000
   cache = os.path.join(os.path.dirname(trained_workdir), 'fid_stats')

@@ -115,7 +115,8 @@ def test_held_out_real_images_score_as_real_and_noise_does_not(config, trained, 
   cache_dir, classifier = trained
   config = config.copy_and_resolve_references()
   config.reference.cache_dir = cache_dir
-  config.reference.eval_num_samples = config.reference.eval_cas_num_samples = 100
+  config.evals.reference_metrics.eval_num_samples = 100
+  config.evals.reference_metrics.eval_cas_num_samples = 100
   # Images of the same distribution as the real side (the test split), none of them in it.
   images, labels = splits.load_subset(reference.labelled(config), 'held_out', None)
   real = _score_as_samples(config, cache_dir, images, labels, monkeypatch)

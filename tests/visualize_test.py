@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from rob_gan_jax import evaluators
 from rob_gan_jax import visualize
 
 
@@ -24,10 +25,11 @@ def test_grayscale_grid_is_a_grayscale_png(tmp_path):
     assert np.asarray(image)[2, 2] == 255
 
 
-def test_plot_robustness_writes_both_plots(tmp_path):
-  result = {'epsilons': [0.0, 0.02], 'train_accuracy': [0.9, 0.5], 'test_accuracy': [0.8, 0.4],
-            'train_accuracy_cumulative': [0.9, 0.45], 'test_accuracy_cumulative': [0.8, 0.3],
-            'llv_train': 0.5, 'llv_test': 0.7, 'stage': 'finetune', 'step': 3, 'head': 'class'}
-  visualize.plot_robustness(result, str(tmp_path))
-  for name in ('accuracy_vs_epsilon.png', 'local_lipschitz.png'):
+def test_plots_of_curves_and_of_a_drawing_function(tmp_path):
+  curves = [evaluators.Curve('test, per radius', [0.8, 0.4], 's-C1'),
+            evaluators.Curve('test, cumulative', [0.8, 0.3], 's--C1')]
+  visualize.plot_curves(curves, [0.0, 0.02], str(tmp_path / 'curves.png'), title='D',
+                        ylabel='accuracy')
+  visualize.save_plot(lambda ax: ax.bar(['train', 'test'], [0.5, 0.7]), str(tmp_path / 'b.png'))
+  for name in ('curves.png', 'b.png'):
     assert os.path.getsize(tmp_path / name) > 1000

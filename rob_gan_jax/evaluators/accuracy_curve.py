@@ -5,13 +5,18 @@ Each radius is attacked on its own, as the official `acc_under_attack.py` does (
 `train_accuracy`); from the same attacks `*_accuracy_cumulative` counts an example at eps only if
 it survived every radius <= eps. The attack is PGD with `eval.attack.num_steps` steps of eps times
 `eval.attack`'s step_size / epsilon, `eval.num_restarts` restarts, keys from `PRNGKey(seed)`; on
-D's classifier, or its source head for an unconditional model (`head` says which).
+D's classifier, or its source head for an unconditional model (`head` says which). Its part of
+`--mode=eval`'s table and plot: per radius and cumulative, test and train.
 """
+
+from typing import List
 
 import jax
 
 from rob_gan_jax import evaluators
 from rob_gan_jax import robustness
+
+DEFAULTS = dict(every_steps=0, every_epochs=0)
 
 
 def pgd_curve(context, networks, which: str, variant: str = '') -> robustness.AccuracyCurve:
@@ -48,4 +53,27 @@ class Evaluator:
     metrics['attack'] = {'num_steps': e.attack.num_steps,
                          'step_size_factor': robustness.step_size_factor(e.attack),
                          'random_start': e.attack.random_start, 'num_restarts': e.num_restarts}
-    return evaluators.Output(metrics=metrics)
+    what = 'accuracy' if self.context.task.head == 'class' else 'source accuracy'
+    columns = []
+    for which, marker, color in (('test', 's', 'C1'), ('train', 'o', 'C0')):
+      columns += [(f'{which} {what}', curves[which].per_radius, f'{marker}-{color}'),
+                  (f'{which}, cumulative', curves[which].cumulative, f'{marker}--{color}')]
+    table = radius_table(metrics['epsilons'], [(title, values) for title, values, _ in columns])
+    table.append('\nPer radius: each radius attacked on its own (official acc_under_attack.py); '
+                 'cumulative: robust at every radius <= epsilon.')
+    if self.context.task.head == 'source':
+      table.append('Source accuracy: the fraction of real images D calls real, under PGD that '
+                   'pushes them towards fake.')
+    return evaluators.Output(metrics=metrics, table=table, curves=[
+        evaluators.Curve(title, values, style) for title, values, style in columns])
+
+
+def radius_table(epsilons, columns) -> List[str]:
+  """Markdown rows of one row per radius (in both pixel scales) and the given (title, values)."""
+  lines = ['| epsilon ([-1, 1] scale) | same in /255 of [0, 1] | '
+           + ' | '.join(title for title, _ in columns) + ' |',
+           '|---|---|' + '---|' * len(columns)]
+  for i, eps in enumerate(epsilons):
+    lines.append(f'| {eps:.3f} | {eps * 127.5:.1f} | '
+                 + ' | '.join(f'{values[i]:.4f}' for _, values in columns) + ' |')
+  return lines

@@ -18,6 +18,8 @@ from rob_gan_jax import evaluators
 from rob_gan_jax import robustness
 from rob_gan_jax.evaluators import accuracy_curve
 
+DEFAULTS = dict(every_steps=0, every_epochs=0)
+
 
 class Evaluator:
 
@@ -40,7 +42,15 @@ class Evaluator:
           budget=self.budgets[name], key=jax.random.PRNGKey(c.config.seed))
     worst = robustness.AccuracyCurve.from_correct(
         np.logical_and.reduce([curve.correct for curve in curves.values()]), e.epsilons)
-    return evaluators.Output(metrics=dict(
-        attacks=list(self.names), attack_budgets=self.budgets,
-        test_accuracy_by_attack={n: curve.per_radius for n, curve in curves.items()},
-        test_accuracy_worst_case=worst.per_radius))
+    columns = [(f'test, {name}', curve.per_radius) for name, curve in curves.items()]
+    columns.append(('test, worst case', worst.per_radius))
+    table = accuracy_curve.radius_table(list(e.epsilons), columns) + [
+        'Worst case: an example counts only if it survives every attack at that radius.']
+    plotted = [evaluators.Curve(title, values, f'x:C{i + 2}')
+               for i, (title, values) in enumerate(columns[1:-1])]
+    plotted.append(evaluators.Curve('test, worst case', worst.per_radius, 'k^-'))
+    return evaluators.Output(
+        metrics=dict(attacks=list(self.names), attack_budgets=self.budgets,
+                     test_accuracy_by_attack={n: curve.per_radius for n, curve in curves.items()},
+                     test_accuracy_worst_case=worst.per_radius),
+        table=table, curves=plotted)

@@ -136,19 +136,19 @@ def real_statistics(config, split: str, variables, weights_path: str, cache_dir:
 def generator_metrics(samples: np.ndarray, config, workdir: str, *,
                       mesh: Optional[jax.sharding.Mesh] = None) -> Dict[str, float]:
   """{'inception_score', 'inception_score_std', 'fid'} of G's (N, H, W, C) uint8 `samples`
-  against `config.eval.inception_split` (statistics cached in `<workdir>/../fid_stats/`); raises
-  FileNotFoundError / ValueError for a missing or wrong `eval.inception_weights` .npz."""
-  e = config.eval
-  variables = inception.load_variables(e.inception_weights)
+  against `evals.inception.split` (statistics cached in `<workdir>/../fid_stats/`); raises
+  FileNotFoundError / ValueError for a missing or wrong `evals.inception.weights` .npz."""
+  s = config.evals.inception
+  variables = inception.load_variables(s.weights)
   cache_dir = os.path.join(os.path.dirname(os.path.abspath(workdir)), 'fid_stats')
-  mu_real, sigma_real = real_statistics(config, e.inception_split, variables, e.inception_weights,
-                                        cache_dir, batch_size=e.inception_batch_size, mesh=mesh)
-  pool, logits = extract(variables, samples, batch_size=e.inception_batch_size, mesh=mesh)
+  mu_real, sigma_real = real_statistics(config, s.split, variables, s.weights, cache_dir,
+                                        batch_size=s.batch_size, mesh=mesh)
+  pool, logits = extract(variables, samples, batch_size=s.batch_size, mesh=mesh)
   score, score_std = inception_score(logits)
   return {'inception_score': score, 'inception_score_std': score_std,
           'fid': frechet_distance(*statistics(pool), mu_real, sigma_real)}
 
 
-SKIPPED = ('Inception Score and FID are skipped: eval.inception_weights is not set. Convert the '
-           'standard weights with python -m rob_gan_jax.metrics.convert_inception (README) and '
-           'pass --config.eval.inception_weights=PATH.npz.')
+SKIPPED = ('Inception Score and FID are skipped: evals.inception.weights is not set. Convert '
+           'the standard weights with python -m rob_gan_jax.metrics.convert_inception (README) '
+           'and pass --config.evals.inception.weights=PATH.npz.')

@@ -69,13 +69,6 @@ def default_config() -> ml_collections.ConfigDict:
       translate=2,  # Random translations of up to this many pixels (reflect padding).
       warmup_fraction=0.23,  # Learning rate x0.2 -> x1 over this share of steps, then -> x0.07.
       cache_dir=config_dict.placeholder(str),  # None: <workdir>/../reference_classifiers.
-      # G's samples measured against the whole eval.split (fd_ref, KID, precision, recall,
-      # GAN-test), while training and in --mode=eval / the API; and those CAS trains a classifier
-      # on (0 = no CAS; beside it the same classifier trained on as many real images).
-      train_num_samples=2_000,
-      eval_num_samples=10_000,
-      train_cas_num_samples=0,
-      eval_cas_num_samples=10_000,
   ))
 
 
