@@ -82,14 +82,23 @@ def initialize_distributed() -> None:
     return
   # CPU devices of several processes need a collectives library (GPUs and TPUs have their own).
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  # Orbax's barriers (creating the checkpoint folder, each save) through the coordination
+  # service, which waits up to 5 minutes for a late process, instead of a gloo collective, whose
+  # rendezvous gives a process 30 seconds: the processes start training together.
+  FLAGS.experimental_orbax_use_distributed_barrier = True
   jax.distributed.initialize(**explicit)
+  if jax.default_backend() == 'cpu':
+    # A persistent compilation cache is written by process 0 only, so it would start training
+    # from cached programs while the others still compile: past gloo's 30 s, the step fails.
+    jax.config.update('jax_enable_compilation_cache', False)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  initialize_distributed()
   console.configure(library_info=FLAGS.library_info)
+  initialize_distributed()
+  console.quiet_other_processes()
   host_tf.tensorflow()  # Before anything reads data; a missing TensorFlow is named at once.
   logging.info('Process %d of %d; JAX devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())

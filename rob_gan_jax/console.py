@@ -37,14 +37,19 @@ class _ProjectInfoOnly(std_logging.Filter):
 
 
 def configure(*, library_info: bool) -> None:
-  """Sets up the console of a program: INFO messages of this project (all libraries' with
-  `library_info`) from process 0, warnings and errors from every process. Call it after
-  `jax.distributed.initialize`, if any."""
+  """Filters the console to this project's INFO messages (all libraries' with `library_info`),
+  warnings and errors. Call it first, before `jax.distributed.initialize`, whose connection
+  notices are library INFO too; then `quiet_other_processes`."""
   handler = logging.get_absl_handler()
   for existing in [f for f in handler.filters if isinstance(f, _ProjectInfoOnly)]:
     handler.removeFilter(existing)
   if not library_info:
     handler.addFilter(_ProjectInfoOnly())
+
+
+def quiet_other_processes() -> None:
+  """INFO messages from process 0 only; every process's warnings and errors. Call it after
+  `jax.distributed.initialize`, if any (`jax.process_index` starts the backend)."""
   logging.set_verbosity(logging.INFO if jax.process_index() == 0 else logging.WARNING)
 
 

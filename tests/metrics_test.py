@@ -201,8 +201,9 @@ def test_real_statistics_in_chunks_equal_those_of_the_whole_split(tiny_config, r
   monkeypatch.setattr(splits, 'split_chunks', chunks)
   mu, sigma = fid.real_statistics(tiny_config, 'test', variables, npz, str(tmp_path),
                                   batch_size=8, mesh=None)
-  np.testing.assert_allclose(mu, expected[0], rtol=1e-9, atol=1e-12)
-  np.testing.assert_allclose(sigma, expected[1], rtol=1e-7, atol=1e-10)
+  # Equal up to float32 rounding of the features (the chunks are extracted in other batches).
+  np.testing.assert_allclose(mu, expected[0], rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(sigma, expected[1], rtol=1e-6, atol=1e-6)
   # Another view of the same folder (here: resized and centre-cropped) gets its own cache file.
   tiny_config.dataset.augmentation = 'random_resized_crop'
   fid.real_statistics(tiny_config, 'test', variables, npz, str(tmp_path), batch_size=8, mesh=None)
