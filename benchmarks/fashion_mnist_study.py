@@ -231,13 +231,13 @@ def measure(args, name: str) -> dict:
   if arm.generator and arm.variant:  # The no-attack and unconditional GANs have no classifier.
     return result
   classifier_steps = steps if not arm.generator else steps[-1:]
-  for step in classifier_steps:
+  for step in reversed(classifier_steps):  # The last first: the claims need it.
     if str(step) not in result['steps'] or 'test_pgd' not in result['steps'][str(step)]:
       result['steps'].setdefault(str(step), {}).update(gap_metrics(args, name, step))
       print(name, step, result['steps'][str(step)], flush=True)
       save()
   for label, step in full_test_steps(args, name, result).items():
-    if label not in result['full']:
+    if label not in result['full'] and label in args.full_tests:
       # APGD-T where the comparisons of `claims` need it: not for a 'best' checkpoint.
       result['full'][label] = dict(full_test_metrics(args, name, step, apgd=label != 'best'),
                                    step=step)
@@ -318,6 +318,9 @@ def full_test_metrics(args, name: str, step: int, *, apgd: bool) -> dict:
   start = time.time()
   for eps, correct in zip(epsilons, curve.correct):
     correct = correct.copy()
+    if args.apgd_epsilons is not None and eps not in args.apgd_epsilons:
+      worst.append(float('nan'))  # Not attacked with APGD-T.
+      continue
     if eps > 0 and correct.any():
       correct[correct] = robustness.correct_under_strong_attack(
           target, images[correct], labels[correct], attack='apgd-t', epsilon=eps,
@@ -458,21 +461,38 @@ def total_seconds(args, name: str, step: int) -> float:
 
 
 def claims(args, names, measured) -> List[str]:
-  """One row per claim and figure: arm means, their difference and its SE, the verdict."""
+  """One row per claim and figure: arm means, their difference and its SE, the verdict.
+
+  The SE is over seeds. With one seed per arm it is, where the figure has one, the SE of the
+  measurement itself (`sampling`: a fraction of `--samples` samples or of the whole test split,
+  binomial; KID, its std over subsets), which leaves out the seeds' spread, and the verdict says
+  so."""
   rows = []
 
-  def row(claim, figure, a, b, values_a, values_b, better):
+  def row(claim, figure, a, b, values_a, values_b, better, sampling=None):
+    if not values_a or not values_b:  # An arm not measured (yet).
+      return
     (ma, sa), (mb, sb) = mean_se(values_a), mean_se(values_b)
-    se = (sa**2 + sb**2)**0.5
+    se, note = (sa**2 + sb**2)**0.5, ''
+    if not np.isfinite(se) and sampling is not None:
+      se = (sampling(a, ma)**2 + sampling(b, mb)**2)**0.5
+      note = ' (1 seed; SE of the measurement only)'
     rows.append(f'| {claim} | {figure} | {a} {ma:.4g} | {b} {mb:.4g} | {ma - mb:+.4g} ± '
-                f'{se:.2g} | {verdict(ma - mb, se, better)} |')
+                f'{se:.2g} | {verdict(ma - mb, se, better)}{note} |')
 
+  binomial = lambda arm, p: (p * (1 - p) / args.samples)**0.5
+  test_images = next((f['num_examples'] for r in measured.values() for f in r['full'].values()),
+                     10_000)  # Fashion-MNIST's test split.
+  binomial_test = lambda arm, p: (p * (1 - p) / test_images)**0.5
   g_last = lambda arm, m: [final(measured[r])[m] for r in runs_of(names, arm)
                            if m in final(measured[r])]
-  for metric, better in (('fd_ref', -1), ('kid_ref', -1), ('precision_ref', 1),
-                         ('recall_ref', 1), ('gan_test_accuracy', 1), ('cas_accuracy', 1)):
+  kid_std = lambda arm, value: statistics.mean(g_last(arm, 'kid_ref_std'))
+  for metric, better, sampling in (
+      ('fd_ref', -1, None), ('kid_ref', -1, kid_std), ('precision_ref', 1, binomial),
+      ('recall_ref', 1, binomial), ('gan_test_accuracy', 1, binomial),
+      ('cas_accuracy', 1, binomial_test)):
     row('a. the attack gives a better G (Rob-GAN)', f'{metric}, last checkpoint', 'robgan',
-        'noattack', g_last('robgan', metric), g_last('noattack', metric), better)
+        'noattack', g_last('robgan', metric), g_last('noattack', metric), better, sampling)
   half = lambda arm: [half_time_value(args, r, measured[r], 'fd_ref') for r in runs_of(names, arm)]
   row('a. the attack speeds up convergence (Rob-GAN)', 'fd_ref at half the shorter run\'s CPU '
       'time', 'robgan', 'noattack', half('robgan'), half('noattack'), -1)
@@ -483,9 +503,10 @@ def claims(args, names, measured) -> List[str]:
     rows.append(f'| b. AS-GAN improves FID by 10-50 % | fd_ref improvement over vanilla, % | | | '
                 f'{m:+.1f} ± {s:.2g} | '
                 f'{"holds" if m - 2 * s >= 10 else "does not hold" if m + 2 * s < 10 else "cannot be told at this scale"} |')
-  for metric, better in (('kid_ref', -1), ('precision_ref', 1), ('recall_ref', 1)):
+  for metric, better, sampling in (('kid_ref', -1, kid_std), ('precision_ref', 1, binomial),
+                                   ('recall_ref', 1, binomial)):
     row('b. AS-GAN gives a better G', f'{metric}, last checkpoint', 'asgan', 'vanilla',
-        g_last('asgan', metric), g_last('vanilla', metric), better)
+        g_last('asgan', metric), g_last('vanilla', metric), better, sampling)
   eps = classifier_epsilons(measured)
   for label_a, label_b, what in (('last', 'last', 'each trained to the end'),
                                  ('best', 'best', 'each at its best'),
@@ -498,11 +519,11 @@ def claims(args, names, measured) -> List[str]:
                                      for r in runs_of(names, arm) if label in measured[r]['full']]
         figure = f'{"clean" if e == 0 else f"{name} eps {e:g}"} ({what})'
         row('c. Rob-GAN (step 1 + 2) beats Madry', figure, 'finetune', 'madry',
-            values('finetune', label_a), values('madry', label_b), 1)
+            values('finetune', label_a), values('madry', label_b), 1, binomial_test)
   for i, e in enumerate(eps):
     values = lambda arm: [measured[r]['full']['last']['pgd'][i] for r in runs_of(names, arm)]
     row('c. fake data help step 2 (lambda 0.5 vs 0)', f'PGD-20 eps {e:g}', 'finetune',
-        'finetune_lambda0', values('finetune'), values('finetune_lambda0'), 1)
+        'finetune_lambda0', values('finetune'), values('finetune_lambda0'), 1, binomial_test)
   gap = lambda arm: [final(measured[r])['train_pgd'] - final(measured[r])['test_pgd']
                      for r in runs_of(names, arm)]
   row('c. Rob-GAN has a smaller robust train/test gap (Fig. 8)', 'train - test PGD-20, eps 0.2, '
@@ -586,6 +607,11 @@ def main(argv=None):
   # 10,000 test images and 4 radii; 3 targets (the most likely classes) and 50 steps fit.
   parser.add_argument('--apgd_targets', type=int, default=3)
   parser.add_argument('--apgd_steps', type=int, default=50)
+  parser.add_argument('--apgd_epsilons', type=float, nargs='+', default=None,
+                      help='APGD-T only at these radii (default: every radius but 0)')
+  parser.add_argument('--full_tests', nargs='+', default=['last', 'best', 'same_time'],
+                      help="checkpoints measured on the whole test split ('best': by PGD-20 on "
+                           "the 1,000 gap examples; 'same_time': Madry's at Rob-GAN's CPU time)")
   parser.add_argument('--half_time', type=float, default=None,
                       help='CPU seconds of the "speeds up convergence" comparison')
   parser.add_argument('--only', choices=('train', 'measure', 'report'))
