@@ -172,7 +172,9 @@ class CollapseGuard:
       if name not in self.been_within_bounds and not ends_collapsed:
         continue
       streak.append((step, value))
-      if len(streak) >= self.settings.patience or step == self.num_steps:
+      # At the last step a test-set metric is final; a training batch's is one batch's noise.
+      if len(streak) >= self.settings.patience or (step == self.num_steps and
+                                                   name.startswith('test_')):
         values = ', '.join(f'{v:.3f} at step {t}' for t, v in streak)
         raise ClassifierCollapseError(
             f'{self.stage}: D\'s classifier collapsed: {name} was {values}, '
