@@ -4,7 +4,6 @@ cross-check against torchattacks 3.5.1's FAB on the network of tests/attacks_tor
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,28 +58,13 @@ NUM_STEPS = 20
 EPSILON = 0.01  # 5 of 13 survive (0.02: 3, 0.05: 1, 0.1: none).
 
 
-class TinyCNN(nn.Module):
-  num_classes: int = 10
-
-  @nn.compact
-  def __call__(self, x):
-    x = nn.relu(nn.Conv(8, (3, 3), strides=2)(x))
-    return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
-
-
-def tiny_logits_fn():
-  model = TinyCNN()
-  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
-  return lambda x: model.apply(variables, x)
+tiny_logits_fn = conftest.tiny_logits_fn
 
 
 @pytest.fixture(scope='module')
 def batch():
-  """16 images (some pixels at the range limits) labelled by the CNN, the first 3 wrongly."""
-  x = jax.random.uniform(jax.random.PRNGKey(5), (16, 8, 8, 3), minval=-1, maxval=1)
-  x = x.at[:, 0].set(1.0).at[:, 1].set(-1.0)
-  predicted = jnp.argmax(tiny_logits_fn()(x), axis=-1)
-  return x, predicted.at[:3].set((predicted[:3] + 1) % 10)
+  """16 images labelled by the tiny CNN, the first 3 wrongly."""
+  return conftest.tiny_cnn_batch(16, num_wrong=3)
 
 
 @functools.cache

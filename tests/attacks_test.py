@@ -5,7 +5,6 @@ tests/attacks_torch_test.py compares the strong attacks with torchattacks.
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -19,6 +18,7 @@ from rob_gan_jax import models
 from rob_gan_jax.attacks import apgd
 from rob_gan_jax.attacks import pgd
 from rob_gan_jax.attacks import square
+from tests import conftest
 
 
 @pytest.fixture(scope='module', params=['batch_norm', 'spectral_norm'])
@@ -109,28 +109,13 @@ NUM_STEPS, NUM_QUERIES = 20, 200
 EPSILON = 0.03  # Some examples survive each attack, others do not.
 
 
-class TinyCNN(nn.Module):
-  num_classes: int = 10
-
-  @nn.compact
-  def __call__(self, x):
-    x = nn.relu(nn.Conv(8, (3, 3), strides=2)(x))
-    return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
-
-
-def tiny_logits_fn(num_classes=10, seed=0):
-  model = TinyCNN(num_classes)
-  variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 8, 8, 3)))
-  return lambda x: model.apply(variables, x)
+tiny_logits_fn = conftest.tiny_logits_fn
 
 
 @pytest.fixture(scope='module')
 def batch():
-  """32 images (some pixels at the range limits) labelled by the CNN, the first 4 wrongly."""
-  x = jax.random.uniform(jax.random.PRNGKey(5), (32, 8, 8, 3), minval=-1, maxval=1)
-  x = x.at[:, 0].set(1.0).at[:, 1].set(-1.0)
-  predicted = jnp.argmax(tiny_logits_fn()(x), axis=-1)
-  return x, predicted.at[:4].set((predicted[:4] + 1) % 10)
+  """32 images labelled by the tiny CNN, the first 4 wrongly."""
+  return conftest.tiny_cnn_batch(32, num_wrong=4)
 
 
 def wiggly_logits_fn(x):

@@ -27,7 +27,9 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', (
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
+import flax.linen as nn  # pylint: disable=g-import-not-at-top
 import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
@@ -69,6 +71,31 @@ def write_image_folder(root, *, per_class, size=32, classes=CLASSES, seed=0):
         pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(os.path.join(root, split, name, f'{i:04d}.jpg'))
   return str(root)
+
+
+class TinyCNN(nn.Module):
+  """The attacks' tests' classifier of 8x8x3 images: one strided convolution and a dense layer."""
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(nn.Conv(8, (3, 3), strides=2)(x))
+    return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
+
+
+def tiny_logits_fn(num_classes=10, seed=0):
+  model = TinyCNN(num_classes)
+  variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 8, 8, 3)))
+  return lambda x: model.apply(variables, x)
+
+
+def tiny_cnn_batch(num_images, num_wrong):
+  """(x, y): `num_images` 8x8x3 images in [-1, 1], rows 0 and 1 at the range's limits, labelled
+  by `tiny_logits_fn()` but for the first `num_wrong`, labelled wrongly."""
+  x = jax.random.uniform(jax.random.PRNGKey(5), (num_images, 8, 8, 3), minval=-1, maxval=1)
+  x = x.at[:, 0].set(1.0).at[:, 1].set(-1.0)
+  predicted = jnp.argmax(tiny_logits_fn()(x), axis=-1)
+  return x, predicted.at[:num_wrong].set((predicted[:num_wrong] + 1) % 10)
 
 
 def assert_same_networks(a, b):

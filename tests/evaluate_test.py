@@ -65,6 +65,7 @@ def test_bad_eval_input_raises(trained_workdir, field, value, error, match):
     evaluate.evaluate(config, task_lib.Task.from_config(config), trained_workdir)
 
 
+@pytest.mark.slow  # Each attack has its own fast test (attacks_*_test.py, api_test.py).
 def test_strong_attacks_are_reported_per_radius_with_the_worst_case(trained_workdir, tmp_path,
                                                                     caplog):
   workdir = str(tmp_path / 'run')
