@@ -8,6 +8,9 @@ breaks, and each attack's time:
 
     python benchmarks/autoattack_worst_case.py --workdir=/work/study/runs/finetune_seed0 \
         --stage=finetune --epsilon=0.2 --num_examples=500
+
+`--budget apgd_t.num_target_classes=3` (repeatable) changes one field of `eval.attack_budgets`,
+to fit a smaller machine; the table's heading quotes the budgets used.
 """
 
 import argparse
@@ -28,9 +31,19 @@ def main(argv=None):
   parser.add_argument('--epsilon', type=float, required=True, help='L-inf radius, [-1, 1] scale')
   parser.add_argument('--num_examples', type=int, default=500, help='test images (a fixed random subset)')
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--budget', action='append', default=[], metavar='ATTACK.FIELD=INT',
+                      help='overrides one field of eval.attack_budgets')
   args = parser.parse_args(argv)
 
   model = api.load(args.workdir, args.stage)
+  for override in args.budget:
+    field, value = override.split('=')
+    attack, name = field.split('.')
+    budgets = model.config.eval.attack_budgets
+    if attack not in budgets or name not in budgets[attack]:
+      raise ValueError(f'--budget {override}: eval.attack_budgets has no {attack}.{name}; it has '
+                       f'{budgets.to_dict()}')
+    budgets[attack][name] = int(value)
   images, labels = model.load_data('test', args.num_examples)
   target = robustness.Target(model.discriminator, model.discriminator_variables)
   e = model.config.eval
@@ -48,7 +61,7 @@ def main(argv=None):
   others = np.logical_and.reduce([c for n, c in correct.items() if n != 'fab-t'])
   every = np.logical_and(others, correct['fab-t'])
   print(f'\n{model.stage} step {model.step} of {args.workdir}, {len(labels)} test images, '
-        f'eps {args.epsilon}\n')
+        f'eps {args.epsilon}; budgets {e.attack_budgets.to_dict()}\n')
   print('| attack | accuracy | seconds |\n|---|---|---|')
   for name, c in correct.items():
     print(f'| {name} | {c.mean():.4f} | {seconds[name]:.0f} |')
