@@ -145,6 +145,8 @@ def get_config() -> ml_collections.ConfigDict:
       loss='split',  # 'split' (paper eq. 9) | 'acgan' (eq. 8).
       # Source loss: 'non_saturating' (official) | 'hinge' (SN-GAN, BigGAN) | 'minimax'.
       gan_loss='non_saturating',
+      # Weight of the class term in G's loss (official 0.5, beside 0.5 x the source term).
+      generator_class_weight=0.5,
       batch_size=64,  # Global batch of every D and G update.
       n_dis=5,  # D updates per G update.
       num_steps=31_250,  # G updates (200 epochs of D updates at batch 64, n_dis 5).

@@ -67,6 +67,7 @@ class Settings:
     task: the run's `task.Task` (the attack's objective, conditional or not, labels for G).
     attack: step 1's attack on real images (`config.attack`; 0 steps: none).
     loss_type: 'split' (eq. 9) or 'acgan' (eq. 8); gan_loss: one of `losses.GAN_LOSSES`.
+    generator_class_weight: the weight of G's class term (`losses.generator_loss`).
     keep_all_bn_updates: `train.keep_all_bn_updates` (module docstring).
     n_dis: D updates per G update.
     unroll: unroll the PGD steps and the D updates (`parallel.unroll_loops`).
@@ -77,6 +78,7 @@ class Settings:
   attack: pgd.AttackSpec
   loss_type: str
   gan_loss: str
+  generator_class_weight: float
   keep_all_bn_updates: bool
   n_dis: int
   unroll: bool
@@ -87,7 +89,8 @@ class Settings:
     t = config.train
     return cls(generator=generator, discriminator=discriminator, task=task,
                attack=pgd.AttackSpec.from_config(config.attack, 'attack'), loss_type=t.loss,
-               gan_loss=t.gan_loss, keep_all_bn_updates=t.keep_all_bn_updates, n_dis=t.n_dis,
+               gan_loss=t.gan_loss, generator_class_weight=t.generator_class_weight,
+               keep_all_bn_updates=t.keep_all_bn_updates, n_dis=t.n_dis,
                unroll=parallel.unroll_loops(config.unroll))
 
 
@@ -106,6 +109,9 @@ def validate_config(config: ml_collections.ConfigDict, task: task_lib.Task) -> N
   for name in ('n_dis', 'num_steps'):
     if config.train[name] < 1:
       raise ValueError(f'train.{name} must be >= 1, got {config.train[name]}')
+  if not config.train.generator_class_weight >= 0:
+    raise ValueError('train.generator_class_weight must be >= 0, got '
+                     f'{config.train.generator_class_weight}')
 
 
 def attack_real_images(settings: Settings, variables, x_real: jax.Array, y_real: jax.Array,
@@ -202,7 +208,8 @@ def generator_step(state: state_lib.GANState, z, y_fake, *,
     (source, classes), d_updates = st.discriminator.apply(d.variables, x_fake, train=True,
                                                           mutable=['batch_stats'])
     loss = losses.generator_loss(source_logits=source, class_logits=classes, labels=y_fake,
-                                 gan_loss=st.gan_loss, conditional=st.task.conditional)
+                                 gan_loss=st.gan_loss, conditional=st.task.conditional,
+                                 class_weight=st.generator_class_weight)
     return loss, (g_updates['batch_stats'], d_updates['batch_stats'], {'g_loss': loss})
 
   grads, (batch_stats, d_batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(g.params)

@@ -52,11 +52,12 @@ def class_loss(*, logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def _with_class_term(source_term: jax.Array, class_logits: jax.Array, labels: jax.Array,
-                     conditional: bool) -> jax.Array:
-  """0.5 * source_term + 0.5 * CE(class_logits, labels); source_term alone without a class head."""
+                     conditional: bool, class_weight: float = 0.5) -> jax.Array:
+  """0.5 * source_term + class_weight * CE(class_logits, labels); source_term alone without a
+  class head."""
   if not conditional:
     return source_term
-  return 0.5 * source_term + 0.5 * class_loss(logits=class_logits, labels=labels)
+  return 0.5 * source_term + class_weight * class_loss(logits=class_logits, labels=labels)
 
 
 def discriminator_real_loss(*, source_logits: jax.Array, class_logits: jax.Array,
@@ -83,11 +84,14 @@ def discriminator_fake_loss(*, source_logits: jax.Array, class_logits: jax.Array
 
 
 def generator_loss(*, source_logits: jax.Array, class_logits: jax.Array, labels: jax.Array,
-                   conditional: bool, gan_loss: str = 'non_saturating') -> jax.Array:
+                   conditional: bool, gan_loss: str = 'non_saturating',
+                   class_weight: float = 0.5) -> jax.Array:
   """G's loss on G(z, y), official `loss_nll(lam=0.5)`: 0.5 * generator_source_loss + 0.5 * CE
-  (the paper's G maximises L_C - L_S on fakes, eqs. 8-9: the 'minimax' source term)."""
+  (the paper's G maximises L_C - L_S on fakes, eqs. 8-9: the 'minimax' source term).
+  `class_weight` (`train.generator_class_weight`) replaces the CE term's 0.5: AC-GAN's class
+  term pulls G towards images D's classifier is sure of, at the cost of variety within a class."""
   return _with_class_term(generator_source_loss(logits=source_logits, gan_loss=gan_loss),
-                          class_logits, labels, conditional)
+                          class_logits, labels, conditional, class_weight)
 
 
 def finetune_loss(*, real_logits: jax.Array, real_labels: jax.Array, fake_logits: jax.Array,

@@ -373,6 +373,7 @@ def test_config_files_are_locked():
     ('train.batch_size', 6, 'divide'),
     ('train.n_dis', 0, 'n_dis'),
     ('train.gan_loss', 'wasserstein', 'train.gan_loss'),
+    ('train.generator_class_weight', -0.1, 'train.generator_class_weight'),
     ('model.num_classes', 0, "method 'robgan' needs model.num_classes >= 1"),
     ('method', 'madry', 'co-training is method robgan'),
 ])

@@ -49,10 +49,13 @@ def test_discriminator_fake_loss_split_and_acgan():
     losses.discriminator_fake_loss(**kwargs, loss_type='hinge')
 
 
-def test_generator_loss_is_non_saturating_real_target():
+@pytest.mark.parametrize('class_weight', [None, 0.1, 0.0])  # None: the official 0.5.
+def test_generator_loss_is_non_saturating_real_target(class_weight):
+  kwargs = {} if class_weight is None else {'class_weight': class_weight}
   value = losses.generator_loss(source_logits=SOURCE, class_logits=CLASSES, labels=LABELS,
-                                conditional=True)
-  assert float(value) == pytest.approx(0.5 * BCE_REAL + 0.5 * CE, rel=1e-5)
+                                conditional=True, **kwargs)
+  weight = 0.5 if class_weight is None else class_weight
+  assert float(value) == pytest.approx(0.5 * BCE_REAL + weight * CE, rel=1e-5)
 
 
 def test_finetune_loss_eq10():
