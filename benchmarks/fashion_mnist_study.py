@@ -74,10 +74,9 @@ ARMS = {
     'finetune_lambda0': Arm('', 'finetune', init='robgan',
                             flags=('--config.finetune.fake_weight=0.0',), stage='finetune',
                             generator=False),
-    # 4 epochs (the config's 10 do not fit the study's budget of 2 cores for a few hours): about
-    # Rob-GAN's co-training and fine-tuning CPU time together.
-    'madry': Arm('madry', 'train', flags=('--config.finetune.stage_epochs=(3.0,1.0)',),
-                 stage='madry', generator=False),
+    # The config's 10 epochs (4,690 updates, about 45 CPU minutes): within the CPU time of
+    # Rob-GAN's two steps (about 64 minutes).
+    'madry': Arm('madry', 'train', stage='madry', generator=False),
 }
 # Pairs of arms a claim compares, with the metric that says which is better (+1: higher is).
 PAIRS = (('robgan', 'noattack', 'fd_ref', -1), ('asgan', 'vanilla', 'fd_ref', -1),
@@ -285,10 +284,10 @@ def full_test_steps(args, name: str, result: dict) -> Dict[str, int]:
   examples) and, for Madry, 'same_time' (the latest within the CPU time of Rob-GAN's two
   steps of the same seed)."""
   arm, seed = name.rsplit('_seed', 1)
-  measured = {int(s): m for s, m in result['steps'].items() if 'test_pgd' in m}
-  steps = {'last': max(measured)}
+  measured = [int(s) for s, m in result['steps'].items() if 'test_pgd' in m]
+  steps = {'last': gap_checkpoint(result, 'last')}
   if ARMS[arm].stage != 'cotrain':
-    steps['best'] = max(measured, key=lambda s: (measured[s]['test_pgd'], s))
+    steps['best'] = gap_checkpoint(result, 'best')
   if arm == 'madry':
     budget = (timeline(args, f'robgan_seed{seed}')[-1, 1]
               + timeline(args, f'finetune_seed{seed}')[-1, 1])
@@ -421,11 +420,29 @@ def report(args, names: Sequence[str]) -> str:
       values = [final(measured[r])[metric] for r in runs if metric in final(measured[r])]
       cells.append('%.4g ± %.2g' % mean_se(values) if values else '-')
     lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
-  lines += ['', '## Classifiers on all 10,000 test images (mean ± SE over seeds)', '',
-            '| arm | checkpoint | step | CPU minutes (with step 1) | ' + ' | '.join(
-                f'PGD-20 eps {e:g}' for e in classifier_epsilons(measured)) + ' | ' + ' | '.join(
-                    f'+APGD-T eps {e:g}' for e in classifier_epsilons(measured)[1:]) + ' |',
-            '|---' * (4 + 2 * len(classifier_epsilons(measured)) - 1) + '|']
+  gap_columns = ('train_clean', 'train_pgd', 'test_clean', 'test_pgd')
+  lines += ['', f'## Classifiers on the 1,000 + 1,000 gap-curve images, PGD-20 at eps '
+            f'{TRAIN_EPSILON:g} (mean ± SE over seeds)', '',
+            '| arm | checkpoint | step | CPU minutes (with step 1) | ' + ' | '.join(gap_columns)
+            + ' |', '|---' * (4 + len(gap_columns)) + '|']
+  for arm in ('robgan', 'finetune', 'finetune_lambda0', 'madry'):
+    runs = runs_of(names, arm)
+    for label in ('last', 'best'):
+      steps = [gap_checkpoint(measured[r], label) for r in runs]
+      picked = [(r, step) for r, step in zip(runs, steps) if step is not None]
+      if not picked:
+        continue
+      minutes = statistics.mean(total_seconds(args, r, step) / 60 for r, step in picked)
+      cells = [label, '/'.join(str(step) for _, step in picked), f'{minutes:.1f}']
+      cells += ['%.3f ± %.2g' % mean_se([measured[r]['steps'][str(step)][c] for r, step in picked])
+                for c in gap_columns]
+      lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
+  if classifier_epsilons(measured):
+    lines += ['', '## Classifiers on all 10,000 test images (mean ± SE over seeds)', '',
+              '| arm | checkpoint | step | CPU minutes (with step 1) | ' + ' | '.join(
+                  f'PGD-20 eps {e:g}' for e in classifier_epsilons(measured)) + ' | ' + ' | '.join(
+                      f'+APGD-T eps {e:g}' for e in classifier_epsilons(measured)[1:]) + ' |',
+              '|---' * (4 + 2 * len(classifier_epsilons(measured)) - 1) + '|']
   for arm in ('robgan', 'finetune', 'finetune_lambda0', 'madry'):
     runs = runs_of(names, arm)
     for label in ('last', 'best', 'same_time'):
@@ -444,6 +461,17 @@ def report(args, names: Sequence[str]) -> str:
             '|---|---|---|---|---|---|']
   lines += claims(args, names, measured)
   return '\n'.join(lines)
+
+
+def gap_checkpoint(result: dict, label: str) -> Optional[int]:
+  """The last checkpoint measured on the gap-curve images, or ('best') the one with the
+  highest test PGD-20 accuracy there; None if none was."""
+  measured = {int(s): m for s, m in result['steps'].items() if 'test_pgd' in m}
+  if not measured:
+    return None
+  if label == 'last':
+    return max(measured)
+  return max(measured, key=lambda s: (measured[s]['test_pgd'], s))
 
 
 def classifier_epsilons(measured: dict) -> List[float]:
@@ -524,6 +552,16 @@ def claims(args, names, measured) -> List[str]:
     values = lambda arm: [measured[r]['full']['last']['pgd'][i] for r in runs_of(names, arm)]
     row('c. fake data help step 2 (lambda 0.5 vs 0)', f'PGD-20 eps {e:g}', 'finetune',
         'finetune_lambda0', values('finetune'), values('finetune_lambda0'), 1, binomial_test)
+  # The same comparisons on the 1,000 test images of the gap curve, at the last checkpoints.
+  binomial_gap = lambda arm, p: (p * (1 - p) / 1_000)**0.5
+  gap_last = lambda arm, metric: [final(measured[r])[metric] for r in runs_of(names, arm)
+                                  if metric in final(measured[r])]
+  for metric, name in (('test_clean', 'clean'), ('test_pgd', f'PGD-20 eps {TRAIN_EPSILON:g}')):
+    figure = f'{name}, the 1,000 gap-curve test images, last checkpoint'
+    row('c. Rob-GAN (step 1 + 2) beats Madry', figure, 'finetune', 'madry',
+        gap_last('finetune', metric), gap_last('madry', metric), 1, binomial_gap)
+    row('c. fake data help step 2 (lambda 0.5 vs 0)', figure, 'finetune', 'finetune_lambda0',
+        gap_last('finetune', metric), gap_last('finetune_lambda0', metric), 1, binomial_gap)
   gap = lambda arm: [final(measured[r])['train_pgd'] - final(measured[r])['test_pgd']
                      for r in runs_of(names, arm)]
   row('c. Rob-GAN has a smaller robust train/test gap (Fig. 8)', 'train - test PGD-20, eps 0.2, '
@@ -569,7 +607,11 @@ def plot(args, names: Sequence[str]) -> None:
     axes[0, 0].legend()
     figure.tight_layout()
     figure.savefig(path(args, f'fashion_mnist_{study}.png'), dpi=80)
-  figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+  classifiers = [r for arm in ('finetune', 'finetune_lambda0', 'madry') for r in runs_of(names, arm)]
+  full_tests = any('last' in measured[r]['full'] for r in classifiers)
+  figure, axes = plt.subplots(1, 2 if full_tests else 1, figsize=(11 if full_tests else 6, 4),
+                              squeeze=False)
+  axes = axes[0]
   for arm in ('finetune', 'finetune_lambda0', 'madry'):
     for i, run in enumerate(runs_of(names, arm)):
       steps = sorted(int(s) for s in measured[run]['steps'])
@@ -577,15 +619,18 @@ def plot(args, names: Sequence[str]) -> None:
       for split, style in (('train', '--'), ('test', '-')):
         axes[0].plot(minutes, [measured[run]['steps'][str(s)][f'{split}_pgd'] for s in steps],
                      style, color=colours[arm], label=f'{arm} {split}' if i == 0 else None)
-      full = measured[run]['full']['last']
+      full = measured[run]['full'].get('last')
+      if full is None:  # Not measured on the whole test split (yet).
+        continue
       axes[1].plot(full['epsilons'], full['pgd'], '-o', color=colours[arm],
                    label=f'{arm} PGD-20' if i == 0 else None)
       axes[1].plot(full['epsilons'][1:], full['apgd_t_worst'][1:], ':x', color=colours[arm],
                    label=f'{arm} + APGD-T' if i == 0 else None)
   axes[0].set_xlabel('CPU minutes (step 2: with step 1)')
   axes[0].set_ylabel(f'PGD-20 accuracy, eps {TRAIN_EPSILON} (1,000 examples)')
-  axes[1].set_xlabel('eps ([-1, 1] scale)')
-  axes[1].set_ylabel('test accuracy (10,000 examples)')
+  if full_tests:
+    axes[1].set_xlabel('eps ([-1, 1] scale)')
+    axes[1].set_ylabel('test accuracy (10,000 examples)')
   for ax in axes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -599,6 +644,8 @@ def main(argv=None):
   parser.add_argument('--out', required=True)
   parser.add_argument('--reference_cache', required=True)
   parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+  parser.add_argument('--arms', nargs='+', choices=list(ARMS), default=list(ARMS),
+                      help='the arms to run and report (a step-2 arm needs its co-training arm)')
   parser.add_argument('--extra_seed', type=int, default=2)
   parser.add_argument('--samples', type=int, default=10_000, help="G's samples per checkpoint")
   parser.add_argument('--g_every', type=int, default=1_000,
@@ -621,9 +668,11 @@ def main(argv=None):
   if args.measure_run:
     measure(args, args.measure_run)
     return
-  names = [f'{arm}_seed{seed}' for seed in args.seeds for arm in ARMS]
+  names = [f'{arm}_seed{seed}' for seed in args.seeds for arm in args.arms]
   if args.only in (None, 'train'):
     train(args, names)
+    if args.only == 'train':
+      return
   if args.only in (None, 'measure'):
     measure_all(args, names)
     extra = disagreeing_pairs(args, names)
@@ -637,8 +686,8 @@ def main(argv=None):
       names += [n for n in more if n not in names]
   names = [n for n in names if os.path.exists(path(args, 'measure', f'{n}.json'))]
   if args.half_time is None:
-    args.half_time = min(timeline(args, n)[-1, 1] for n in names
-                         if n.startswith(('robgan_', 'noattack_'))) / 2
+    args.half_time = min((timeline(args, n)[-1, 1] for n in names
+                          if n.startswith(('robgan_', 'noattack_'))), default=0.0) / 2
   text = report(args, names)
   with open(path(args, 'report.md'), 'w') as f:
     f.write(text + '\n')
