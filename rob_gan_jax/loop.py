@@ -147,13 +147,20 @@ class CollapseGuard:
     self.start = start or {}
     self.streaks: Dict[str, List[Tuple[int, float]]] = {}
     self.been_within_bounds = set()
+    self.last_step = 0
 
   @property
   def collapsed(self) -> bool:
-    return any(self.streaks.values())
+    """Whether the latest observation of a watched metric is beyond its bound, so the checkpoint
+    waits. After the last step a training batch's metric is one batch's noise: only the test-set
+    metrics keep the final checkpoint from being saved."""
+    final = self.last_step == self.num_steps
+    return any(streak for name, streak in self.streaks.items()
+               if name.startswith('test_') or not final)
 
   def observe(self, step: int, scalars: Optional[Dict[str, float]]) -> None:
     """Raises ClassifierCollapseError if the classifier has collapsed by step `step`."""
+    self.last_step = step
     if not self.settings.patience:
       return
     for name, value in (scalars or {}).items():

@@ -194,6 +194,22 @@ def test_a_classifier_stage_ending_collapsed_is_stopped_whatever_it_started_from
     g.observe(60, {'test_max_class_share': 1.0, 'test_prediction_information': 0.0})
 
 
+def test_a_training_batch_beyond_its_bound_at_the_last_step_does_not_hold_back_the_checkpoint(
+    tmp_path):
+  """.ci/run's 4-update tiny fine-tuning: one batch of 16 gave 15 one class at the last step."""
+  settings = ml_collections.ConfigDict(dict(max_class_share=0.9, min_information=0.02,
+                                            patience=3))
+  g = loop.CollapseGuard(settings, stage='finetune', num_steps=4,
+                         manager=checkpoints.manager(str(tmp_path)))
+  g.observe(2, {'max_class_share': 0.5})
+  g.observe(3, {'max_class_share': 0.9375})
+  assert g.collapsed  # Mid-run the checkpoint waits for the next observations.
+  g.observe(4, {'max_class_share': 0.9375, 'test_max_class_share': 0.75})
+  assert not g.collapsed
+  with pytest.raises(loop.ClassifierCollapseError, match='test_max_class_share was 0.950 at step 4'):
+    g.observe(4, {'test_max_class_share': 0.95})  # The test set's metrics still count.
+
+
 def test_collapse_guard_stops_a_run_ending_collapsed(tmp_path):
   settings = ml_collections.ConfigDict(dict(max_class_share=0.9, min_information=0.02,
                                             patience=3))
