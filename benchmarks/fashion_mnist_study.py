@@ -607,7 +607,8 @@ def plot(args, names: Sequence[str]) -> None:
     axes[0, 0].legend()
     figure.tight_layout()
     figure.savefig(path(args, f'fashion_mnist_{study}.png'), dpi=80)
-  classifiers = [r for arm in ('finetune', 'finetune_lambda0', 'madry') for r in runs_of(names, arm)]
+  classifiers = [r for arm in ('finetune', 'finetune_lambda0', 'madry')
+                 for r in runs_of(names, arm)]
   full_tests = any('last' in measured[r]['full'] for r in classifiers)
   figure, axes = plt.subplots(1, 2 if full_tests else 1, figsize=(11 if full_tests else 6, 4),
                               squeeze=False)

@@ -154,9 +154,13 @@ class CollapseGuard:
     """Whether the latest observation of a watched metric is beyond its bound, so the checkpoint
     waits. After the last step a training batch's metric is one batch's noise: only the test-set
     metrics keep the final checkpoint from being saved."""
-    final = self.last_step == self.num_steps
     return any(streak for name, streak in self.streaks.items()
-               if name.startswith('test_') or not final)
+               if self.last_step != self.num_steps or self._final_test_metric(name, self.last_step))
+
+  def _final_test_metric(self, name: str, step: int) -> bool:
+    """A test-set metric at the last step: final, judged without patience. A training batch's
+    metric there is one batch's noise."""
+    return step == self.num_steps and name.startswith('test_')
 
   def observe(self, step: int, scalars: Optional[Dict[str, float]]) -> None:
     """Raises ClassifierCollapseError if the classifier has collapsed by step `step`."""
@@ -174,14 +178,11 @@ class CollapseGuard:
         self.been_within_bounds.add(name)
         streak.clear()
         continue
-      ends_collapsed = (step == self.num_steps and self.stage != 'cotrain'
-                        and name.startswith('test_'))
+      ends_collapsed = self.stage != 'cotrain' and self._final_test_metric(name, step)
       if name not in self.been_within_bounds and not ends_collapsed:
         continue
       streak.append((step, value))
-      # At the last step a test-set metric is final; a training batch's is one batch's noise.
-      if len(streak) >= self.settings.patience or (step == self.num_steps and
-                                                   name.startswith('test_')):
+      if len(streak) >= self.settings.patience or self._final_test_metric(name, step):
         values = ', '.join(f'{v:.3f} at step {t}' for t, v in streak)
         raise ClassifierCollapseError(
             f'{self.stage}: D\'s classifier collapsed: {name} was {values}, '

@@ -206,7 +206,8 @@ def test_a_training_batch_beyond_its_bound_at_the_last_step_does_not_hold_back_t
   assert g.collapsed  # Mid-run the checkpoint waits for the next observations.
   g.observe(4, {'max_class_share': 0.9375, 'test_max_class_share': 0.75})
   assert not g.collapsed
-  with pytest.raises(loop.ClassifierCollapseError, match='test_max_class_share was 0.950 at step 4'):
+  with pytest.raises(loop.ClassifierCollapseError,
+                     match='test_max_class_share was 0.950 at step 4'):
     g.observe(4, {'test_max_class_share': 0.95})  # The test set's metrics still count.
 
 
